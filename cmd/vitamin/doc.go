@@ -1,0 +1,10 @@
+// Command vitamin is Vitamin's command-line tool.
+//
+// Usage:
+//
+//	vitamin version    print the version of Vitamin the tool was built from
+//	vitamin help       print this help
+//
+// The project generator (vitamin new <module-path>) is built on package
+// github.com/vitamin-go/vitamin/template.
+package main

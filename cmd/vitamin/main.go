@@ -1,0 +1,48 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+)
+
+const usage = `vitamin is the command-line tool of the Vitamin microservice toolkit.
+
+Usage:
+
+	vitamin version    print the version of Vitamin the tool was built from
+	vitamin help       print this help
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run carries out one command line and returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	case "version":
+		fmt.Fprintln(stdout, "vitamin", version())
+		return 0
+	default:
+		fmt.Fprintf(stderr, "vitamin: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+}
+
+// version is the module version the binary was built from: a release tag
+// when installed with go install …@vX.Y.Z, "(devel)" in a checkout.
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}

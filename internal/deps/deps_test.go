@@ -1,0 +1,53 @@
+package deps_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const module = "github.com/vitamin-go/vitamin/"
+
+var (
+	consul = "github.com/hashicorp/consul"
+	nats   = "github.com/nats-io/"
+	grpc   = "google.golang.org/grpc"
+)
+
+// rules says, for each package, which import path prefixes may not appear
+// among its dependencies (tests excluded: they may use anything).
+var rules = []struct {
+	pkg       string
+	forbidden []string
+}{
+	{"resilience", []string{consul, nats, grpc}},
+	{"discovery", []string{consul, nats, grpc}},
+	{"config", []string{consul, nats, grpc}},
+	{"messaging", []string{consul}},
+}
+
+func TestPackagesKeepTheirDependenciesLight(t *testing.T) {
+	for _, r := range rules {
+		t.Run(r.pkg, func(t *testing.T) {
+			out, err := exec.Command("go", "list", "-deps", module+r.pkg).CombinedOutput()
+			if err != nil {
+				t.Fatalf("go list -deps %s: %v\n%s", r.pkg, err, out)
+			}
+			deps := strings.Fields(string(out))
+			if len(deps) == 0 || deps[len(deps)-1] != module+r.pkg {
+				t.Fatalf("go list -deps %s did not list the package itself:\n%s", r.pkg, out)
+			}
+			for _, d := range deps {
+				for _, f := range r.forbidden {
+					if strings.HasPrefix(d, f) {
+						t.Errorf("%s depends on %s; it must not depend on anything under %s (move the adapter to a subpackage)", r.pkg, d, f)
+					}
+				}
+			}
+		})
+	}
+}

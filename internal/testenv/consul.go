@@ -1,0 +1,239 @@
+package testenv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// ConsulBinEnv names the environment variable that points at a consul
+// binary to use instead of the one scripts/consul builds into .bin/.
+const ConsulBinEnv = "VITAMIN_CONSUL_BIN"
+
+const consulHow = "scripts/consul (it builds .bin/consul; scripts/test does it too)"
+
+// ConsulOption changes how StartConsul runs the agent.
+type ConsulOption func(*consulOptions)
+
+type consulOptions struct {
+	grpc, dns bool
+	hcl       []string
+}
+
+// ConsulGRPC turns on the agent's gRPC port (off by default); its address is
+// in Consul.GRPCAddr.
+func ConsulGRPC() ConsulOption { return func(o *consulOptions) { o.grpc = true } }
+
+// ConsulDNS turns on the agent's DNS port (off by default); its address is
+// in Consul.DNSAddr.
+func ConsulDNS() ConsulOption { return func(o *consulOptions) { o.dns = true } }
+
+// ConsulHCL adds a snippet of agent configuration in HCL, for settings that
+// have no command-line flag.
+func ConsulHCL(hcl string) ConsulOption {
+	return func(o *consulOptions) { o.hcl = append(o.hcl, hcl) }
+}
+
+// Consul is a real Consul agent in dev mode (a single server that keeps its
+// state in memory) listening on free loopback ports. It is safe for
+// concurrent use.
+type Consul struct {
+	// Addr is the host:port of the HTTP API.
+	Addr string
+	// GRPCAddr and DNSAddr are set when asked for with ConsulGRPC and
+	// ConsulDNS.
+	GRPCAddr, DNSAddr string
+	// Client talks to the agent's HTTP API.
+	Client *api.Client
+	// Node is the agent's node name; it stays the same across restarts.
+	Node string
+
+	bin  string
+	args []string
+	log  *logBuffer
+
+	mu   sync.Mutex
+	proc *exec.Cmd
+	done chan struct{} // closed when proc has exited
+}
+
+// ConsulBinary returns the path of the consul binary the helpers run, or an
+// error saying how to build it.
+func ConsulBinary() (string, error) {
+	if p := os.Getenv(ConsulBinEnv); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("%s=%s: %w", ConsulBinEnv, p, err)
+		}
+		return p, nil
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(root, ".bin", "consul")
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("no consul binary at .bin/consul: %w", err)
+	}
+	return p, nil
+}
+
+// StartConsul starts a Consul dev agent on free loopback ports and waits
+// until it has elected itself leader and registered its own node. The agent
+// is stopped when the test ends, and its log is attached to the test output
+// if the test failed. Without a consul binary the test is skipped (or fails
+// under CI).
+func StartConsul(t testing.TB, opts ...ConsulOption) *Consul {
+	t.Helper()
+	bin, err := ConsulBinary()
+	if err != nil {
+		Missing(t, "the consul binary ("+err.Error()+")", consulHow)
+	}
+	var o consulOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	c := &Consul{bin: bin, log: &logBuffer{}, Node: "vitamin-test"}
+	attachOnFailure(t, "consul agent", c.log)
+	t.Cleanup(c.Stop)
+
+	// A free port may be taken by someone else before the agent binds it:
+	// try a few sets of ports.
+	var lastErr error
+	for range 3 {
+		if lastErr = c.start(t, o); lastErr == nil {
+			return c
+		}
+		c.Stop()
+	}
+	t.Fatalf("testenv: start consul: %v", lastErr)
+	return nil
+}
+
+func (c *Consul) start(t testing.TB, o consulOptions) error {
+	port := func(on bool) string {
+		if !on {
+			return "-1"
+		}
+		return strconv.Itoa(FreePort(t))
+	}
+	http := FreePort(t)
+	grpc, dns := port(o.grpc), port(o.dns)
+	c.Addr = "127.0.0.1:" + strconv.Itoa(http)
+	c.GRPCAddr, c.DNSAddr = "", ""
+	if o.grpc {
+		c.GRPCAddr = "127.0.0.1:" + grpc
+	}
+	if o.dns {
+		c.DNSAddr = "127.0.0.1:" + dns
+	}
+	c.args = []string{"agent", "-dev",
+		"-node", c.Node,
+		"-bind", "127.0.0.1", "-client", "127.0.0.1", "-advertise", "127.0.0.1",
+		"-http-port", strconv.Itoa(http),
+		"-serf-lan-port", strconv.Itoa(FreePort(t)),
+		"-serf-wan-port", strconv.Itoa(FreePort(t)),
+		"-server-port", strconv.Itoa(FreePort(t)),
+		"-grpc-port", grpc, "-grpc-tls-port", "-1", "-dns-port", dns,
+		"-log-level", "debug",
+	}
+	for _, h := range o.hcl {
+		c.args = append(c.args, "-hcl", h)
+	}
+	cfg := api.DefaultConfig()
+	cfg.Address = c.Addr
+	cl, err := api.NewClient(cfg)
+	if err != nil {
+		return err
+	}
+	c.Client = cl
+	return c.run()
+}
+
+// run starts the agent process with c.args and waits until it is ready.
+func (c *Consul) run() error {
+	c.mu.Lock()
+	if c.proc != nil {
+		c.mu.Unlock()
+		return errors.New("consul agent already running")
+	}
+	cmd := exec.Command(c.bin, c.args...)
+	cmd.Stdout, cmd.Stderr = c.log, c.log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		c.mu.Unlock()
+		return err
+	}
+	done := make(chan struct{})
+	c.proc, c.done = cmd, done
+	c.mu.Unlock()
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
+
+	err := poll(context.Background(), 60*time.Second, func() error {
+		select {
+		case <-done:
+			return errors.New("consul agent exited")
+		default:
+		}
+		leader, err := c.Client.Status().Leader()
+		if err != nil {
+			return err
+		}
+		if leader == "" {
+			return errors.New("no leader yet")
+		}
+		n, _, err := c.Client.Catalog().Node(c.Node, nil)
+		if err != nil {
+			return err
+		}
+		if n == nil {
+			return errors.New("agent's node not in the catalog yet")
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("consul agent on %s not ready: %w", c.Addr, err)
+	}
+	return nil
+}
+
+// Stop kills the agent, as a crash would, and waits for the process to
+// exit. The agent forgets everything it held (dev mode keeps no state on
+// disk). Stopping a stopped agent does nothing.
+func (c *Consul) Stop() {
+	c.mu.Lock()
+	proc, done := c.proc, c.done
+	c.proc = nil
+	c.mu.Unlock()
+	if proc == nil {
+		return
+	}
+	_ = proc.Process.Kill()
+	<-done
+}
+
+// Restart stops the agent if it runs and starts it again on the same ports
+// with the same node name, and waits until it is ready.
+func (c *Consul) Restart(t testing.TB) {
+	t.Helper()
+	c.Stop()
+	fmt.Fprintf(c.log, "--- testenv: restarting consul agent ---\n")
+	if err := c.run(); err != nil {
+		t.Fatalf("testenv: restart consul: %v", err)
+	}
+}
+
+// Log returns what the agent printed so far.
+func (c *Consul) Log() string { return c.log.String() }

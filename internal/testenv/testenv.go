@@ -1,0 +1,119 @@
+package testenv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Missing stops the test because a dependency is not available: it fails
+// under CI (CI=true) and skips elsewhere. what names the dependency and how
+// the command that provides it.
+func Missing(t testing.TB, what, how string) {
+	t.Helper()
+	if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
+		t.Fatalf("%s is missing (CI=true, so this fails): run %s", what, how)
+	}
+	t.Skipf("%s is missing: run %s", what, how)
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free when asked. Another
+// process may take it before the caller binds it; helpers that use it retry.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("testenv: find a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// RepoRoot returns the root of the Vitamin repository: the nearest parent
+// of the working directory that holds the module's go.mod.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && isVitaminModule(b) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("testenv: no go.mod of github.com/vitamin-go/vitamin above the working directory")
+		}
+		dir = parent
+	}
+}
+
+func isVitaminModule(gomod []byte) bool {
+	const want = "module github.com/vitamin-go/vitamin\n"
+	return len(gomod) >= len(want) && string(gomod[:len(want)]) == want
+}
+
+// Eventually polls cond every few milliseconds until it returns nil or the
+// timeout passes, and then fails the test with cond's last error. It is the
+// way tests wait: never on a fixed sleep.
+func Eventually(t testing.TB, timeout time.Duration, cond func() error) {
+	t.Helper()
+	if err := poll(context.Background(), timeout, cond); err != nil {
+		t.Fatalf("condition not met within %v: %v", timeout, err)
+	}
+}
+
+func poll(ctx context.Context, timeout time.Duration, cond func() error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	wait := time.Millisecond
+	for {
+		err := cond()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 50*time.Millisecond)
+	}
+}
+
+// logBuffer collects a process's output so that it can be attached to the
+// test log when the test fails. It is safe for concurrent use.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	return len(p), nil
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return string(l.buf)
+}
+
+func attachOnFailure(t testing.TB, name string, l *logBuffer) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("--- %s log ---\n%s--- end of %s log ---", name, l.String(), name)
+		}
+	})
+}
+
+func errorf(format string, args ...any) error { return fmt.Errorf("testenv: "+format, args...) }
