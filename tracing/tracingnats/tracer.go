@@ -1,0 +1,194 @@
+package tracingnats
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/vitamin-go/vitamin/tracing"
+)
+
+// ScopeName is the instrumentation scope of the spans this package starts.
+const ScopeName = "github.com/vitamin-go/vitamin/tracing/tracingnats"
+
+// Semantic-convention values for NATS messaging spans.
+const (
+	// System is the messaging.system attribute value.
+	System = "nats"
+	// OperationPublish is the messaging.operation.name of producer spans.
+	OperationPublish = "publish"
+	// OperationProcess is the messaging.operation.name of consumer spans.
+	OperationProcess = "process"
+)
+
+// Option configures a Tracer.
+type Option func(*Tracer)
+
+// WithTelemetry takes the tracer provider and propagator from t.
+func WithTelemetry(t *tracing.Telemetry) Option {
+	return func(tr *Tracer) {
+		tr.tp = t.TracerProvider()
+		tr.prop = t.Propagator()
+	}
+}
+
+// WithTracerProvider sets the tracer provider. Default: the global one
+// (otel.GetTracerProvider) at the time New is called.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(tr *Tracer) { tr.tp = tp }
+}
+
+// WithPropagator sets the propagator. Default: the global one
+// (otel.GetTextMapPropagator) at the time New is called.
+func WithPropagator(p propagation.TextMapPropagator) Option {
+	return func(tr *Tracer) { tr.prop = p }
+}
+
+// Tracer starts producer and consumer spans for NATS messages, following
+// the OpenTelemetry messaging semantic conventions, and carries the trace
+// context and baggage in the message headers. It is safe for concurrent
+// use.
+type Tracer struct {
+	tp     trace.TracerProvider
+	prop   propagation.TextMapPropagator
+	tracer trace.Tracer
+}
+
+// New returns a Tracer. Without options it uses the OpenTelemetry globals,
+// as installed by tracing.Setup; if Setup has not run they are no-ops that
+// still carry an incoming trace context through.
+func New(opts ...Option) *Tracer {
+	t := &Tracer{}
+	for _, o := range opts {
+		o(t)
+	}
+	if t.tp == nil {
+		t.tp = otel.GetTracerProvider()
+	}
+	if t.prop == nil {
+		t.prop = otel.GetTextMapPropagator()
+	}
+	t.tracer = t.tp.Tracer(ScopeName)
+	return t
+}
+
+// Propagator returns the propagator the Tracer writes and reads headers
+// with.
+func (t *Tracer) Propagator() propagation.TextMapPropagator { return t.prop }
+
+// StartPublish starts a producer span named "publish <subject>" as a child
+// of the span in ctx, and writes its context and the baggage of ctx into
+// msg's headers (creating them if needed). Publish msg with the returned
+// context, then end the span with End. The attributes given are added to
+// the span, after the standard ones: messaging.system,
+// messaging.operation.name and .type, messaging.destination.name,
+// messaging.message.body.size and, when the Nats-Msg-Id header is set,
+// messaging.message.id.
+func (t *Tracer) StartPublish(ctx context.Context, msg *nats.Msg, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+	if msg.Header == nil {
+		msg.Header = nats.Header{}
+	}
+	all := make([]attribute.KeyValue, 0, 6+len(attrs))
+	all = append(all,
+		semconv.MessagingSystemKey.String(System),
+		semconv.MessagingOperationName(OperationPublish),
+		semconv.MessagingOperationTypeSend,
+		semconv.MessagingDestinationName(msg.Subject),
+		semconv.MessagingMessageBodySize(len(msg.Data)),
+	)
+	if id := HeaderCarrier(msg.Header).Get(nats.MsgIdHdr); id != "" {
+		all = append(all, semconv.MessagingMessageID(id))
+	}
+	all = append(all, attrs...)
+	ctx, span := t.tracer.Start(ctx, OperationPublish+" "+msg.Subject,
+		trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(all...))
+	t.prop.Inject(ctx, HeaderCarrier(msg.Header))
+	return ctx, span
+}
+
+// StartProcess reads the trace context and baggage from the headers of a
+// received message and starts a consumer span named "process <subject>"
+// as its child, so the handler's work joins the producer's trace. When the
+// message carries no trace context, the span is a child of the span in ctx
+// (or a new root). Run the handler with the returned context, then end
+// the span with End. bodySize is the payload length in bytes.
+//
+// It takes the subject and headers rather than a *nats.Msg so that
+// JetStream messages (jetstream.Msg) fit too. Add
+// semconv.MessagingConsumerGroupName (queue group) or
+// semconv.MessagingDestinationSubscriptionName (durable consumer) through
+// attrs.
+func (t *Tracer) StartProcess(ctx context.Context, subject string, h nats.Header, bodySize int, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+	ctx = Extract(ctx, t.prop, h)
+	all := make([]attribute.KeyValue, 0, 6+len(attrs))
+	all = append(all,
+		semconv.MessagingSystemKey.String(System),
+		semconv.MessagingOperationName(OperationProcess),
+		semconv.MessagingOperationTypeProcess,
+		semconv.MessagingDestinationName(subject),
+		semconv.MessagingMessageBodySize(bodySize),
+	)
+	if id := HeaderCarrier(h).Get(nats.MsgIdHdr); id != "" {
+		all = append(all, semconv.MessagingMessageID(id))
+	}
+	all = append(all, attrs...)
+	return t.tracer.Start(ctx, OperationProcess+" "+subject,
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(all...))
+}
+
+// Publish publishes msg on nc inside a producer span (see StartPublish)
+// and ends the span, recording the error if publishing fails.
+func (t *Tracer) Publish(ctx context.Context, nc *nats.Conn, msg *nats.Msg) error {
+	_, span := t.StartPublish(ctx, msg)
+	err := nc.PublishMsg(msg)
+	End(span, err)
+	return err
+}
+
+// Handler is a message handler that receives the context of the
+// message's trace.
+type Handler func(ctx context.Context, msg *nats.Msg) error
+
+// MsgHandler adapts h to a core NATS subscription handler: each message
+// is handled inside a consumer span (see StartProcess) that is a child of
+// the producer's span, and an error h returns is recorded on it. ctx is
+// the parent of every handler context: cancel it to tell running handlers
+// to stop. attrs are added to every span.
+func (t *Tracer) MsgHandler(ctx context.Context, h Handler, attrs ...attribute.KeyValue) nats.MsgHandler {
+	return func(msg *nats.Msg) {
+		var extra []attribute.KeyValue
+		if msg.Sub != nil && msg.Sub.Queue != "" {
+			extra = append(append(extra, attrs...), semconv.MessagingConsumerGroupName(msg.Sub.Queue))
+		} else {
+			extra = attrs
+		}
+		hctx, span := t.StartProcess(ctx, msg.Subject, msg.Header, len(msg.Data), extra...)
+		defer func() {
+			if r := recover(); r != nil {
+				End(span, fmt.Errorf("tracingnats: handler panicked: %v", r))
+				panic(r)
+			}
+		}()
+		End(span, h(hctx, msg))
+	}
+}
+
+// End ends span, first recording err on it when err is not nil: the error
+// event, an Error status and the error.type attribute.
+func End(span trace.Span, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+		span.SetAttributes(semconv.ErrorTypeKey.String(fmt.Sprintf("%T", err)))
+	}
+	span.End()
+}
