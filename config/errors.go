@@ -1,0 +1,79 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrInvalidConfig is wrapped by the error Load returns when its
+	// settings are invalid; the message names the field.
+	ErrInvalidConfig = errors.New("config: invalid settings")
+
+	// ErrRejected is matched by every *RejectedError: a change that failed
+	// parsing or validation and was not applied.
+	ErrRejected = errors.New("config: change rejected")
+
+	// ErrInvalidValue is wrapped by the errors of the built-in parsers and
+	// validators (Between, OneOf): the value has the wrong type or is out
+	// of range.
+	ErrInvalidValue = errors.New("config: invalid value")
+
+	// ErrSource is matched by every *SourceError: a layer could not be
+	// read.
+	ErrSource = errors.New("config: source failed")
+
+	// ErrWatching is returned by Watch when the configuration is already
+	// being watched.
+	ErrWatching = errors.New("config: already watching")
+)
+
+// RejectedError reports a change that was not applied: a value that did
+// not parse or failed a validator (Key is set), or a whole layer whose new
+// content could not be read or parsed (Key is empty). The last good value
+// stays. It matches ErrRejected with errors.Is and unwraps to the reason.
+type RejectedError struct {
+	// Key is the property's key or the binding's prefix; empty when a
+	// whole layer update was rejected.
+	Key string
+	// Layer names the layer whose update was rejected, such as
+	// "file:app.yaml"; empty for a property.
+	Layer string
+	// Value is the raw value that was rejected (nil for a layer).
+	Value any
+	// Err is the reason.
+	Err error
+}
+
+func (e *RejectedError) Error() string {
+	if e.Key == "" {
+		return fmt.Sprintf("config: update of layer %s rejected: %v", e.Layer, e.Err)
+	}
+	return fmt.Sprintf("config: value %v for key %q rejected: %v", e.Value, e.Key, e.Err)
+}
+
+// Is reports whether target is ErrRejected.
+func (e *RejectedError) Is(target error) bool { return target == ErrRejected }
+
+// Unwrap returns the reason.
+func (e *RejectedError) Unwrap() error { return e.Err }
+
+// SourceError reports a layer that could not be read when the
+// configuration was loaded. It matches ErrSource with errors.Is and unwraps
+// to the cause.
+type SourceError struct {
+	// Layer names the layer, such as "file:app.yaml" or "consul:config/orders/".
+	Layer string
+	// Err is the cause.
+	Err error
+}
+
+func (e *SourceError) Error() string {
+	return fmt.Sprintf("config: layer %s: %v", e.Layer, e.Err)
+}
+
+// Is reports whether target is ErrSource.
+func (e *SourceError) Is(target error) bool { return target == ErrSource }
+
+// Unwrap returns the cause.
+func (e *SourceError) Unwrap() error { return e.Err }
