@@ -1,0 +1,322 @@
+package consul
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/vitamin-go/vitamin/discovery"
+)
+
+// RegistrarConfig holds the settings of a [Registrar]. The zero value gives
+// the documented defaults.
+type RegistrarConfig struct {
+	// ReconcileInterval is how often a registration without a TTL check
+	// asks the agent whether it still knows the service, and registers it
+	// again if not (after an agent restart, for instance). A TTL check
+	// learns it from each heartbeat instead. Default 10s.
+	ReconcileInterval time.Duration
+	// DeregisterTimeout bounds how long Deregister waits for the health
+	// endpoint to stop listing the instance. Default 10s.
+	DeregisterTimeout time.Duration
+	// RequireLeader makes Deregister's confirmation read from the leader;
+	// by default it uses AllowStale, like a [Watcher] does.
+	RequireLeader bool
+}
+
+// Defaults of RegistrarConfig.
+const (
+	DefaultReconcileInterval = 10 * time.Second
+	DefaultDeregisterTimeout = 10 * time.Second
+)
+
+func (c RegistrarConfig) withDefaults() (RegistrarConfig, error) {
+	if c.ReconcileInterval == 0 {
+		c.ReconcileInterval = DefaultReconcileInterval
+	}
+	if c.DeregisterTimeout == 0 {
+		c.DeregisterTimeout = DefaultDeregisterTimeout
+	}
+	switch {
+	case c.ReconcileInterval < 0:
+		return c, fmt.Errorf("%w: RegistrarConfig.ReconcileInterval %v is negative", discovery.ErrInvalidConfig, c.ReconcileInterval)
+	case c.DeregisterTimeout < 0:
+		return c, fmt.Errorf("%w: RegistrarConfig.DeregisterTimeout %v is negative", discovery.ErrInvalidConfig, c.DeregisterTimeout)
+	}
+	return c, nil
+}
+
+// Registrar registers instances with the local Consul agent and keeps them
+// registered: it renews TTL checks, and registers an instance again, under
+// the same ID, when the agent has forgotten it.
+//
+// The ACL token, TLS settings, datacenter and HTTP transport all come from
+// the api.Config the client was built from.
+//
+// Registrar is safe for concurrent use.
+type Registrar struct {
+	client *api.Client
+	cfg    RegistrarConfig
+	log    *slog.Logger
+}
+
+var _ discovery.Registrar = (*Registrar)(nil)
+
+// NewRegistrar returns a registrar that talks to the agent through client.
+// It fails only on invalid settings, with an error matching
+// [discovery.ErrInvalidConfig] that names the field.
+func NewRegistrar(client *api.Client, cfg RegistrarConfig, opts ...Option) (*Registrar, error) {
+	if client == nil {
+		return nil, fmt.Errorf("%w: client is nil", discovery.ErrInvalidConfig)
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Registrar{client: client, cfg: cfg, log: buildOptions(opts).logger}, nil
+}
+
+var metaKey = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+
+// validate applies Consul's own limits on top of discovery's checks.
+func validate(in discovery.Instance) error {
+	if len(in.Meta) > 64 {
+		return &discovery.FieldError{Field: "Instance.Meta", Reason: fmt.Sprintf("%d pairs; Consul allows at most 64", len(in.Meta))}
+	}
+	for k, v := range in.Meta {
+		switch {
+		case !metaKey.MatchString(k):
+			return &discovery.FieldError{Field: "Instance.Meta[" + k + "]", Reason: "key must be 1 to 128 letters, digits, '-' or '_'"}
+		case strings.HasPrefix(k, "consul-"):
+			return &discovery.FieldError{Field: "Instance.Meta[" + k + "]", Reason: `keys starting with "consul-" are reserved`}
+		case len(v) > 512:
+			return &discovery.FieldError{Field: "Instance.Meta[" + k + "]", Reason: "value is longer than 512 bytes"}
+		}
+	}
+	return nil
+}
+
+// Register validates reg, checks that its ID is not registered at another
+// address, registers the instance with its check (replacing a previous
+// registration of the same ID and endpoint), and starts keeping it
+// registered. A TTL check starts passing; an HTTP or gRPC check starts
+// critical until the agent's first probe passes.
+//
+// Bad input fails with a *discovery.FieldError naming the field; an ID
+// registered at another endpoint with a *discovery.DuplicateError.
+func (r *Registrar) Register(ctx context.Context, reg discovery.Registration) (discovery.Registered, error) {
+	reg, err := reg.Normalize()
+	if err != nil {
+		return nil, err
+	}
+	if err := validate(reg.Instance); err != nil {
+		return nil, err
+	}
+	in := reg.Instance
+	existing, _, err := r.client.Agent().Service(in.ID, (&api.QueryOptions{}).WithContext(ctx))
+	switch {
+	case isNotFound(err):
+	case err != nil:
+		return nil, fmt.Errorf("consul: look up instance %q: %w", in.ID, err)
+	case existing != nil && (existing.Address != in.Address || existing.Port != in.Port):
+		return nil, &discovery.DuplicateError{ID: in.ID,
+			Existing:  (discovery.Instance{Address: existing.Address, Port: existing.Port}).Endpoint(),
+			Requested: in.Endpoint()}
+	}
+	h := &Registration{r: r, reg: reg, def: agentRegistration(reg), stop: make(chan struct{}), done: make(chan struct{})}
+	if err := h.register(ctx); err != nil {
+		return nil, err
+	}
+	r.log.Info("consul: registered", "service", in.Service, "id", in.ID, "endpoint", in.Endpoint(), "check", string(reg.Check.Kind()))
+	go h.keep()
+	return h, nil
+}
+
+func checkID(id string) string { return "service:" + id }
+
+func agentRegistration(reg discovery.Registration) *api.AgentServiceRegistration {
+	in := reg.Instance
+	def := &api.AgentServiceRegistration{
+		ID: in.ID, Name: in.Service, Address: in.Address, Port: in.Port,
+		Tags: in.Tags, Meta: in.Meta,
+	}
+	c := reg.Check
+	if c == nil {
+		return def
+	}
+	ac := &api.AgentServiceCheck{CheckID: checkID(in.ID), Name: in.Service + " health"}
+	switch c.Kind() {
+	case discovery.CheckTTL:
+		ac.TTL = c.TTL.String()
+		ac.Status = api.HealthPassing
+	case discovery.CheckHTTP:
+		ac.HTTP, ac.Method = c.HTTP, "GET"
+		ac.Interval, ac.TLSSkipVerify = c.Interval.String(), c.TLSSkipVerify
+	case discovery.CheckGRPC:
+		ac.GRPC, ac.GRPCUseTLS = c.GRPC, c.GRPCUseTLS
+		ac.Interval, ac.TLSSkipVerify = c.Interval.String(), c.TLSSkipVerify
+	}
+	if c.Timeout > 0 {
+		ac.Timeout = c.Timeout.String()
+	}
+	if c.DeregisterCriticalAfter > 0 {
+		ac.DeregisterCriticalServiceAfter = c.DeregisterCriticalAfter.String()
+	}
+	def.Check = ac
+	return def
+}
+
+// Registration is an instance registered by a [Registrar]. A goroutine
+// keeps it registered until Deregister.
+//
+// Registration is safe for concurrent use.
+type Registration struct {
+	r    *Registrar
+	reg  discovery.Registration
+	def  *api.AgentServiceRegistration
+	stop chan struct{}
+	done chan struct{}
+
+	mu           sync.Mutex
+	deregistered bool
+	err          error
+}
+
+var _ discovery.Registered = (*Registration)(nil)
+
+// Instance returns the registered instance, with its defaults filled in.
+func (h *Registration) Instance() discovery.Instance { return h.reg.Instance.Clone() }
+
+func (h *Registration) register(ctx context.Context) error {
+	err := h.r.client.Agent().ServiceRegisterOpts(h.def, api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("consul: register %q: %w", h.reg.Instance.ID, err)
+	}
+	return nil
+}
+
+// keep renews the TTL check, or asks the agent whether it still knows the
+// service, and registers the instance again when the agent answers that it
+// does not (404: "Unknown check ID", "unknown service ID").
+func (h *Registration) keep() {
+	defer close(h.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-h.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	in, agent := h.reg.Instance, h.r.client.Agent()
+	ttl := h.reg.Check.Kind() == discovery.CheckTTL
+	every := h.r.cfg.ReconcileInterval
+	if ttl {
+		every = h.reg.Check.HeartbeatInterval
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		q := (&api.QueryOptions{}).WithContext(ctx)
+		var err error
+		if ttl {
+			err = agent.UpdateTTLOpts(checkID(in.ID), "", api.HealthPassing, q)
+		} else {
+			_, _, err = agent.Service(in.ID, q)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if isNotFound(err) {
+			h.r.log.Warn("consul: the agent forgot the instance; registering it again", "service", in.Service, "id", in.ID)
+			if err = h.register(ctx); err == nil {
+				h.r.log.Info("consul: registered again", "service", in.Service, "id", in.ID)
+			}
+		}
+		switch {
+		case err != nil && !failing:
+			failing = true
+			h.r.log.Warn("consul: cannot keep the instance registered", "service", in.Service, "id", in.ID, "error", err)
+		case err == nil && failing:
+			failing = false
+			h.r.log.Info("consul: agent reachable again", "service", in.Service, "id", in.ID)
+		}
+	}
+}
+
+// Deregister stops the heartbeat, removes the instance from the agent and
+// waits, with blocking queries on the health endpoint, until the endpoint
+// no longer lists it among the passing instances — what watchers read — or
+// until ctx ends or the registrar's DeregisterTimeout passes. In that last
+// case it returns an error matching [ErrNotConfirmed]; the instance is
+// gone from the agent and draining can go ahead. Calling Deregister again
+// returns the first call's result.
+func (h *Registration) Deregister(ctx context.Context) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.deregistered {
+		return h.err
+	}
+	h.deregistered = true
+	close(h.stop)
+	<-h.done
+	h.err = h.deregister(ctx)
+	return h.err
+}
+
+func (h *Registration) deregister(ctx context.Context) error {
+	in := h.reg.Instance
+	ctx, cancel := context.WithTimeout(ctx, h.r.cfg.DeregisterTimeout)
+	defer cancel()
+	err := h.r.client.Agent().ServiceDeregisterOpts(in.ID, (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil && !isNotFound(err) {
+		return fmt.Errorf("consul: deregister %q: %w", in.ID, err)
+	}
+	var index uint64
+	for {
+		q := &api.QueryOptions{WaitIndex: index, AllowStale: !h.r.cfg.RequireLeader}
+		if dl, ok := ctx.Deadline(); ok {
+			q.WaitTime = max(time.Until(dl), time.Millisecond)
+		}
+		entries, meta, err := h.r.client.Health().Service(in.Service, "", true, q.WithContext(ctx))
+		if ctx.Err() != nil {
+			h.r.log.Warn("consul: deregistered, but watchers may not see it yet", "service", in.Service, "id", in.ID)
+			return fmt.Errorf("%w: %q: %w", ErrNotConfirmed, in.ID, ctx.Err())
+		}
+		if err == nil && !listed(entries, in.ID) {
+			h.r.log.Info("consul: deregistered", "service", in.Service, "id", in.ID)
+			return nil
+		}
+		if err != nil {
+			index = 0
+			select { // the agent may be restarting; ask again soon
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
+		}
+		index = meta.LastIndex
+	}
+}
+
+func listed(entries []*api.ServiceEntry, id string) bool {
+	for _, e := range entries {
+		if e.Service != nil && e.Service.ID == id {
+			return true
+		}
+	}
+	return false
+}
