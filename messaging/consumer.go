@@ -1,0 +1,506 @@
+package messaging
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// ConsumerConfig holds a Consumer's settings.
+type ConsumerConfig struct {
+	// Stream to consume from. Required.
+	Stream string
+	// Durable names the durable pull consumer. Instances with the same
+	// Durable share its messages. Required.
+	Durable string
+	// Subjects filters the stream's subjects; empty means all of them.
+	Subjects []string
+	// Workers is the number of handlers running at once. Default 8.
+	Workers int
+	// AckWait is how long the broker waits for an acknowledgement before
+	// redelivering. Long handlers are kept alive by in-progress signals.
+	// Default 30s.
+	AckWait time.Duration
+	// MaxDeliver is the number of deliveries after which a message whose
+	// handler keeps failing is dead-lettered. Default 5.
+	MaxDeliver int
+	// MaxAckPending bounds the messages delivered and not yet acknowledged,
+	// across all instances. Default 1000.
+	MaxAckPending int
+	// BatchSize is the number of messages each instance buffers ahead of
+	// its workers. Default 4 × Workers, at least 64.
+	BatchSize int
+	// InitialBackoff is the redelivery delay after the first failure; it
+	// doubles with each delivery up to MaxBackoff. Default 1s.
+	InitialBackoff time.Duration
+	// MaxBackoff caps the redelivery delay. Default 1m.
+	MaxBackoff time.Duration
+	// InProgressInterval is how often a running handler's message is
+	// signalled as in progress (and its idempotency lease extended).
+	// Default AckWait / 3.
+	InProgressInterval time.Duration
+	// DeadLetterSubject receives copies of messages that are given up.
+	// A stream must capture it: a dead letter counts only once stored.
+	// Default "deadletter.<Stream>.<Durable>".
+	DeadLetterSubject string
+	// IdempotencyLease is how long a claim on a message's key holds
+	// without being extended. Default AckWait.
+	IdempotencyLease time.Duration
+	// DisableIdempotency runs the handler for every delivery, without a
+	// store. Idempotency is on by default.
+	DisableIdempotency bool
+}
+
+func (c *ConsumerConfig) setDefaults() error {
+	switch {
+	case c.Stream == "":
+		return invalid("ConsumerConfig.Stream is required")
+	case c.Durable == "":
+		return invalid("ConsumerConfig.Durable is required")
+	case c.Workers < 0:
+		return invalid("ConsumerConfig.Workers must be >= 1")
+	case c.AckWait < 0 || (c.AckWait > 0 && c.AckWait < 10*time.Millisecond):
+		return invalid("ConsumerConfig.AckWait must be at least 10ms")
+	case c.MaxDeliver < 0:
+		return invalid("ConsumerConfig.MaxDeliver must be >= 1")
+	case c.MaxAckPending < 0:
+		return invalid("ConsumerConfig.MaxAckPending must be >= 1")
+	case c.BatchSize < 0:
+		return invalid("ConsumerConfig.BatchSize must be >= 1")
+	case c.InitialBackoff < 0 || c.MaxBackoff < 0:
+		return invalid("ConsumerConfig.InitialBackoff and MaxBackoff must not be negative")
+	case c.InProgressInterval < 0 || c.IdempotencyLease < 0:
+		return invalid("ConsumerConfig.InProgressInterval and IdempotencyLease must not be negative")
+	}
+	if c.Workers == 0 {
+		c.Workers = 8
+	}
+	if c.AckWait == 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.MaxDeliver == 0 {
+		c.MaxDeliver = 5
+	}
+	if c.MaxAckPending == 0 {
+		c.MaxAckPending = 1000
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = max(4*c.Workers, 64)
+	}
+	if c.InitialBackoff == 0 {
+		c.InitialBackoff = time.Second
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = time.Minute
+	}
+	if c.MaxBackoff < c.InitialBackoff {
+		return invalid("ConsumerConfig.MaxBackoff (%v) must not be below InitialBackoff (%v)", c.MaxBackoff, c.InitialBackoff)
+	}
+	if c.InProgressInterval == 0 {
+		c.InProgressInterval = c.AckWait / 3
+	}
+	if c.InProgressInterval >= c.AckWait {
+		return invalid("ConsumerConfig.InProgressInterval (%v) must be below AckWait (%v)", c.InProgressInterval, c.AckWait)
+	}
+	if c.DeadLetterSubject == "" {
+		c.DeadLetterSubject = "deadletter." + c.Stream + "." + c.Durable
+	}
+	if c.IdempotencyLease == 0 {
+		c.IdempotencyLease = c.AckWait
+	}
+	return nil
+}
+
+// Consumer runs a Handler over a durable JetStream pull consumer with
+// several workers, idempotency, retries with backoff and dead letters. Run
+// it once; it is safe for concurrent use (Stop may be called from any
+// goroutine).
+type Consumer struct {
+	js      jetstream.JetStream
+	cons    jetstream.Consumer
+	cfg     ConsumerConfig
+	o       options
+	handler Handler
+	store   Store
+	backoff func(int) time.Duration
+	metrics *consumerMetrics
+	tracer  trace.Tracer
+
+	running  atomic.Bool
+	stopOnce sync.Once
+	stop     chan struct{} // closed by Stop or Run's ctx: stop fetching
+	stopped  chan struct{} // closed when Run has returned
+	hardStop context.CancelFunc
+	mu       sync.Mutex
+}
+
+// NewConsumer creates or updates the durable consumer described by cfg and
+// returns a Consumer that runs handler on its messages. Options:
+// WithStore, WithKeyFunc, WithBackoff, WithCodec, WithPropagator,
+// WithLogger, WithMeterProvider, WithTracerProvider. Without WithStore, a
+// MemoryStore with default settings is used unless
+// cfg.DisableIdempotency.
+func NewConsumer(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig, handler Handler, opts ...Option) (*Consumer, error) {
+	if js == nil {
+		return nil, invalid("NewConsumer: js is nil")
+	}
+	if handler == nil {
+		return nil, invalid("NewConsumer: handler is nil")
+	}
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	o := buildOptions(opts)
+	if o.codec == nil {
+		return nil, invalid("WithCodec: codec is nil")
+	}
+	c := &Consumer{js: js, cfg: cfg, o: o, handler: handler,
+		stop: make(chan struct{}), stopped: make(chan struct{}),
+		tracer: o.tracer.Tracer(instrumentation)}
+	c.backoff = o.backoff
+	if c.backoff == nil {
+		c.backoff = expBackoff(cfg.InitialBackoff, cfg.MaxBackoff)
+	}
+	if !cfg.DisableIdempotency {
+		c.store = o.store
+		if c.store == nil {
+			c.store, _ = NewMemoryStore(MemoryStoreConfig{})
+		}
+	}
+	var err error
+	if c.metrics, err = newConsumerMetrics(o.meter, cfg.Stream, cfg.Durable); err != nil {
+		return nil, err
+	}
+	jcfg := jetstream.ConsumerConfig{
+		Durable:       cfg.Durable,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cfg.AckWait,
+		MaxDeliver:    -1, // the consumer counts deliveries and dead-letters itself
+		MaxAckPending: cfg.MaxAckPending,
+	}
+	if len(cfg.Subjects) == 1 {
+		jcfg.FilterSubject = cfg.Subjects[0]
+	} else {
+		jcfg.FilterSubjects = cfg.Subjects
+	}
+	if c.cons, err = js.CreateOrUpdateConsumer(ctx, cfg.Stream, jcfg); err != nil {
+		return nil, fmt.Errorf("messaging: create consumer %s on stream %s: %w", cfg.Durable, cfg.Stream, err)
+	}
+	return c, nil
+}
+
+// inflight is the message a worker is handling, seen by the heartbeat.
+type inflight struct {
+	msg     jetstream.Msg
+	claim   Claim
+	started time.Time
+}
+
+// Run consumes messages until ctx is done or Stop is called, then stops
+// gracefully: it stops fetching, lets in-flight handlers finish and
+// returns nil. Messages buffered but not handled are given back to the
+// broker. Run may be called once.
+func (c *Consumer) Run(ctx context.Context) error {
+	if !c.running.CompareAndSwap(false, true) {
+		return fmt.Errorf("%w: Consumer.Run called twice", ErrClosed)
+	}
+	defer close(c.stopped)
+	hctx, hardStop := context.WithCancel(context.WithoutCancel(ctx))
+	defer hardStop()
+	c.mu.Lock()
+	c.hardStop = hardStop
+	c.mu.Unlock()
+
+	work := make(chan jetstream.Msg)
+	cc, err := c.cons.Consume(func(m jetstream.Msg) {
+		select {
+		case work <- m:
+		case <-c.stop:
+			_ = m.Nak() // give it back at once; it was not handled
+		}
+	}, jetstream.PullMaxMessages(c.cfg.BatchSize), jetstream.ConsumeErrHandler(c.consumeError))
+	if err != nil {
+		return fmt.Errorf("messaging: consume %s: %w", c.cfg.Durable, err)
+	}
+
+	slots := make([]atomic.Pointer[inflight], c.cfg.Workers)
+	var wg sync.WaitGroup
+	for i := range slots {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case m := <-work:
+					c.handle(hctx, m, &slots[i])
+				case <-c.stop:
+					return
+				}
+			}
+		}()
+	}
+	hbDone, workersDone := make(chan struct{}), make(chan struct{})
+	go c.heartbeat(hctx, slots, workersDone, hbDone)
+
+	select {
+	case <-ctx.Done():
+		c.closeStop()
+	case <-c.stop:
+	}
+	cc.Stop()
+	wg.Wait()
+	close(workersDone)
+	<-hbDone
+	<-cc.Closed()
+	return nil
+}
+
+func (c *Consumer) closeStop() { c.stopOnce.Do(func() { close(c.stop) }) }
+
+// Stop stops fetching and waits for in-flight handlers to finish and Run to
+// return. If ctx ends first, the handlers' contexts are cancelled, Stop
+// still waits for Run to return and then returns ctx's error. Stop before
+// Run prevents Run from consuming.
+func (c *Consumer) Stop(ctx context.Context) error {
+	c.closeStop()
+	if !c.running.Load() {
+		return nil
+	}
+	select {
+	case <-c.stopped:
+		return nil
+	case <-ctx.Done():
+	}
+	c.mu.Lock()
+	if c.hardStop != nil {
+		c.hardStop()
+	}
+	c.mu.Unlock()
+	<-c.stopped
+	return ctx.Err()
+}
+
+func (c *Consumer) consumeError(_ jetstream.ConsumeContext, err error) {
+	if c.o.logger != nil {
+		c.o.logger.Warn("messaging: consume", "stream", c.cfg.Stream, "durable", c.cfg.Durable, "error", err)
+	}
+}
+
+// heartbeat signals progress for handlers running longer than the
+// in-progress interval and extends their leases, until workersDone.
+func (c *Consumer) heartbeat(ctx context.Context, slots []atomic.Pointer[inflight], workersDone <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(c.cfg.InProgressInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-workersDone:
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		for i := range slots {
+			f := slots[i].Load()
+			if f == nil || now.Sub(f.started) < c.cfg.InProgressInterval {
+				continue
+			}
+			_ = f.msg.InProgress()
+			if f.claim != nil {
+				if err := f.claim.Extend(ctx, c.cfg.IdempotencyLease); err != nil && c.o.logger != nil {
+					c.o.logger.Warn("messaging: extend idempotency lease", "durable", c.cfg.Durable, "error", err)
+				}
+			}
+		}
+	}
+}
+
+func (c *Consumer) key(m *Message) string {
+	if c.o.keyFunc != nil {
+		if k := c.o.keyFunc(m); k != "" {
+			return k
+		}
+	}
+	if m.ID != "" {
+		return m.ID
+	}
+	return m.Stream + ":" + strconv.FormatUint(m.Sequence, 10)
+}
+
+func (c *Consumer) handle(ctx context.Context, jm jetstream.Msg, slot *atomic.Pointer[inflight]) {
+	h := jm.Headers()
+	m := &Message{Subject: jm.Subject(), Header: h, Data: jm.Data(), msg: jm, codec: c.o.codec,
+		Stream: c.cfg.Stream}
+	if h != nil {
+		m.ID = h.Get(HeaderMsgID)
+		m.Caller = h.Get(HeaderCaller)
+	} else {
+		m.Header = nats.Header{}
+	}
+	if md, err := jm.Metadata(); err == nil {
+		m.Stream, m.Sequence, m.NumDelivered, m.Published = md.Stream, md.Sequence.Stream, md.NumDelivered, md.Timestamp
+	} else {
+		m.NumDelivered = 1
+	}
+	m.Key = c.key(m)
+
+	ctx = c.o.propagator.Extract(ctx, headerCarrier(m.Header))
+	ctx, span := c.tracer.Start(ctx, "process "+m.Subject, trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.String("messaging.system", "nats"),
+			attribute.String("messaging.destination.name", m.Subject),
+			attribute.String("messaging.message.id", m.ID),
+			attribute.String("messaging.consumer.group.name", c.cfg.Durable)))
+	defer span.End()
+
+	var claim Claim
+	if c.store != nil {
+		var err error
+		claim, err = c.store.Claim(ctx, m.Key, c.cfg.IdempotencyLease)
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrDuplicate):
+			c.metrics.duplicates.Add(ctx, 1, c.metrics.attrs)
+			c.ack(ctx, m)
+			return
+		case errors.Is(err, ErrClaimed):
+			delay := c.backoff(int(m.NumDelivered))
+			var ce *ClaimedError
+			if errors.As(err, &ce) && !ce.Until.IsZero() {
+				delay = min(max(time.Until(ce.Until), 10*time.Millisecond), c.cfg.MaxBackoff)
+			}
+			c.retry(ctx, m, delay, err)
+			return
+		default:
+			c.retry(ctx, m, c.backoff(int(m.NumDelivered)), fmt.Errorf("claim idempotency key: %w", err))
+			return
+		}
+		if tc, ok := claim.(TxClaim); ok {
+			m.tx = tc.Tx()
+		}
+	}
+
+	slot.Store(&inflight{msg: jm, claim: claim, started: time.Now()})
+	start := time.Now()
+	herr := c.call(ctx, m)
+	c.metrics.latency.Record(ctx, time.Since(start).Seconds(), c.metrics.attrs)
+	slot.Store(nil)
+
+	if herr == nil {
+		if claim != nil {
+			if err := claim.Done(ctx); err != nil {
+				if _, tx := claim.(TxClaim); tx {
+					// The commit failed: the business change is gone too.
+					c.retry(ctx, m, c.backoff(int(m.NumDelivered)), fmt.Errorf("commit: %w", err))
+					return
+				}
+				// The work is done; acknowledging is safer than redoing it.
+				c.log(ctx, slog.LevelWarn, "messaging: mark message done", m, err)
+			}
+		}
+		c.metrics.processed.Add(ctx, 1, c.metrics.attrs)
+		if c.o.beforeAck != nil && !c.o.beforeAck(m) {
+			return
+		}
+		c.ack(ctx, m)
+		return
+	}
+
+	span.RecordError(herr)
+	span.SetStatus(codes.Error, herr.Error())
+	if claim != nil {
+		if err := claim.Release(ctx); err != nil {
+			c.log(ctx, slog.LevelWarn, "messaging: release idempotency key", m, err)
+		}
+	}
+	reason := ""
+	switch {
+	case errors.Is(herr, ErrUndecodable):
+		reason = ReasonUndecodable
+	case errors.Is(herr, ErrPermanent):
+		reason = ReasonPermanent
+	case m.NumDelivered >= uint64(c.cfg.MaxDeliver):
+		reason = ReasonMaxDeliver
+	}
+	if reason == "" {
+		c.retry(ctx, m, c.backoff(int(m.NumDelivered)), herr)
+		return
+	}
+	c.deadLetter(ctx, m, reason, herr)
+}
+
+// call runs the handler, turning a panic into an error.
+func (c *Consumer) call(ctx context.Context, m *Message) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("messaging: handler panicked: %v\n%s", r, debug.Stack())
+		}
+	}()
+	return c.handler(ctx, m)
+}
+
+func (c *Consumer) ack(ctx context.Context, m *Message) {
+	if err := m.msg.Ack(); err != nil {
+		c.log(ctx, slog.LevelWarn, "messaging: ack (the message will be redelivered and recognised)", m, err)
+	}
+}
+
+func (c *Consumer) retry(ctx context.Context, m *Message, delay time.Duration, cause error) {
+	c.metrics.retries.Add(ctx, 1, c.metrics.attrs)
+	c.log(ctx, slog.LevelDebug, "messaging: redelivering after "+delay.String(), m, cause)
+	if err := m.msg.NakWithDelay(delay); err != nil {
+		c.log(ctx, slog.LevelWarn, "messaging: nak (the message will be redelivered after AckWait)", m, err)
+	}
+}
+
+// deadLetter copies the message to the dead-letter subject and terminates
+// it. If the copy cannot be stored, the message is redelivered instead, so
+// that nothing is lost.
+func (c *Consumer) deadLetter(ctx context.Context, m *Message, reason string, cause error) {
+	dl := &nats.Msg{Subject: c.cfg.DeadLetterSubject, Data: m.Data, Header: make(nats.Header, len(m.Header)+8)}
+	for k, v := range m.Header {
+		dl.Header[k] = append([]string(nil), v...)
+	}
+	// One dead letter per stream message, even if this runs twice.
+	dl.Header.Set(HeaderMsgID, "dl:"+m.Stream+":"+strconv.FormatUint(m.Sequence, 10))
+	if m.ID != "" {
+		dl.Header.Set(HeaderOriginMsgID, m.ID)
+	}
+	dl.Header.Set(HeaderDeadLetterReason, reason)
+	dl.Header.Set(HeaderDeadLetterError, cause.Error())
+	dl.Header.Set(HeaderOriginSubject, m.Subject)
+	dl.Header.Set(HeaderOriginStream, m.Stream)
+	dl.Header.Set(HeaderOriginSequence, strconv.FormatUint(m.Sequence, 10))
+	dl.Header.Set(HeaderOriginConsumer, c.cfg.Durable)
+	dl.Header.Set(HeaderDeliveries, strconv.FormatUint(m.NumDelivered, 10))
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	_, err := c.js.PublishMsg(pctx, dl)
+	cancel()
+	if err != nil {
+		c.retry(ctx, m, c.backoff(int(m.NumDelivered)), fmt.Errorf("publish dead letter to %s: %w (handler error: %v)", c.cfg.DeadLetterSubject, err, cause))
+		return
+	}
+	c.metrics.deadLetters.Add(ctx, 1, c.metrics.attrs)
+	c.log(ctx, slog.LevelWarn, "messaging: dead-lettered ("+reason+")", m, cause)
+	if err := m.msg.TermWithReason(reason); err != nil {
+		c.log(ctx, slog.LevelWarn, "messaging: term", m, err)
+	}
+}
+
+func (c *Consumer) log(ctx context.Context, level slog.Level, msg string, m *Message, err error) {
+	if c.o.logger == nil || !c.o.logger.Enabled(ctx, level) {
+		return
+	}
+	c.o.logger.Log(ctx, level, msg, "stream", m.Stream, "sequence", m.Sequence, "subject", m.Subject,
+		"msg_id", m.ID, "deliveries", m.NumDelivered, "durable", c.cfg.Durable, "error", err)
+}

@@ -1,0 +1,231 @@
+package messaging
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// KVStoreConfig holds a KVStore's settings. The zero value is valid.
+type KVStoreConfig struct {
+	// Bucket is the JetStream key-value bucket, created or updated by
+	// NewKVStore. Default "vitamin_processed".
+	Bucket string
+	// Retention is how long a processed key is remembered (the bucket's
+	// TTL). Keep it longer than a message can be redelivered. Default 24h.
+	Retention time.Duration
+	// Memory keeps the bucket in memory instead of on disk (the default).
+	Memory bool
+	// Replicas is the number of copies in a cluster. Default 1.
+	Replicas int
+}
+
+// KVStore is a Store in a JetStream key-value bucket, shared by every
+// consumer instance and surviving restarts. The first delivery to create a
+// key wins (KeyValue.Create); a claim carries its own per-key TTL so that
+// the key of a crashed instance frees itself, and its lease deadline so
+// that another instance can take it over once expired. It is safe for
+// concurrent use.
+//
+// A KVStore gives at-least-once effects that never repeat once the key is
+// marked done: if an instance dies after its handler's side effect but
+// before marking the key done, the message runs again after the lease.
+// For exactly-once effects use SQLStore.
+type KVStore struct {
+	js     jetstream.JetStream
+	kv     jetstream.KeyValue
+	bucket string
+}
+
+var _ Store = (*KVStore)(nil)
+
+// NewKVStore creates or updates the bucket and returns a KVStore over it.
+// The server must support per-key TTLs (nats-server 2.11 or later).
+func NewKVStore(ctx context.Context, js jetstream.JetStream, cfg KVStoreConfig) (*KVStore, error) {
+	if js == nil {
+		return nil, invalid("NewKVStore: js is nil")
+	}
+	if cfg.Retention < 0 || cfg.Replicas < 0 {
+		return nil, invalid("KVStoreConfig: Retention and Replicas must not be negative")
+	}
+	if cfg.Bucket == "" {
+		cfg.Bucket = "vitamin_processed"
+	}
+	if cfg.Retention == 0 {
+		cfg.Retention = 24 * time.Hour
+	}
+	storage := jetstream.FileStorage
+	if cfg.Memory {
+		storage = jetstream.MemoryStorage
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:         cfg.Bucket,
+		Description:    "Vitamin idempotency keys",
+		History:        1,
+		TTL:            cfg.Retention,
+		Storage:        storage,
+		Replicas:       max(cfg.Replicas, 1),
+		LimitMarkerTTL: time.Minute, // enables per-key TTLs
+	})
+	if err != nil {
+		return nil, fmt.Errorf("messaging: key-value bucket %s: %w", cfg.Bucket, err)
+	}
+	return &KVStore{js: js, kv: kv, bucket: cfg.Bucket}, nil
+}
+
+// Processed reports whether key has been marked done.
+func (s *KVStore) Processed(ctx context.Context, key string) (bool, error) {
+	e, err := s.kv.Get(ctx, kvKey(key))
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	done, _ := parseKV(e.Value())
+	return done, nil
+}
+
+// kvKey maps any idempotency key onto the bucket's key alphabet.
+func kvKey(key string) string { return "k" + base64.RawURLEncoding.EncodeToString([]byte(key)) }
+
+const kvDone = "done"
+
+func pendingValue(until time.Time) []byte {
+	return []byte("lease " + strconv.FormatInt(until.UnixNano(), 10))
+}
+
+func parseKV(v []byte) (done bool, until time.Time) {
+	s := string(v)
+	if s == kvDone {
+		return true, time.Time{}
+	}
+	if n, err := strconv.ParseInt(strings.TrimPrefix(s, "lease "), 10, 64); err == nil {
+		return false, time.Unix(0, n)
+	}
+	return false, time.Time{} // unreadable: treat as an expired lease
+}
+
+// keyTTL is the per-key TTL of a claim: the lease plus slack, in whole
+// seconds (the server's granularity). It only collects abandoned keys; the
+// lease deadline in the value decides.
+func keyTTL(lease time.Duration) time.Duration {
+	return (lease + 2*time.Second).Truncate(time.Second)
+}
+
+// Claim implements Store.
+func (s *KVStore) Claim(ctx context.Context, key string, lease time.Duration) (Claim, error) {
+	k := kvKey(key)
+	for range 3 {
+		until := time.Now().Add(lease)
+		rev, err := s.kv.Create(ctx, k, pendingValue(until), jetstream.KeyTTL(keyTTL(lease)))
+		if err == nil {
+			return &kvClaim{s: s, key: k, orig: key, rev: rev}, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return nil, err
+		}
+		e, err := s.kv.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+			continue // released or expired meanwhile: create again
+		}
+		if err != nil {
+			return nil, err
+		}
+		done, held := parseKV(e.Value())
+		if done {
+			return nil, ErrDuplicate
+		}
+		if time.Now().Before(held) {
+			return nil, &ClaimedError{Key: key, Until: held}
+		}
+		// The lease expired (its holder died): take the key over.
+		rev, err = s.put(ctx, k, pendingValue(until), e.Revision(), keyTTL(lease))
+		if err != nil {
+			if isWrongSeq(err) {
+				return nil, &ClaimedError{Key: key}
+			}
+			return nil, err
+		}
+		return &kvClaim{s: s, key: k, orig: key, rev: rev}, nil
+	}
+	return nil, &ClaimedError{Key: key}
+}
+
+// put writes value if the key's last revision is rev, with a per-key TTL
+// when ttl > 0.
+func (s *KVStore) put(ctx context.Context, k string, value []byte, rev uint64, ttl time.Duration) (uint64, error) {
+	opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(rev)}
+	if ttl > 0 {
+		opts = append(opts, jetstream.WithMsgTTL(ttl))
+	}
+	ack, err := s.js.PublishMsg(ctx, &nats.Msg{Subject: "$KV." + s.bucket + "." + k, Data: value}, opts...)
+	if err != nil {
+		return 0, err
+	}
+	return ack.Sequence, nil
+}
+
+func isWrongSeq(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == 10164)
+}
+
+type kvClaim struct {
+	s         *KVStore
+	key, orig string
+
+	mu    sync.Mutex
+	rev   uint64
+	ended bool
+}
+
+func (c *kvClaim) Extend(ctx context.Context, lease time.Duration) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended {
+		return nil
+	}
+	rev, err := c.s.put(ctx, c.key, pendingValue(time.Now().Add(lease)), c.rev, keyTTL(lease))
+	if err != nil {
+		if isWrongSeq(err) {
+			return &ClaimedError{Key: c.orig}
+		}
+		return err
+	}
+	c.rev = rev
+	return nil
+}
+
+func (c *kvClaim) Done(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ended = true
+	// No per-key TTL: the bucket's Retention applies.
+	_, err := c.s.put(ctx, c.key, []byte(kvDone), c.rev, 0)
+	if isWrongSeq(err) {
+		// Someone took the key over after our lease expired; record it
+		// done anyway, whatever its state.
+		_, err = c.s.kv.Put(ctx, c.key, []byte(kvDone))
+	}
+	return err
+}
+
+func (c *kvClaim) Release(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ended = true
+	err := c.s.kv.Delete(ctx, c.key, jetstream.LastRevision(c.rev))
+	if isWrongSeq(err) {
+		return nil // no longer ours
+	}
+	return err
+}

@@ -1,0 +1,173 @@
+package messaging
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+)
+
+type order struct {
+	ID    string `json:"id"`
+	Total int    `json:"total"`
+}
+
+func TestPublishSameIDTwiceIsStoredOnce(t *testing.T) {
+	e := newEnv(t)
+	p, err := NewPublisher(e.js, PublisherConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	first, err := p.Publish(ctx, "events.order", order{ID: "o-1"}, WithMsgID("order-o-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := p.Publish(ctx, "events.order", order{ID: "o-1"}, WithMsgID("order-o-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Duplicate || !second.Duplicate || second.Sequence != first.Sequence {
+		t.Errorf("acks %+v then %+v, want the second to be a duplicate of the first", first, second)
+	}
+	if n := streamMsgs(t, e.js, "events"); n != 1 {
+		t.Errorf("stream holds %d messages, want 1", n)
+	}
+}
+
+func TestPublishSetsHeaders(t *testing.T) {
+	e := newEnv(t)
+	prop := propagation.TraceContext{}
+	p, err := NewPublisher(e.js, PublisherConfig{}, WithCaller("checkout"), WithPropagator(prop))
+	if err != nil {
+		t.Fatal(err)
+	}
+	traceID, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
+	spanID, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
+	parent := trace.ContextWithSpanContext(testCtx(t), trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: traceID, SpanID: spanID, TraceFlags: trace.FlagsSampled, Remote: true}))
+	if _, err := p.Publish(parent, "events.order", order{ID: "o-1", Total: 3}); err != nil {
+		t.Fatal(err)
+	}
+
+	got := make(chan *Message, 1)
+	var gotTrace trace.TraceID
+	c, err := NewConsumer(testCtx(t), e.js, fastConfig("headers"), func(ctx context.Context, m *Message) error {
+		gotTrace = trace.SpanContextFromContext(ctx).TraceID()
+		got <- m
+		return nil
+	}, WithPropagator(prop))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := run(t, c)
+	m := <-got
+	stop()
+	if m.ID == "" || m.Header.Get(HeaderMsgID) != m.ID {
+		t.Errorf("message ID %q, header %q: want a generated ID in Nats-Msg-Id", m.ID, m.Header.Get(HeaderMsgID))
+	}
+	if m.Caller != "checkout" || m.Header.Get(HeaderContentType) != ContentTypeJSON {
+		t.Errorf("caller %q, content type %q", m.Caller, m.Header.Get(HeaderContentType))
+	}
+	if m.Header.Get("traceparent") == "" || gotTrace != traceID {
+		t.Errorf("traceparent %q, handler trace %v; want trace %v", m.Header.Get("traceparent"), gotTrace, traceID)
+	}
+	var o order
+	if err := m.Decode(&o); err != nil || o.ID != "o-1" || o.Total != 3 {
+		t.Errorf("decoded %+v, %v", o, err)
+	}
+}
+
+func TestPublishAsyncBoundsPendingAndLosesNothing(t *testing.T) {
+	e := newEnv(t)
+	p, err := NewPublisher(e.js, PublisherConfig{MaxPending: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	const n = 1000
+	futures := make([]*PublishFuture, 0, n)
+	for i := range n {
+		f, err := p.PublishAsync(ctx, "events.order", order{ID: fmt.Sprint(i)}, WithMsgID(fmt.Sprint("o-", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.slots) > 16 {
+			t.Fatalf("%d pending, want at most 16", len(p.slots))
+		}
+		futures = append(futures, f)
+	}
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i, f := range futures {
+		if _, err := f.Result(ctx); err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+	}
+	if got := streamMsgs(t, e.js, "events"); got != n {
+		t.Errorf("stream holds %d messages, want %d", got, n)
+	}
+	if _, err := p.Publish(ctx, "events.order", order{}); !errors.Is(err, ErrClosed) {
+		t.Errorf("publish after Close: %v, want ErrClosed", err)
+	}
+}
+
+func TestPublishToNoStreamFailsAfterRetries(t *testing.T) {
+	e := newEnv(t)
+	p, err := NewPublisher(e.js, PublisherConfig{MaxAttempts: 3, InitialBackoff: time.Millisecond, Timeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.Publish(testCtx(t), "nowhere.order", order{})
+	var pe *PublishError
+	if !errors.As(err, &pe) || pe.Subject != "nowhere.order" || pe.MsgID == "" {
+		t.Errorf("publish to a subject no stream captures: %v", err)
+	}
+}
+
+func TestInvalidSettingsFailAtConstruction(t *testing.T) {
+	e := newEnv(t)
+	ctx := testCtx(t)
+	h := func(context.Context, *Message) error { return nil }
+	for _, tc := range []struct {
+		name string
+		err  error
+	}{
+		{"stream", func() error { _, err := EnsureStream(ctx, e.js, StreamConfig{Subjects: []string{"x"}}); return err }()},
+		{"duplicates", func() error {
+			_, err := EnsureStream(ctx, e.js, StreamConfig{Name: "x", Subjects: []string{"x"}, Duplicates: time.Hour, MaxAge: time.Minute})
+			return err
+		}()},
+		{"publisher", func() error { _, err := NewPublisher(e.js, PublisherConfig{MaxPending: -1}); return err }()},
+		{"durable", func() error { _, err := NewConsumer(ctx, e.js, ConsumerConfig{Stream: "events"}, h); return err }()},
+		{"ackwait", func() error {
+			_, err := NewConsumer(ctx, e.js, ConsumerConfig{Stream: "events", Durable: "d", AckWait: time.Millisecond}, h)
+			return err
+		}()},
+		{"handler", func() error { _, err := NewConsumer(ctx, e.js, fastConfig("d"), nil); return err }()},
+		{"sql table", func() error { _, err := NewSQLStore(ctx, nil, SQLStoreConfig{}); return err }()},
+		{"memory", func() error { _, err := NewMemoryStore(MemoryStoreConfig{MaxKeys: -1}); return err }()},
+	} {
+		if !errors.Is(tc.err, ErrInvalidConfig) {
+			t.Errorf("%s: %v, want ErrInvalidConfig", tc.name, tc.err)
+		}
+	}
+}
+
+func TestEnsureStreamReportsConflict(t *testing.T) {
+	e := newEnv(t)
+	ctx := testCtx(t)
+	if _, err := EnsureStream(ctx, e.js, StreamConfig{Name: "events", Subjects: []string{"events.>"}, Duplicates: time.Minute}); err != nil {
+		t.Fatalf("updating the duplicates window: %v", err)
+	}
+	_, err := EnsureStream(ctx, e.js, StreamConfig{Name: "events", Subjects: []string{"events.>"}, Memory: true})
+	var ce *StreamConflictError
+	if !errors.Is(err, ErrStreamConflict) || !errors.As(err, &ce) || len(ce.Fields) == 0 || ce.Fields[0] != "Memory" {
+		t.Errorf("changing the storage type: %v, want a StreamConflictError naming Memory", err)
+	}
+}
