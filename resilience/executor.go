@@ -1,0 +1,492 @@
+package resilience
+
+import (
+	"context"
+	"errors"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/failsafe-go/failsafe-go"
+	"github.com/failsafe-go/failsafe-go/bulkhead"
+	"github.com/failsafe-go/failsafe-go/circuitbreaker"
+	"github.com/failsafe-go/failsafe-go/hedgepolicy"
+	"github.com/failsafe-go/failsafe-go/ratelimiter"
+	"github.com/failsafe-go/failsafe-go/retrypolicy"
+)
+
+// Outcome is how a failed attempt counts.
+type Outcome struct {
+	// Code names the outcome; Retry.On lists codes. The default classifier
+	// uses "timeout", "canceled", "rejected", "circuit_open", "permanent"
+	// and "error"; transport adapters add theirs ("503", "UNAVAILABLE").
+	Code string
+	// Failure makes the attempt count as a failure for the circuit breaker.
+	Failure bool
+	// Retryable makes the attempt retried when Retry.On is empty.
+	Retryable bool
+}
+
+// Classifier says how a non-nil attempt error counts. It must be safe for
+// concurrent use and should be fast: it runs for every failed attempt.
+type Classifier func(err error) Outcome
+
+// WithOutcome returns err annotated with the outcome DefaultClassifier
+// reports for it; errors.Is and errors.As see through the annotation.
+// Transport adapters use it to classify status codes. WithOutcome(nil, o) is nil.
+func WithOutcome(err error, o Outcome) error {
+	if err == nil {
+		return nil
+	}
+	return &outcomeError{err: err, o: o}
+}
+
+type outcomeError struct {
+	err error
+	o   Outcome
+}
+
+func (e *outcomeError) Error() string { return e.err.Error() }
+func (e *outcomeError) Unwrap() error { return e.err }
+
+// StripOutcome removes the annotation WithOutcome added, if err carries one
+// at its top.
+func StripOutcome(err error) error {
+	if oe, ok := err.(*outcomeError); ok {
+		return oe.err
+	}
+	return err
+}
+
+// DefaultClassifier classifies errors annotated by WithOutcome as
+// annotated; Permanent errors as "permanent" (a failure, never retried);
+// rejections and open circuits as "rejected" and "circuit_open" (neither a
+// failure nor retried); caller cancellation as "canceled" (neither);
+// timeouts as "timeout" (a retryable failure); anything else as "error" (a
+// retryable failure).
+func DefaultClassifier(err error) Outcome {
+	var oe *outcomeError
+	if errors.As(err, &oe) {
+		return oe.o
+	}
+	if IsPermanent(err) {
+		return Outcome{Code: "permanent", Failure: true}
+	}
+	var re *Error
+	if errors.As(err, &re) {
+		switch re.Reason {
+		case ReasonTimeout:
+			return Outcome{Code: "timeout", Failure: true, Retryable: true}
+		case ReasonCircuitOpen:
+			return Outcome{Code: "circuit_open"}
+		case ReasonBudget:
+			return Outcome{Code: "budget_exhausted"}
+		default:
+			return Outcome{Code: "rejected"}
+		}
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return Outcome{Code: "canceled"}
+	case errors.Is(err, context.DeadlineExceeded):
+		return Outcome{Code: "timeout", Failure: true, Retryable: true}
+	}
+	return Outcome{Code: "error", Failure: true, Retryable: true}
+}
+
+func isCanceled(err error) bool { return errors.Is(err, context.Canceled) }
+
+// parts are the stateful pieces of an executor. A piece whose spec did not
+// change is carried over to the executor that replaces it.
+type parts struct {
+	breaker  circuitbreaker.CircuitBreaker[any]
+	bulkhead bulkhead.Bulkhead[any]
+	limiter  ratelimiter.RateLimiter[any]
+	budget   *retryBudget
+	obs      *observer
+}
+
+// Executor runs calls under one Policy. Build it with NewExecutor or get it
+// from a Registry.
+//
+// Executor is safe for concurrent use.
+type Executor struct {
+	name     string
+	spec     Policy
+	classify Classifier
+	obs      *observer
+	parts    parts
+
+	timeout      time.Duration
+	limiterWait  time.Duration
+	bulkheadWait time.Duration
+	retryAfter   time.Duration // rate-limit hint
+	retryOn      []string
+	hedged       bool
+	fs           failsafe.Executor[any] // retry and hedge; nil without them
+}
+
+// NewExecutor validates p and builds an executor for it. name labels its
+// logs, metrics and Snapshot.
+func NewExecutor(name string, p Policy, opts ...Option) (*Executor, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	o := buildOptions(opts)
+	return newExecutor(name, p, &o, newInstruments(o.meter), nil), nil
+}
+
+// newExecutor builds an executor for a validated spec, reusing the pieces of
+// prev whose spec is unchanged.
+func newExecutor(name string, p Policy, o *options, inst *instruments, prev *Executor) *Executor {
+	e := &Executor{name: name, spec: p, classify: o.classifier, timeout: p.Timeout}
+	var old parts
+	if prev != nil {
+		old = prev.parts
+	}
+	e.obs = old.obs
+	if e.obs == nil {
+		e.obs = newObserver(name, o, inst, &counters{})
+	}
+	e.parts.obs = e.obs
+
+	if cb := p.CircuitBreaker; cb != nil {
+		if prev != nil && equalSpec(prev.spec.CircuitBreaker, cb) {
+			e.parts.breaker = old.breaker
+		} else {
+			e.parts.breaker = buildBreaker(*cb, e.obs)
+		}
+	}
+	if b := p.Bulkhead; b != nil {
+		if prev != nil && equalSpec(prev.spec.Bulkhead, b) {
+			e.parts.bulkhead = old.bulkhead
+		} else {
+			e.parts.bulkhead = bulkhead.New[any](uint(b.MaxConcurrent))
+		}
+		e.bulkheadWait = b.MaxWait
+	}
+	if r := p.RateLimit; r != nil {
+		if prev != nil && equalSpec(prev.spec.RateLimit, r) {
+			e.parts.limiter = old.limiter
+		} else {
+			e.parts.limiter = buildLimiter(*r)
+		}
+		e.limiterWait = r.MaxWait
+		e.retryAfter = time.Duration(float64(time.Second) / r.Rate)
+	}
+	if (p.Retry != nil || p.Hedge != nil) && p.Budget != nil {
+		if prev != nil && old.budget != nil && equalSpec(prev.spec.Budget, p.Budget) {
+			e.parts.budget = old.budget
+		} else {
+			e.parts.budget = newRetryBudget(*p.Budget, e.obs.budgetExhausted)
+		}
+	}
+
+	var policies []failsafe.Policy[any]
+	if r := p.Retry; r != nil && r.MaxAttempts > 1 {
+		e.retryOn = slices.Clone(r.On)
+		policies = append(policies, e.buildRetry(*r))
+	}
+	if h := p.Hedge; h != nil {
+		e.hedged = true
+		policies = append(policies, e.buildHedge(*h, p.Retry != nil && p.Retry.MaxAttempts > 1))
+	}
+	if len(policies) > 0 {
+		e.fs = failsafe.With(policies...)
+	}
+	return e
+}
+
+func buildBreaker(cb CircuitBreaker, obs *observer) circuitbreaker.CircuitBreaker[any] {
+	probes := uint(max(cb.HalfOpenProbes, 1))
+	minReq := uint(max(cb.MinRequests, 1))
+	b := circuitbreaker.NewBuilder[any]().
+		WithDelay(cb.OpenFor).
+		WithSuccessThreshold(probes).
+		OnStateChanged(obs.stateChanged)
+	if cb.WindowSize > 0 {
+		size := uint(cb.WindowSize)
+		threshold := uint(math.Ceil(cb.FailureRate * float64(size)))
+		b = b.WithFailureThresholdRatio(max(threshold, 1), size).
+			WithFailureRateThreshold(cb.FailureRate, minReq, 0)
+	} else {
+		b = b.WithFailureRateThreshold(cb.FailureRate, minReq, cb.Window)
+	}
+	return b.Build()
+}
+
+func buildLimiter(r RateLimit) ratelimiter.RateLimiter[any] {
+	if r.Burst <= 1 {
+		return ratelimiter.NewSmoothWithMaxRate[any](time.Duration(float64(time.Second) / r.Rate))
+	}
+	period := time.Duration(float64(r.Burst) / r.Rate * float64(time.Second))
+	return ratelimiter.NewBursty[any](uint(r.Burst), period)
+}
+
+func (e *Executor) buildRetry(r Retry) failsafe.Policy[any] {
+	b := retrypolicy.NewBuilder[any]().
+		WithMaxAttempts(r.MaxAttempts).
+		ReturnLastFailure().
+		HandleIf(func(_ any, err error) bool { return err != nil && e.shouldRetry(err) }).
+		OnRetry(func(ev failsafe.ExecutionEvent[any]) { e.obs.retried(ev.Attempts(), ev.LastError()) })
+	if r.Backoff > 0 {
+		maxBackoff := r.MaxBackoff
+		if maxBackoff == 0 {
+			maxBackoff = 100 * r.Backoff
+		}
+		mult := r.Multiplier
+		if mult == 0 {
+			mult = 2
+		}
+		if maxBackoff > r.Backoff {
+			b = b.WithBackoffFactor(r.Backoff, maxBackoff, mult)
+		} else {
+			b = b.WithDelay(r.Backoff)
+		}
+		if r.Jitter > 0 {
+			b = b.WithJitterFactor(r.Jitter)
+		}
+	}
+	if e.parts.budget != nil {
+		b = b.WithBudget(e.parts.budget)
+	}
+	return b.Build()
+}
+
+func (e *Executor) buildHedge(h Hedge, retried bool) failsafe.Policy[any] {
+	var b hedgepolicy.Builder[any]
+	if h.Quantile > 0 {
+		b = hedgepolicy.NewBuilderWithDelayQuantile[any](h.Quantile, 100, 20)
+	} else {
+		b = hedgepolicy.NewBuilderWithDelay[any](h.Delay)
+	}
+	b = b.WithMaxHedges(max(h.MaxHedges, 1)).
+		CancelIf(func(_ any, err error) bool { return err == nil || !e.classify(err).Retryable }).
+		OnHedge(func(failsafe.ExecutionEvent[any]) { e.obs.hedged() })
+	if bud := e.parts.budget; bud != nil {
+		if retried {
+			b = b.WithBudget(budgetView{bud}) // the retry policy counts the calls
+		} else {
+			b = b.WithBudget(bud)
+		}
+	}
+	return b.Build()
+}
+
+func (e *Executor) shouldRetry(err error) bool {
+	o := e.classify(err)
+	if o.Code == "permanent" || IsPermanent(err) {
+		return false
+	}
+	if len(e.retryOn) > 0 {
+		return slices.Contains(e.retryOn, o.Code)
+	}
+	return o.Retryable
+}
+
+// Name returns the policy's name.
+func (e *Executor) Name() string { return e.name }
+
+// Policy returns the spec e was built from.
+func (e *Executor) Policy() Policy { return e.spec }
+
+// Permit is one attempt admitted by an executor's circuit breaker, rate
+// limit and bulkhead. Call Done exactly once when the attempt is over.
+// Transport adapters use permits for work they cannot wrap in a function,
+// such as a stream or a server handler.
+//
+// A Permit must not be used from several goroutines at once.
+type Permit struct {
+	e *Executor
+}
+
+// Acquire admits one attempt, or returns an *Error matching ErrCircuitOpen
+// or ErrRejected. It waits up to the policy's MaxWait for a rate-limit or
+// bulkhead permit, or until ctx is done. Acquire does not retry, hedge or
+// apply the timeout.
+func (e *Executor) Acquire(ctx context.Context) (Permit, error) {
+	p := e.parts
+	if p.limiter != nil {
+		var ok bool
+		if e.limiterWait > 0 {
+			ok = p.limiter.AcquirePermitWithMaxWait(ctx, e.limiterWait) == nil
+		} else {
+			ok = p.limiter.TryAcquirePermit()
+		}
+		if !ok {
+			if err := ctx.Err(); err != nil {
+				return Permit{}, err
+			}
+			return Permit{}, e.reject(ctx, ReasonRateLimit, ratelimiter.ErrExceeded, e.retryAfter)
+		}
+	}
+	if p.bulkhead != nil {
+		var ok bool
+		if e.bulkheadWait > 0 {
+			ok = p.bulkhead.AcquirePermitWithMaxWait(ctx, e.bulkheadWait) == nil
+		} else {
+			ok = p.bulkhead.TryAcquirePermit()
+		}
+		if !ok {
+			if err := ctx.Err(); err != nil {
+				return Permit{}, err
+			}
+			return Permit{}, e.reject(ctx, ReasonBulkhead, bulkhead.ErrFull, 0)
+		}
+	}
+	if p.breaker != nil && !p.breaker.TryAcquirePermit() {
+		if p.bulkhead != nil {
+			p.bulkhead.ReleasePermit()
+		}
+		return Permit{}, e.reject(ctx, ReasonCircuitOpen, circuitbreaker.ErrOpen, p.breaker.RemainingDelay())
+	}
+	return Permit{e: e}, nil
+}
+
+func (e *Executor) reject(ctx context.Context, reason Reason, cause error, retryAfter time.Duration) error {
+	e.obs.rejected(ctx, reason)
+	return &Error{Policy: e.name, Reason: reason, Cause: cause, RetryAfter: retryAfter}
+}
+
+// Done records the attempt's outcome in the circuit breaker and releases
+// its bulkhead slot. err is the attempt's error, nil on success.
+func (p Permit) Done(err error) {
+	if p.e == nil {
+		return
+	}
+	parts := p.e.parts
+	if parts.breaker != nil {
+		if err != nil && p.e.classify(err).Failure {
+			parts.breaker.RecordFailure()
+		} else {
+			parts.breaker.RecordSuccess()
+		}
+	}
+	if parts.bulkhead != nil {
+		parts.bulkhead.ReleasePermit()
+	}
+}
+
+// attempt runs one attempt of fn. The attempt's context carries the
+// policy's timeout; fn receives its cancel function and must call it (now
+// or later, for example when a response body is closed) if it returns a nil
+// error; on error attempt calls it.
+func attempt[T any](ctx context.Context, e *Executor, fn func(context.Context, context.CancelFunc) (T, error)) (T, error) {
+	permit, err := e.Acquire(ctx)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	actx, cancel := ctx, context.CancelFunc(noop)
+	if e.timeout > 0 {
+		actx, cancel = context.WithTimeout(ctx, e.timeout)
+	}
+	v, err := fn(actx, cancel)
+	if err != nil {
+		if e.timeout > 0 && ctx.Err() == nil && errors.Is(actx.Err(), context.DeadlineExceeded) {
+			err = &Error{Policy: e.name, Reason: ReasonTimeout, Cause: err}
+		}
+		cancel()
+	}
+	permit.Done(err)
+	return v, err
+}
+
+func noop() {}
+
+// execute runs fn under the whole policy.
+func execute[T any](ctx context.Context, e *Executor, fn func(context.Context, context.CancelFunc) (T, error)) (T, error) {
+	if e.fs == nil {
+		v, err := attempt(ctx, e, fn)
+		return v, e.finish(ctx, err, nil)
+	}
+	var last error
+	var r any
+	var err error
+	if e.hedged {
+		r, err = e.fs.WithContext(ctx).GetWithExecution(func(exec failsafe.Execution[any]) (any, error) {
+			return attempt(exec.Context(), e, fn)
+		})
+	} else {
+		r, err = e.fs.WithContext(ctx).Get(func() (any, error) {
+			v, err := attempt(ctx, e, fn)
+			last = err
+			return v, err
+		})
+	}
+	v, _ := r.(T)
+	return v, e.finish(ctx, err, last)
+}
+
+// finish turns the error leaving failsafe-go into this package's errors and
+// records the call's outcome.
+func (e *Executor) finish(ctx context.Context, err, last error) error {
+	if err == nil {
+		e.obs.callDone(ctx, "success")
+		return nil
+	}
+	var re *Error
+	switch {
+	case errors.As(err, &re):
+	case errors.Is(err, ErrBudgetExhausted):
+		err = &Error{Policy: e.name, Reason: ReasonBudget, Cause: err, Last: last}
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
+		err = &Error{Policy: e.name, Reason: ReasonTimeout, Cause: err}
+	}
+	e.obs.callDone(ctx, outcomeOf(err))
+	return err
+}
+
+// Run calls fn under the policy: fn may run several times (retries) or
+// concurrently (hedges), each time with its own attempt context. It returns
+// nil on success, or the last attempt's error, or an *Error matching
+// ErrCircuitOpen, ErrRejected, ErrTimeout or ErrBudgetExhausted.
+func (e *Executor) Run(ctx context.Context, fn func(ctx context.Context) error) error {
+	_, err := execute(ctx, e, func(ctx context.Context, cancel context.CancelFunc) (struct{}, error) {
+		err := fn(ctx)
+		cancel()
+		return struct{}{}, err
+	})
+	return err
+}
+
+// RunWithFallback is Run, then, if the call failed for any reason, the
+// result of fallback, which receives the cause. Tell the causes apart with
+// errors.Is: ErrCircuitOpen, ErrRejected, ErrTimeout, ErrBudgetExhausted,
+// context.Canceled, or anything else for a plain failure.
+func (e *Executor) RunWithFallback(ctx context.Context, fn func(ctx context.Context) error, fallback func(ctx context.Context, cause error) error) error {
+	err := e.Run(ctx, fn)
+	if err == nil || fallback == nil {
+		return err
+	}
+	e.obs.fellBack(ctx, err)
+	return fallback(ctx, err)
+}
+
+// Get is Run for a function with a result.
+func Get[T any](ctx context.Context, e *Executor, fn func(ctx context.Context) (T, error)) (T, error) {
+	return execute(ctx, e, func(ctx context.Context, cancel context.CancelFunc) (T, error) {
+		v, err := fn(ctx)
+		cancel()
+		return v, err
+	})
+}
+
+// GetWithFallback is Get, then, if the call failed for any reason, the
+// result of fallback, which receives the cause (see RunWithFallback).
+func GetWithFallback[T any](ctx context.Context, e *Executor, fn func(ctx context.Context) (T, error), fallback func(ctx context.Context, cause error) (T, error)) (T, error) {
+	v, err := Get(ctx, e, fn)
+	if err == nil || fallback == nil {
+		return v, err
+	}
+	e.obs.fellBack(ctx, err)
+	return fallback(ctx, err)
+}
+
+// GetDetached is Get for results that outlive the attempt, such as an HTTP
+// response whose body is read later. fn receives the attempt context's
+// cancel function and, when it returns a nil error, takes charge of calling
+// it once the result is no longer in use. Transport adapters use it.
+func GetDetached[T any](ctx context.Context, e *Executor, fn func(ctx context.Context, cancel context.CancelFunc) (T, error)) (T, error) {
+	return execute(ctx, e, fn)
+}
