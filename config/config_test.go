@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -165,7 +166,7 @@ func TestLoadRejectsInvalidSettings(t *testing.T) {
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("Load: %v, want %v", err, tc.want)
 			}
-			if !contains(err.Error(), tc.field) {
+			if !strings.Contains(err.Error(), tc.field) {
 				t.Errorf("error %q does not name %s", err, tc.field)
 			}
 		})
@@ -181,8 +182,6 @@ func TestLoadRejectsInvalidSettings(t *testing.T) {
 	replaceFile(t, file, `{"mode": "fast"}`)
 	testenv.Eventually(t, wait, equal(s, "fast"))
 }
-
-func contains(s, sub string) bool { return len(sub) == 0 || len(s) >= len(sub) && (s[:len(sub)] == sub || contains(s[1:], sub)) }
 
 func TestFileReplacedByRenameIsReloadedAndMalformedFileRejected(t *testing.T) {
 	for _, format := range []struct{ ext, v1, v2, bad, noName string }{
