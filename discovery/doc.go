@@ -5,20 +5,33 @@
 //
 // An [Instance] is one running copy of a service: its ID, service name,
 // address, port, tags and metadata (version, zone, weight, canary…). A
-// registrar announces an instance; a watcher follows the set of healthy
-// instances of a service and says when that set is stale (the backend is
-// unreachable) and when it was last confirmed.
+// [Registrar] announces an instance described by a [Registration] (with an
+// optional health [Check]); a [Watcher] follows the set of healthy
+// instances of a service. Bad input is rejected at registration with a
+// [*FieldError] that names the field.
+//
+// # Watching
+//
+// [Watch.Next] blocks until the watched set changes and returns a
+// [Snapshot]: the instances (sorted by ID), whether they are stale (the
+// backend is unreachable) or preserved (see below), when the backend last
+// confirmed them, and the backend's error while stale. A consumer loops on
+// Next; watches of one service share one backend query ([Feed]), and
+// [WithTags], [WithMeta] and [WithFilter] narrow each watch in the process.
 //
 // # Self-preservation
 //
 // A watch never trusts a sudden empty set, or a drop of more than a
 // configured share of instances, until a second read confirms it; until
-// then the last good set is served. When the backend cannot be reached, the
-// last good set is served and marked stale.
+// then the last good set is served with Preserved set ([SelfPreservation],
+// [Guard]). When the backend cannot be reached, the last good set is
+// served and marked stale.
 //
 // # Backends
 //
 // This package imports no backend. The Consul implementation lives in
-// [github.com/vitamin-go/vitamin/discovery/consul]; an in-memory registry
-// here serves tests and single-process systems.
+// [github.com/vitamin-go/vitamin/discovery/consul]. [Registry], an
+// in-memory registrar and watcher with the same self-preservation, serves
+// tests and single-process systems, and can simulate failing checks and
+// an unreachable backend.
 package discovery

@@ -1,0 +1,154 @@
+package consul_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/vitamin-go/vitamin/discovery"
+	"github.com/vitamin-go/vitamin/discovery/consul"
+	"github.com/vitamin-go/vitamin/internal/testenv"
+)
+
+// Register an instance with a TTL check that the registrar renews, watch
+// the service, then shut down in the right order.
+func ExampleRegistrar() {
+	ctx := context.Background()
+	addr, stop := startAgent() // a real Consul dev agent, for this example
+	defer stop()
+
+	cfg := api.DefaultConfig()
+	cfg.Address = addr // ACL Token, TLSConfig and Datacenter are set here too
+	defer cfg.Transport.CloseIdleConnections()
+	client, err := api.NewClient(cfg)
+	if err != nil {
+		panic(err)
+	}
+
+	reg, err := consul.NewRegistrar(client, consul.RegistrarConfig{})
+	if err != nil {
+		panic(err)
+	}
+	r, err := reg.Register(ctx, discovery.Registration{
+		Instance: discovery.Instance{
+			Service: "orders", Address: "127.0.0.1", Port: 8080,
+			Tags: []string{"grpc"},
+			Meta: map[string]string{discovery.MetaVersion: "1.4.0"},
+		},
+		Check: &discovery.Check{TTL: 10 * time.Second, DeregisterCriticalAfter: time.Minute},
+	})
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println("registered", r.Instance().ID)
+
+	// On shutdown: mark not serving, then deregister; Deregister returns
+	// once watchers can see the instance is gone, then drain and stop.
+	if err := r.Deregister(ctx); err != nil {
+		panic(err)
+	}
+	fmt.Println("deregistered")
+	// Output:
+	// registered orders-127.0.0.1-8080
+	// deregistered
+}
+
+// Watch the passing instances of a service that carry a tag. Every watch
+// of "orders" in the process shares one blocking query.
+func ExampleWatcher() {
+	ctx := context.Background()
+	addr, stop := startAgent()
+	defer stop()
+
+	cfg := api.DefaultConfig()
+	cfg.Address = addr
+	defer cfg.Transport.CloseIdleConnections()
+	client, err := api.NewClient(cfg)
+	if err != nil {
+		panic(err)
+	}
+	reg, _ := consul.NewRegistrar(client, consul.RegistrarConfig{})
+	for i, tag := range []string{"grpc", "http"} {
+		r, err := reg.Register(ctx, discovery.Registration{
+			Instance: discovery.Instance{Service: "orders", Address: "127.0.0.1", Port: 8080 + i, Tags: []string{tag}},
+			Check:    &discovery.Check{TTL: 10 * time.Second},
+		})
+		if err != nil {
+			panic(err)
+		}
+		defer r.Deregister(ctx)
+	}
+
+	w, err := consul.NewWatcher(client, consul.WatcherConfig{})
+	if err != nil {
+		panic(err)
+	}
+	defer w.Close()
+	watch, err := w.Watch(ctx, "orders", discovery.WithTags("grpc"))
+	if err != nil {
+		panic(err)
+	}
+	defer watch.Close()
+
+	// Next blocks until the set changes; the first call returns the
+	// current set. A consumer (a resolver, a balancer) loops on it.
+	for {
+		s, err := watch.Next(ctx)
+		if err != nil {
+			panic(err)
+		}
+		if len(s.Instances) == 0 {
+			continue // the agent has not synced the catalog yet
+		}
+		for _, in := range s.Instances {
+			fmt.Println(in.Endpoint(), in.Tags, "stale:", s.Stale)
+		}
+		break
+	}
+	// Output:
+	// 127.0.0.1:8080 [grpc] stale: false
+}
+
+// startAgent starts a Consul dev agent with the test environment and
+// returns its HTTP address and a function that stops it.
+func startAgent() (addr string, stop func()) {
+	tb := &exampleTB{}
+	agent := testenv.StartConsul(tb)
+	return agent.Addr, tb.cleanup
+}
+
+// exampleTB lets an Example use testenv, which wants a testing.TB: it
+// collects cleanups and turns failures into panics.
+type exampleTB struct {
+	testing.TB // not set; only the methods below are called
+	cleanups   []func()
+}
+
+func (e *exampleTB) Helper()                   {}
+func (e *exampleTB) Name() string              { return "example" }
+func (e *exampleTB) Failed() bool              { return false }
+func (e *exampleTB) Cleanup(f func())          { e.cleanups = append(e.cleanups, f) }
+func (e *exampleTB) Log(...any)                {}
+func (e *exampleTB) Logf(string, ...any)       {}
+func (e *exampleTB) Fatal(args ...any)         { panic(fmt.Sprint(args...)) }
+func (e *exampleTB) Fatalf(f string, a ...any) { panic(fmt.Sprintf(f, a...)) }
+func (e *exampleTB) Errorf(f string, a ...any) { panic(fmt.Sprintf(f, a...)) }
+func (e *exampleTB) Skipf(f string, a ...any)  { panic(fmt.Sprintf(f, a...)) }
+func (e *exampleTB) TempDir() string {
+	d, err := os.MkdirTemp("", "example")
+	if err != nil {
+		panic(err)
+	}
+	e.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+func (e *exampleTB) cleanup() {
+	for i := len(e.cleanups) - 1; i >= 0; i-- {
+		e.cleanups[i]()
+	}
+}

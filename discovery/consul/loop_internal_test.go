@@ -1,0 +1,147 @@
+package consul
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/vitamin-go/vitamin/discovery"
+)
+
+// step is one scripted answer of the health endpoint.
+type step struct {
+	index uint64
+	ids   []string
+	err   error
+}
+
+// script answers queries from a fixed sequence and records the WaitIndex of
+// each; past the end it blocks until the loop is cancelled, as a blocking
+// query with no change would. It is the one fake in these tests: a real
+// agent does not let a test move its index backwards.
+type script struct {
+	steps []step
+	gate  chan struct{} // one receive per answer, so the test sees each one
+	asked chan uint64
+}
+
+func (s *script) health(ctx context.Context, service string, q *api.QueryOptions) ([]*api.ServiceEntry, *api.QueryMeta, error) {
+	n := len(s.asked)
+	s.asked <- q.WaitIndex
+	if n >= len(s.steps) {
+		<-ctx.Done()
+		return nil, nil, ctx.Err()
+	}
+	select {
+	case <-s.gate:
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+	st := s.steps[n]
+	if st.err != nil {
+		return nil, nil, st.err
+	}
+	var out []*api.ServiceEntry
+	for i, id := range st.ids {
+		out = append(out, &api.ServiceEntry{
+			Node:    &api.Node{Address: "10.0.0.1"},
+			Service: &api.AgentService{ID: id, Service: service, Port: 8000 + i},
+		})
+	}
+	return out, &api.QueryMeta{LastIndex: st.index}, nil
+}
+
+func TestLoopFollowsTheIndexAndResetsIt(t *testing.T) {
+	down := errors.New("connection refused")
+	steps := []struct {
+		step
+		want string // what a watcher sees after this answer; "" for no change
+	}{
+		{step{index: 10, ids: []string{"a", "b"}}, "2"},
+		{step{index: 12, ids: []string{"a", "b", "c"}}, "3"},
+		{step{index: 7, ids: []string{"a", "b", "c", "d"}}, "4"}, // went backwards: served, then start over
+		{step{index: 9, ids: []string{"a", "b", "c", "d"}}, ""},
+		{step{err: down}, "4 stale"},                             // an error also starts over
+		{step{index: 0, ids: []string{"a", "b", "c", "d"}}, "4"}, // never wait on index 0
+		{step{index: 11, ids: []string{"a"}}, "4 preserved"},     // a drop of 75%: held, re-read at once
+		{step{index: 11, ids: []string{"a"}}, "1"},               // confirmed
+	}
+	s := &script{gate: make(chan struct{}), asked: make(chan uint64, 100)}
+	for _, st := range steps {
+		s.steps = append(s.steps, st.step)
+	}
+	w, err := newWatcher(s.health, WatcherConfig{BackoffMin: time.Millisecond, BackoffMax: 2 * time.Millisecond,
+		SelfPreservation: discovery.SelfPreservation{ConfirmAfter: time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	wa, err := w.Watch(context.Background(), "orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wa.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i, st := range steps {
+		s.gate <- struct{}{}
+		if st.want == "" {
+			continue
+		}
+		snap, err := wa.Next(ctx)
+		if err != nil {
+			t.Fatalf("answer %d: Next: %v", i, err)
+		}
+		got := strconv.Itoa(len(snap.Instances))
+		switch {
+		case snap.Stale:
+			got += " stale"
+			if !errors.Is(snap.Err, down) {
+				t.Errorf("answer %d: stale snapshot without the error: %+v", i, snap)
+			}
+		case snap.Preserved:
+			got += " preserved"
+		}
+		if got != st.want {
+			t.Fatalf("answer %d: watcher saw %q, want %q", i, got, st.want)
+		}
+	}
+	want := []uint64{0, 10, 12, 0, 9, 0, 1, 0, 11}
+	for i, idx := range want {
+		if got := <-s.asked; got != idx {
+			t.Fatalf("query %d used WaitIndex %d, want %d (want all: %v)", i, got, idx, want)
+		}
+	}
+}
+
+func TestBackoffGrowsWithJitterWithinBounds(t *testing.T) {
+	w, err := newWatcher(nil, WatcherConfig{BackoffMin: 100 * time.Millisecond, BackoffMax: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n, limit := range []time.Duration{100, 200, 400, 800, 1000, 1000} {
+		limit *= time.Millisecond
+		for range 50 {
+			if d := w.backoff(n + 1); d < limit/2 || d > limit {
+				t.Fatalf("backoff after %d failures = %v, want in [%v, %v]", n+1, d, limit/2, limit)
+			}
+		}
+	}
+}
+
+func TestWatcherConfigNamesTheBadField(t *testing.T) {
+	for _, cfg := range []WatcherConfig{
+		{WaitTime: -1},
+		{BackoffMin: time.Second, BackoffMax: time.Millisecond},
+		{SelfPreservation: discovery.SelfPreservation{MaxDrop: 1.5}},
+	} {
+		if _, err := newWatcher(nil, cfg); !errors.Is(err, discovery.ErrInvalidConfig) {
+			t.Errorf("newWatcher(%+v) = %v, want ErrInvalidConfig", cfg, err)
+		}
+	}
+}
