@@ -185,7 +185,7 @@ func newExecutor(name string, p Policy, o *options, inst *instruments, prev *Exe
 	var policies []failsafe.Policy[any]
 	if r := p.Retry; r != nil && r.MaxAttempts > 1 {
 		e.retryOn = slices.Clone(r.On)
-		policies = append(policies, e.buildRetry(*r))
+		policies = append(policies, e.buildRetry(*r, p.Hedge != nil))
 	}
 	if h := p.Hedge; h != nil {
 		e.hedged = true
@@ -223,7 +223,7 @@ func buildLimiter(r RateLimit) ratelimiter.RateLimiter[any] {
 	return ratelimiter.NewBursty[any](uint(r.Burst), period)
 }
 
-func (e *Executor) buildRetry(r Retry) failsafe.Policy[any] {
+func (e *Executor) buildRetry(r Retry, hedged bool) failsafe.Policy[any] {
 	b := retrypolicy.NewBuilder[any]().
 		WithMaxAttempts(r.MaxAttempts).
 		ReturnLastFailure().
@@ -247,8 +247,12 @@ func (e *Executor) buildRetry(r Retry) failsafe.Policy[any] {
 			b = b.WithJitterFactor(r.Jitter)
 		}
 	}
-	if e.parts.budget != nil {
-		b = b.WithBudget(e.parts.budget)
+	if bud := e.parts.budget; bud != nil {
+		if hedged {
+			b = b.WithBudget(bud)
+		} else {
+			b = b.WithBudget(budgetView{bud}) // execute counts the calls
+		}
 	}
 	return b.Build()
 }
@@ -395,26 +399,49 @@ func attempt[T any](ctx context.Context, e *Executor, fn func(context.Context, c
 func noop() {}
 
 // execute runs fn under the whole policy.
+//
+// Without hedging, the first attempt runs directly on the caller's
+// goroutine, so a call that succeeds at once costs no failsafe-go
+// execution. Only when it fails with a retryable error does failsafe-go's
+// retry policy take over: the first attempt's result is replayed to it, and
+// it applies backoff, jitter, the attempt limit and the budget to the rest.
+// With hedging, failsafe-go runs the whole call.
 func execute[T any](ctx context.Context, e *Executor, fn func(context.Context, context.CancelFunc) (T, error)) (T, error) {
 	if e.fs == nil {
 		v, err := attempt(ctx, e, fn)
 		return v, e.finish(ctx, err, nil)
 	}
-	var last error
-	var r any
-	var err error
 	if e.hedged {
-		r, err = e.fs.WithContext(ctx).GetWithExecution(func(exec failsafe.Execution[any]) (any, error) {
+		r, err := e.fs.WithContext(ctx).GetWithExecution(func(exec failsafe.Execution[any]) (any, error) {
 			return attempt(exec.Context(), e, fn)
 		})
-	} else {
-		r, err = e.fs.WithContext(ctx).Get(func() (any, error) {
-			v, err := attempt(ctx, e, fn)
-			last = err
-			return v, err
-		})
+		v, _ := r.(T)
+		return v, e.finish(ctx, err, nil)
 	}
-	v, _ := r.(T)
+
+	if err := ctx.Err(); err != nil {
+		var zero T
+		return zero, e.finish(ctx, err, nil)
+	}
+	if b := e.parts.budget; b != nil {
+		b.RecordExecution()
+		defer b.ReleaseExecution()
+	}
+	v, err := attempt(ctx, e, fn)
+	if err == nil || !e.shouldRetry(err) {
+		return v, e.finish(ctx, err, nil)
+	}
+	first, last := true, err
+	r, err := e.fs.WithContext(ctx).Get(func() (any, error) {
+		if first {
+			first = false
+			return v, last
+		}
+		v, err := attempt(ctx, e, fn)
+		last = err
+		return v, err
+	})
+	v, _ = r.(T)
 	return v, e.finish(ctx, err, last)
 }
 

@@ -141,7 +141,9 @@ func TestBreakerIgnoresRejectionsAndCancellations(t *testing.T) {
 	ctx := context.Background()
 	for range 5 {
 		_ = e.Run(ctx, func(context.Context) error { return context.Canceled })
-		_ = e.Run(ctx, func(context.Context) error { return resilience.Permanent(resilience.WithOutcome(errBoom, resilience.Outcome{Code: "400"})) })
+		_ = e.Run(ctx, func(context.Context) error {
+			return resilience.Permanent(resilience.WithOutcome(errBoom, resilience.Outcome{Code: "400"}))
+		})
 	}
 	if got := e.Snapshot().Circuit; got != "closed" {
 		t.Fatalf("circuit %q after cancellations and client errors, want closed", got)
