@@ -258,8 +258,12 @@ func TestCrashBetweenSideEffectAndAck(t *testing.T) {
 				}
 			}
 			effects := newCounter()
+			var crashed atomic.Bool
 			handler := func(instance string) Handler {
 				return Typed(func(ctx context.Context, m *Message, o order) error {
+					if instance == "a" && crashed.Load() {
+						return errors.New("instance a is dead") // a dead process runs nothing
+					}
 					if kind == "sql" {
 						return db.effect(ctx, m.Tx(), m.Key)
 					}
@@ -268,10 +272,12 @@ func TestCrashBetweenSideEffectAndAck(t *testing.T) {
 				})
 			}
 			// Instance A: crashes after the first message's mark.
+			// One worker, so that the crash interrupts exactly one message.
 			ncA := e.srv.Connect(t)
-			var crashed atomic.Bool
 			crash := make(chan struct{})
-			a, err := NewConsumer(ctx, newJS(t, ncA), fastConfig("pay"), handler("a"), WithStore(storeOn(t, kind, store, ncA)),
+			cfgA := fastConfig("pay")
+			cfgA.Workers = 1
+			a, err := NewConsumer(ctx, newJS(t, ncA), cfgA, handler("a"), WithStore(storeOn(t, kind, store, ncA)),
 				withBeforeAck(func(m *Message) bool {
 					if crashed.CompareAndSwap(false, true) {
 						ncA.Close()
@@ -287,7 +293,8 @@ func TestCrashBetweenSideEffectAndAck(t *testing.T) {
 			<-crash
 			stopA()
 
-			b, err := NewConsumer(ctx, e.js, fastConfig("pay"), handler("b"), WithStore(store))
+			metrics, withMetrics := newMetricReader()
+			b, err := NewConsumer(ctx, e.js, fastConfig("pay"), handler("b"), WithStore(store), withMetrics)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -295,6 +302,12 @@ func TestCrashBetweenSideEffectAndAck(t *testing.T) {
 			settled(t, e.js, "events", "pay", 20*time.Second)
 			stopB()
 
+			if got := metrics.sum(t, "vitamin.messaging.duplicates"); got < 1 {
+				t.Errorf("instance b suppressed %d duplicates, want the crashed message's redelivery", got)
+			}
+			if got := metrics.sum(t, "vitamin.messaging.processed"); got != n-1 {
+				t.Errorf("instance b processed %d messages, want %d", got, n-1)
+			}
 			for i := range n {
 				key := "pay-" + strconv.Itoa(i)
 				got := effects.get(key)
