@@ -25,7 +25,8 @@ var (
 )
 
 // FieldError says which field of a registration is wrong and why. It
-// matches [ErrInvalidRegistration] with errors.Is.
+// matches [ErrInvalidRegistration] with errors.Is. It is not modified after
+// it is returned, so it is safe for concurrent use.
 type FieldError struct {
 	// Field is the path of the bad field, such as "Instance.Port" or
 	// "Check.HTTP".
@@ -55,7 +56,8 @@ func fieldErr(field, format string, args ...any) error {
 }
 
 // DuplicateError reports an instance ID that is already registered at a
-// different endpoint. It matches [ErrDuplicateInstance] with errors.Is.
+// different endpoint. It matches [ErrDuplicateInstance] with errors.Is. It
+// is not modified after it is returned, so it is safe for concurrent use.
 type DuplicateError struct {
 	// ID is the instance ID both registrations use.
 	ID string

@@ -12,7 +12,8 @@ import (
 // says about itself. Tags and Meta are matched by watch filters; Meta
 // conventionally holds "version", "zone", "weight" and "canary".
 //
-// An Instance is a plain value. Instances handed out by a [Watch] share
+// An Instance is a plain value, safe to copy and to read concurrently.
+// Instances handed out by a [Watch] share
 // their Tags and Meta with other watchers and must be treated as read-only;
 // use [Instance.Clone] before changing one.
 type Instance struct {

@@ -49,7 +49,8 @@ var (
 	_ Watcher   = (*Registry)(nil)
 )
 
-// RegistryOption configures a [Registry].
+// RegistryOption configures a [Registry]; it is applied once, by
+// [NewRegistry].
 type RegistryOption func(*Registry)
 
 // WithLogger makes the registry log self-preservation decisions and

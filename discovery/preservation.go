@@ -12,6 +12,7 @@ import (
 // is served only after ConfirmReads further reads, taken ConfirmAfter
 // apart, agree that the set really shrank; until then the last good set
 // is served and snapshots say Preserved. The zero value gives the defaults.
+// It is plain data, safe to copy and to read concurrently.
 type SelfPreservation struct {
 	// Disabled turns self-preservation off: every answer is served as is.
 	Disabled bool
@@ -80,7 +81,8 @@ func NewGuard(cfg SelfPreservation) (*Guard, error) {
 // Config returns the guard's settings with defaults filled in.
 func (g *Guard) Config() SelfPreservation { return g.cfg }
 
-// Verdict is what a [Guard] decided about one answer.
+// Verdict is what a [Guard] decided about one answer. It is a value;
+// Serve must not be modified.
 type Verdict struct {
 	// Serve is the set to serve: the answer, or the last good set.
 	Serve []Instance

@@ -21,7 +21,7 @@ type Registration struct {
 	Check *Check
 }
 
-// CheckKind names the kind of a [Check].
+// CheckKind names the kind of a [Check]. It is a string value.
 type CheckKind string
 
 // Check kinds.

@@ -7,8 +7,8 @@ import (
 )
 
 // Snapshot is what a [Watch] knows about a service at one moment. It is a
-// value; its Instances slice is shared with other watchers and must not be
-// modified.
+// value, safe to read from several goroutines; its Instances slice is
+// shared with other watchers and must not be modified.
 type Snapshot struct {
 	// Service is the watched service.
 	Service string
@@ -47,7 +47,8 @@ func SortInstances(in []Instance) {
 	})
 }
 
-// WatchOption narrows or configures a watch.
+// WatchOption narrows or configures a watch. Options are applied once,
+// when the watch is created.
 type WatchOption func(*watchOptions)
 
 type watchOptions struct {

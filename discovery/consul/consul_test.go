@@ -42,7 +42,7 @@ func TestRegisterWatchDeregister(t *testing.T) {
 	a := register(t, reg, discovery.Registration{
 		Instance: discovery.Instance{ID: "orders-a", Service: "orders", Address: "127.0.0.1", Port: 9001,
 			Tags: []string{"grpc"}, Meta: map[string]string{discovery.MetaVersion: "1.2.0", discovery.MetaZone: "eu-1a"}},
-		Check: &discovery.Check{TTL: 2 * time.Second},
+		Check: &discovery.Check{TTL: 2 * time.Second, DeregisterCriticalAfter: 90 * time.Second},
 	})
 	b := register(t, reg, discovery.Registration{
 		Instance: discovery.Instance{ID: "orders-b", Service: "orders", Address: "127.0.0.2", Port: 9001},

@@ -22,7 +22,7 @@
 //
 // # Shutdown
 //
-// Mark the server not serving, then call [Registration.Deregister]: it stops
+// Mark the server not serving, then call [Registered.Deregister]: it stops
 // the heartbeat, removes the instance and waits until the health endpoint
 // that watchers read no longer lists it (bounded by DeregisterTimeout and
 // the context). Then drain in-flight work and stop.

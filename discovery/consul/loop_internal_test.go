@@ -145,3 +145,22 @@ func TestWatcherConfigNamesTheBadField(t *testing.T) {
 		}
 	}
 }
+
+// The agent does not report DeregisterCriticalServiceAfter back, and its
+// reaper needs minutes: check what is sent instead.
+func TestAgentRegistrationCarriesTheCheck(t *testing.T) {
+	reg, err := discovery.Registration{
+		Instance: discovery.Instance{Service: "s", Address: "10.0.0.1", Port: 80, Tags: []string{"t"}, Meta: map[string]string{"zone": "a"}},
+		Check:    &discovery.Check{GRPC: "10.0.0.1:80/s", GRPCUseTLS: true, Interval: time.Second, Timeout: 2 * time.Second, DeregisterCriticalAfter: 90 * time.Second},
+	}.Normalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	def := agentRegistration(reg)
+	c := def.Check
+	if def.ID != "s-10.0.0.1-80" || def.Tags[0] != "t" || def.Meta["zone"] != "a" || c == nil ||
+		c.GRPC != "10.0.0.1:80/s" || !c.GRPCUseTLS || c.Interval != "1s" || c.Timeout != "2s" ||
+		c.DeregisterCriticalServiceAfter != "1m30s" || c.CheckID != "service:s-10.0.0.1-80" {
+		t.Fatalf("agent registration = %+v, check %+v", def, c)
+	}
+}

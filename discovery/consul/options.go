@@ -15,7 +15,7 @@ import (
 var ErrNotConfirmed = errors.New("consul: deregistration not confirmed by the health endpoint")
 
 // Option configures a [Registrar] or a [Watcher] with something only code
-// can give.
+// can give; it is applied once, by the constructor.
 type Option func(*options)
 
 type options struct {

@@ -15,7 +15,7 @@ import (
 )
 
 // RegistrarConfig holds the settings of a [Registrar]. The zero value gives
-// the documented defaults.
+// the documented defaults. It is plain data, safe to copy.
 type RegistrarConfig struct {
 	// ReconcileInterval is how often a registration without a TTL check
 	// asks the agent whether it still knows the service, and registers it
@@ -129,7 +129,7 @@ func (r *Registrar) Register(ctx context.Context, reg discovery.Registration) (d
 			Existing:  (discovery.Instance{Address: existing.Address, Port: existing.Port}).Endpoint(),
 			Requested: in.Endpoint()}
 	}
-	h := &Registration{r: r, reg: reg, def: agentRegistration(reg), stop: make(chan struct{}), done: make(chan struct{})}
+	h := &Registered{r: r, reg: reg, def: agentRegistration(reg), stop: make(chan struct{}), done: make(chan struct{})}
 	if err := h.register(ctx); err != nil {
 		return nil, err
 	}
@@ -172,11 +172,11 @@ func agentRegistration(reg discovery.Registration) *api.AgentServiceRegistration
 	return def
 }
 
-// Registration is an instance registered by a [Registrar]. A goroutine
+// Registered is an instance registered by a [Registrar]. A goroutine
 // keeps it registered until Deregister.
 //
-// Registration is safe for concurrent use.
-type Registration struct {
+// Registered is safe for concurrent use.
+type Registered struct {
 	r    *Registrar
 	reg  discovery.Registration
 	def  *api.AgentServiceRegistration
@@ -188,12 +188,12 @@ type Registration struct {
 	err          error
 }
 
-var _ discovery.Registered = (*Registration)(nil)
+var _ discovery.Registered = (*Registered)(nil)
 
 // Instance returns the registered instance, with its defaults filled in.
-func (h *Registration) Instance() discovery.Instance { return h.reg.Instance.Clone() }
+func (h *Registered) Instance() discovery.Instance { return h.reg.Instance.Clone() }
 
-func (h *Registration) register(ctx context.Context) error {
+func (h *Registered) register(ctx context.Context) error {
 	err := h.r.client.Agent().ServiceRegisterOpts(h.def, api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(ctx))
 	if err != nil {
 		return fmt.Errorf("consul: register %q: %w", h.reg.Instance.ID, err)
@@ -204,7 +204,7 @@ func (h *Registration) register(ctx context.Context) error {
 // keep renews the TTL check, or asks the agent whether it still knows the
 // service, and registers the instance again when the agent answers that it
 // does not (404: "Unknown check ID", "unknown service ID").
-func (h *Registration) keep() {
+func (h *Registered) keep() {
 	defer close(h.done)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -264,7 +264,7 @@ func (h *Registration) keep() {
 // case it returns an error matching [ErrNotConfirmed]; the instance is
 // gone from the agent and draining can go ahead. Calling Deregister again
 // returns the first call's result.
-func (h *Registration) Deregister(ctx context.Context) error {
+func (h *Registered) Deregister(ctx context.Context) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.deregistered {
@@ -277,7 +277,7 @@ func (h *Registration) Deregister(ctx context.Context) error {
 	return h.err
 }
 
-func (h *Registration) deregister(ctx context.Context) error {
+func (h *Registered) deregister(ctx context.Context) error {
 	in := h.reg.Instance
 	ctx, cancel := context.WithTimeout(ctx, h.r.cfg.DeregisterTimeout)
 	defer cancel()

@@ -16,12 +16,14 @@ import (
 )
 
 // WatcherConfig holds the settings of a [Watcher]. The zero value gives the
-// documented defaults.
+// documented defaults. It is plain data, safe to copy.
 type WatcherConfig struct {
 	// Datacenter to watch; empty means the agent's own.
 	Datacenter string
 	// WaitTime is the longest a blocking query waits for a change before
-	// the agent answers anyway. Default 1m; Consul caps it at 10m.
+	// the agent answers anyway. Default 1m; Consul caps it at 10m. The
+	// client's http.Client must not time out sooner (api.Config leaves
+	// its Timeout at zero).
 	WaitTime time.Duration
 	// RequireLeader makes every read go to the leader. By default reads
 	// use AllowStale, so that any server can answer and a watch keeps
