@@ -431,16 +431,21 @@ func execute[T any](ctx context.Context, e *Executor, fn func(context.Context, c
 	if err == nil || !e.shouldRetry(err) {
 		return v, e.finish(ctx, err, nil)
 	}
-	first, last := true, err
+	first, last, lastV := true, err, v
 	r, err := e.fs.WithContext(ctx).Get(func() (any, error) {
 		if first {
 			first = false
 			return v, last
 		}
 		v, err := attempt(ctx, e, fn)
-		last = err
+		last, lastV = err, v
 		return v, err
 	})
+	if r == nil && errors.Is(err, ErrBudgetExhausted) {
+		// The budget refused a retry: hand back the last attempt's result
+		// (an HTTP response, say) together with the error.
+		return lastV, e.finish(ctx, err, last)
+	}
 	v, _ = r.(T)
 	return v, e.finish(ctx, err, last)
 }

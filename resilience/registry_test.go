@@ -80,7 +80,7 @@ func TestRegistryResolvesOverrides(t *testing.T) {
 	}
 	for _, tt := range []struct {
 		service, method, name string
-		timeout              time.Duration
+		timeout               time.Duration
 	}{
 		{"orders", "Get", "orders/Get", 3 * time.Second},
 		{"orders", "Put", "orders", 2 * time.Second},
