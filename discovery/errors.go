@@ -37,6 +37,7 @@ type FieldError struct {
 	Err error
 }
 
+// Error names the field and says what is wrong with it.
 func (e *FieldError) Error() string {
 	msg := "discovery: invalid registration: " + e.Field + ": " + e.Reason
 	if e.Err != nil {
@@ -66,6 +67,7 @@ type DuplicateError struct {
 	Existing, Requested string
 }
 
+// Error names the ID and both endpoints.
 func (e *DuplicateError) Error() string {
 	return fmt.Sprintf("discovery: Instance.ID: %q is already registered at %s, not at %s", e.ID, e.Existing, e.Requested)
 }

@@ -377,3 +377,29 @@ func registerMany(t testing.TB, cl *api.Client, service string, n int) {
 		}
 	}
 }
+
+func TestRegisteringAgainSupersedes(t *testing.T) {
+	agent := testenv.StartConsul(t)
+	cl, tr := client(t, agent)
+	reg := newRegistrar(t, cl)
+	in := discovery.Instance{ID: "again", Service: "s", Address: "127.0.0.1", Port: 9600, Tags: []string{"v1"}}
+	first := register(t, reg, discovery.Registration{Instance: in, Check: &discovery.Check{TTL: time.Second, HeartbeatInterval: 50 * time.Millisecond}})
+	in.Tags = []string{"v2"}
+	second := register(t, reg, discovery.Registration{Instance: in, Check: &discovery.Check{TTL: time.Second, HeartbeatInterval: 50 * time.Millisecond}})
+	deregister(t, first) // superseded: does nothing
+	svc, _, err := cl.Agent().Service("again", nil)
+	if err != nil || len(svc.Tags) != 1 || svc.Tags[0] != "v2" {
+		t.Fatalf("after the superseded Deregister: %+v, %v; want the second registration", svc, err)
+	}
+	n := tr.count("ok PUT /v1/agent/check/update/")
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if tr.count("ok PUT /v1/agent/check/update/") < n+2 {
+			return errors.New("waiting for heartbeats")
+		}
+		return nil
+	})
+	deregister(t, second)
+	if _, _, err := cl.Agent().Service("again", nil); err == nil {
+		t.Fatal("the instance is still registered after Deregister")
+	}
+}

@@ -64,6 +64,9 @@ type Registrar struct {
 	client *api.Client
 	cfg    RegistrarConfig
 	log    *slog.Logger
+
+	mu     sync.Mutex
+	active map[string]*Registered // by instance ID
 }
 
 var _ discovery.Registrar = (*Registrar)(nil)
@@ -79,7 +82,7 @@ func NewRegistrar(client *api.Client, cfg RegistrarConfig, opts ...Option) (*Reg
 	if err != nil {
 		return nil, err
 	}
-	return &Registrar{client: client, cfg: cfg, log: buildOptions(opts).logger}, nil
+	return &Registrar{client: client, cfg: cfg, log: buildOptions(opts).logger, active: map[string]*Registered{}}, nil
 }
 
 var metaKey = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
@@ -105,7 +108,9 @@ func validate(in discovery.Instance) error {
 // Register validates reg, checks that its ID is not registered at another
 // address, registers the instance with its check (replacing a previous
 // registration of the same ID and endpoint), and starts keeping it
-// registered. A TTL check starts passing; an HTTP or gRPC check starts
+// registered. Registering an ID again at the same endpoint through the same
+// Registrar supersedes the earlier registration: its Deregister then does
+// nothing. A TTL check starts passing; an HTTP or gRPC check starts
 // critical until the agent's first probe passes.
 //
 // Bad input fails with a *discovery.FieldError naming the field; an ID
@@ -132,6 +137,13 @@ func (r *Registrar) Register(ctx context.Context, reg discovery.Registration) (d
 	h := &Registered{r: r, reg: reg, def: agentRegistration(reg), stop: make(chan struct{}), done: make(chan struct{})}
 	if err := h.register(ctx); err != nil {
 		return nil, err
+	}
+	r.mu.Lock()
+	old := r.active[in.ID]
+	r.active[in.ID] = h
+	r.mu.Unlock()
+	if old != nil {
+		old.retire()
 	}
 	r.log.Info("consul: registered", "service", in.Service, "id", in.ID, "endpoint", in.Endpoint(), "check", string(reg.Check.Kind()))
 	go h.keep()
@@ -273,8 +285,29 @@ func (h *Registered) Deregister(ctx context.Context) error {
 	h.deregistered = true
 	close(h.stop)
 	<-h.done
-	h.err = h.deregister(ctx)
+	r := h.r
+	r.mu.Lock()
+	current := r.active[h.reg.Instance.ID] == h
+	if current {
+		delete(r.active, h.reg.Instance.ID)
+	}
+	r.mu.Unlock()
+	if current {
+		h.err = h.deregister(ctx)
+	}
 	return h.err
+}
+
+// retire stops keeping a superseded registration, without touching the
+// agent.
+func (h *Registered) retire() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.deregistered {
+		h.deregistered = true
+		close(h.stop)
+		<-h.done
+	}
 }
 
 func (h *Registered) deregister(ctx context.Context) error {
