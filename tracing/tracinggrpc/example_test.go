@@ -14,7 +14,9 @@ import (
 	"github.com/vitamin-go/vitamin/tracing/tracinggrpc"
 )
 
-type emptyServer struct{ testpb.UnimplementedTestServiceServer }
+type emptyServer struct {
+	testpb.UnimplementedTestServiceServer
+}
 
 func (emptyServer) EmptyCall(context.Context, *testpb.Empty) (*testpb.Empty, error) {
 	return &testpb.Empty{}, nil
