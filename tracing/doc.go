@@ -5,16 +5,39 @@
 //
 // Setup creates the tracer and meter providers for the service, with its
 // name, version and instance ID as resource attributes, an exporter chosen
-// by configuration and a parent-based ratio sampler. Without Setup,
-// everything is a no-op that costs almost nothing.
+// by configuration (OTLP over gRPC or HTTP, stdout, none) and a
+// parent-based ratio sampler, and installs them as the OpenTelemetry
+// globals. It returns a shutdown function that flushes. New builds the
+// same Telemetry without touching the globals. Without Setup, everything
+// is a no-op that costs almost nothing, and an incoming trace context is
+// still passed on.
+//
+// # Environment
+//
+// A Config field that is set wins; an empty one falls back to the standard
+// variables. Read by the OpenTelemetry SDK and exporters: OTEL_SERVICE_NAME,
+// OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG,
+// OTEL_BSP_*, OTEL_SPAN_*_LIMIT, OTEL_METRIC_EXPORT_INTERVAL and _TIMEOUT,
+// and OTEL_EXPORTER_OTLP_* (endpoint, headers, certificates, compression,
+// timeout, per signal too). Read by this package, since the SDK does not:
+// OTEL_SDK_DISABLED, OTEL_TRACES_EXPORTER, OTEL_METRICS_EXPORTER,
+// OTEL_EXPORTER_OTLP_PROTOCOL (and the per-signal forms) and
+// OTEL_PROPAGATORS.
 //
 // # Propagation
 //
-// W3C trace context and baggage by default, B3 on request. A carrier over
-// NATS headers reads trace headers in any letter case.
+// W3C trace context and baggage by default; B3, single or multiple header,
+// on request, to join traces with Zipkin or Spring Cloud Sleuth peers.
+//
+// # Transports
+//
+// The adapters live in subpackages, so that this one stays light:
+// tracinggrpc (stats handlers for clients and servers), tracinghttp
+// (handler and transport) and tracingnats (a header carrier and producer
+// and consumer spans). Health checks are left out of traces.
 //
 // # Logs
 //
-// A slog.Handler wrapper adds trace_id and span_id to every record logged
-// with a context that carries a span.
+// NewLogHandler wraps a slog.Handler and adds trace_id and span_id to
+// every record logged with a context that carries a span.
 package tracing
