@@ -24,6 +24,7 @@ type retryBudget struct {
 	minConcurrency int32
 
 	balance   atomic.Int64 // milli-retries
+	loan      atomic.Int64 // milli-retries advanced at start, not yet earned back
 	calls     atomic.Int32 // primary calls in flight
 	permits   atomic.Int32 // retries and hedges in flight
 	exhausted atomic.Uint64
@@ -45,13 +46,21 @@ func newRetryBudget(spec Budget, onExhaust func(kind string)) *retryBudget {
 	if maxBal == 0 {
 		maxBal = 10
 	}
-	return &retryBudget{
+	b := &retryBudget{
 		deposit:        int64(math.Round(ratio * milli)),
 		maxBalance:     int64(maxBal) * milli,
 		ratio:          ratio,
 		minConcurrency: int32(min(minConc, math.MaxInt32)),
 		onExhaust:      onExhaust,
 	}
+	if b.deposit > 0 {
+		// Advance one retry, so that a new process can retry its first
+		// failure; the first 1/Ratio calls earn it back, after which
+		// retries ≤ Ratio × calls holds again.
+		b.balance.Store(milli)
+		b.loan.Store(milli)
+	}
+	return b
 }
 
 // Rate returns retries and hedges in flight as a share of calls in flight.
@@ -67,6 +76,9 @@ func (b *retryBudget) Rate() float64 {
 // call's share of a retry.
 func (b *retryBudget) RecordExecution() {
 	b.calls.Add(1)
+	if b.loan.Load() > 0 && b.loan.Add(-b.deposit) > -b.deposit {
+		return // this call's share repays the advance
+	}
 	for {
 		cur := b.balance.Load()
 		if cur >= b.maxBalance {

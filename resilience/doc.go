@@ -4,18 +4,78 @@
 //
 // # Policies as data
 //
-// A Policy is plain data that can be loaded from a file, the environment or
-// a config store. Building it validates it and yields an executor; named
-// policies are kept in a registry keyed by target and swapped atomically
-// when their spec changes, so a breaker whose spec did not change keeps its
-// state.
+// A Policy is plain data with yaml and json tags, so it can be loaded from a
+// file, the environment or a config store. Validate (or NewExecutor, or a
+// Registry) rejects a bad spec with a *FieldError naming the field, such as
+// "retry.max_attempts".
 //
-// # Errors
+//	e, err := resilience.NewExecutor("inventory", resilience.Policy{
+//		Timeout:        250 * time.Millisecond,
+//		Retry:          &resilience.Retry{MaxAttempts: 3, Backoff: 10 * time.Millisecond, Jitter: 0.2},
+//		Budget:         &resilience.Budget{Ratio: 0.2},
+//		CircuitBreaker: &resilience.CircuitBreaker{WindowSize: 20, FailureRate: 0.5, MinRequests: 10, OpenFor: 5 * time.Second},
+//	})
+//	err = e.Run(ctx, func(ctx context.Context) error { return callInventory(ctx) })
 //
-// Fallbacks receive the cause, and package sentinels tell an open circuit,
-// a rejection (bulkhead, rate limit), a timeout and a plain failure apart
-// with errors.Is.
+// The circuit breaker, bulkhead, rate limiter, retry and hedge policies are
+// failsafe-go's. The per-attempt timeout is a context deadline
+// (context.WithTimeout around the attempt), not failsafe-go's timeout
+// policy, so it costs no goroutine and travels to the server (gRPC sends it
+// as grpc-timeout). A call that succeeds at once does not build a
+// failsafe-go execution at all; failsafe-go's retry policy takes over on the
+// first retryable failure.
 //
-// This package imports neither gRPC nor any discovery backend; transport
-// adapters live in subpackages.
+// # Retry budgets
+//
+// A Budget caps retries and hedges together at a share of calls (20 % by
+// default), whether callers are concurrent or not, and at
+// max(MinConcurrency, Ratio × calls in flight) at once. It plugs into
+// failsafe-go's retry and hedge policies through their budget hook.
+//
+// # Named policies
+//
+// A Registry keeps executors keyed by target: a default for each service
+// and overrides by service or service/method. Update swaps the whole
+// configuration atomically: new calls use the new specs, calls in flight
+// finish under the old ones, and a breaker, bulkhead, rate limiter or budget
+// whose spec did not change keeps its state.
+//
+// # Errors and fallbacks
+//
+// A call refused or cut short by a policy fails with an *Error that matches
+// ErrCircuitOpen, ErrRejected (bulkhead, rate limit, caller limit),
+// ErrTimeout or ErrBudgetExhausted with errors.Is, and unwraps to
+// failsafe-go's own error (circuitbreaker.ErrOpen, bulkhead.ErrFull, ...).
+// Other failures are returned as the last attempt returned them.
+// RunWithFallback and GetWithFallback run a fallback, as Hystrix did, on
+// any failure, and hand it the cause.
+//
+// A Classifier decides which errors count against the breaker and which
+// are retried; DefaultClassifier honours annotations made with WithOutcome,
+// which transport adapters use for status codes, and Permanent errors are
+// never retried.
+//
+// # Transports
+//
+// NewRoundTripper wraps an http.RoundTripper (429 and 5xx answers are
+// failures; the body is replayed on retries). Middleware protects an HTTP
+// server and answers 429 or 503 with Retry-After when it sheds load;
+// per-caller limits (CallerLimiter) key on the CallerHeader the Vitamin
+// client sends, so one noisy consumer cannot starve the others. gRPC
+// interceptors live in the resiliencegrpc subpackage, so this package does
+// not import gRPC.
+//
+// # Observability
+//
+// State changes, retries, hedges, rejections, fallbacks and budget
+// exhaustion go to an optional *slog.Logger (WithLogger; nil is silent) and
+// to OpenTelemetry counters (see MetricCalls and the other Metric names)
+// through the global meter provider or WithMeterProvider. Executor.Snapshot
+// and Registry.Snapshot report each named policy's breaker state, window,
+// budget left and totals for dashboards and health pages.
+//
+// # Concurrency
+//
+// Executor, Registry and CallerLimiter are safe for concurrent use; Policy
+// and Config are values; Permit and CallerPermit belong to one attempt.
 package resilience

@@ -59,10 +59,13 @@ type Retry struct {
 }
 
 // Budget limits retries and hedges as a share of calls, so that a failing
-// dependency does not receive several times its normal load. Each call
-// earns Ratio of a retry; a retry or hedge spends one. On top of that, at
-// most max(MinConcurrency, Ratio × calls in flight) retries and hedges run
-// at once, so a burst cannot spend a saved-up balance at once, while a
+// dependency does not receive several times its normal load: over any run
+// of at least 1/Ratio calls, retries and hedges ≤ Ratio × calls. Each call
+// earns Ratio of a retry and a retry or hedge spends one; a new budget is
+// advanced one retry, which its first 1/Ratio calls earn back, so the very
+// first failure can be retried. On top of that, at most
+// max(MinConcurrency, Ratio × calls in flight) retries and hedges run at
+// once, so a burst cannot spend a saved-up balance in one go, while a
 // quiet service can still run MinConcurrency of them.
 type Budget struct {
 	// Ratio is the share of calls that may be retried or hedged, in [0,1]; 0 means 0.2.
