@@ -61,18 +61,31 @@ func BenchmarkRetryBreakerBudget(b *testing.B) {
 }
 
 func BenchmarkFullPolicySet(b *testing.B) {
+	for _, hedge := range []bool{false, true} {
+		name := "no-hedge"
+		if hedge {
+			name = "with-hedge"
+		}
+		b.Run(name, func(b *testing.B) { benchFull(b, hedge) })
+	}
+}
+
+func benchFull(b *testing.B, hedge bool) {
 	ctx := context.Background()
 	fn := func(context.Context) error { return nil }
 	b.Run("vitamin", func(b *testing.B) {
-		e, err := resilience.NewExecutor("bench", resilience.Policy{
+		p := resilience.Policy{
 			Timeout:        time.Second,
 			Retry:          benchRetry,
 			Budget:         benchBudget,
 			CircuitBreaker: benchBreaker,
 			Bulkhead:       &resilience.Bulkhead{MaxConcurrent: 1000},
 			RateLimit:      &resilience.RateLimit{Rate: 1e8, Burst: 1e6},
-			Hedge:          &resilience.Hedge{Delay: time.Second},
-		})
+		}
+		if hedge {
+			p.Hedge = &resilience.Hedge{Delay: time.Second}
+		}
+		e, err := resilience.NewExecutor("bench", p)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -85,18 +98,76 @@ func BenchmarkFullPolicySet(b *testing.B) {
 	})
 	b.Run("failsafe-go", func(b *testing.B) {
 		ps := fsRetryBreakerBudget()
-		bud := budget.NewBuilder().WithMaxRate(0.2).WithMinConcurrency(3).Build()
-		hp := hedgepolicy.NewBuilderWithDelay[any](time.Second).WithBudget(bud).Build()
 		rl := ratelimiter.NewBursty[any](1e6, 10*time.Millisecond)
 		bh := bulkhead.New[any](1000)
 		to := timeout.New[any](time.Second)
-		ex := failsafe.With(ps[0], hp, ps[1], rl, bh, to)
+		var ex failsafe.Executor[any]
+		if hedge {
+			bud := budget.NewBuilder().WithMaxRate(0.2).WithMinConcurrency(3).Build()
+			hp := hedgepolicy.NewBuilderWithDelay[any](time.Second).WithBudget(bud).Build()
+			ex = failsafe.With(ps[0], hp, ps[1], rl, bh, to)
+		} else {
+			ex = failsafe.With(ps[0], ps[1], rl, bh, to)
+		}
 		b.ReportAllocs()
 		for b.Loop() {
 			err := ex.WithContext(ctx).RunWithExecution(func(exec failsafe.Execution[any]) error { return fn(exec.Context()) })
 			if err != nil {
 				b.Fatal(err)
 			}
+		}
+	})
+}
+
+// BenchmarkRetryAmplification reports attempts per call at a 50 % failure
+// rate with 3 attempts and the default budget (budget: ≤ 1.2).
+func BenchmarkRetryAmplification(b *testing.B) {
+	e, err := resilience.NewExecutor("amp", resilience.Policy{Retry: &resilience.Retry{MaxAttempts: 3}, Budget: &resilience.Budget{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	attempts, calls := 0, 0
+	b.ReportAllocs()
+	for b.Loop() {
+		calls++
+		_ = e.Run(context.Background(), func(context.Context) error {
+			attempts++
+			if attempts%2 == 0 {
+				return errBoom
+			}
+			return nil
+		})
+	}
+	b.ReportMetric(float64(attempts)/float64(calls), "attempts/call")
+}
+
+// BenchmarkRegistryFor measures looking up a target's executor.
+func BenchmarkRegistryFor(b *testing.B) {
+	r, err := resilience.NewRegistry(resilience.Config{Default: resilience.Policy{Retry: benchRetry}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.For("orders", "pkg.Orders/Get")
+	b.ReportAllocs()
+	for b.Loop() {
+		if r.For("orders", "pkg.Orders/Get") == nil {
+			b.Fatal("nil executor")
+		}
+	}
+}
+
+// BenchmarkRetryBreakerBudgetParallel is the success path under contention.
+func BenchmarkRetryBreakerBudgetParallel(b *testing.B) {
+	e, err := resilience.NewExecutor("bench", resilience.Policy{Retry: benchRetry, Budget: benchBudget, CircuitBreaker: benchBreaker})
+	if err != nil {
+		b.Fatal(err)
+	}
+	fn := func(context.Context) error { return nil }
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		for pb.Next() {
+			_ = e.Run(ctx, fn)
 		}
 	})
 }

@@ -121,6 +121,7 @@ type Executor struct {
 	limiterWait  time.Duration
 	bulkheadWait time.Duration
 	retryAfter   time.Duration // rate-limit hint
+	slowCall     time.Duration
 	retryOn      []string
 	hedged       bool
 	fs           failsafe.Executor[any] // retry and hedge; nil without them
@@ -151,6 +152,7 @@ func newExecutor(name string, p Policy, o *options, inst *instruments, prev *Exe
 	e.parts.obs = e.obs
 
 	if cb := p.CircuitBreaker; cb != nil {
+		e.slowCall = cb.SlowCall
 		if prev != nil && equalSpec(prev.spec.CircuitBreaker, cb) {
 			e.parts.breaker = old.breaker
 		} else {
@@ -301,7 +303,8 @@ func (e *Executor) Policy() Policy { return e.spec }
 //
 // A Permit must not be used from several goroutines at once.
 type Permit struct {
-	e *Executor
+	e     *Executor
+	start time.Time // set only when slow calls are tracked
 }
 
 // Acquire admits one attempt, or returns an *Error matching ErrCircuitOpen
@@ -344,6 +347,9 @@ func (e *Executor) Acquire(ctx context.Context) (Permit, error) {
 		}
 		return Permit{}, e.reject(ctx, ReasonCircuitOpen, circuitbreaker.ErrOpen, p.breaker.RemainingDelay())
 	}
+	if e.slowCall > 0 {
+		return Permit{e: e, start: time.Now()}, nil
+	}
 	return Permit{e: e}, nil
 }
 
@@ -360,7 +366,8 @@ func (p Permit) Done(err error) {
 	}
 	parts := p.e.parts
 	if parts.breaker != nil {
-		if err != nil && p.e.classify(err).Failure {
+		if (err != nil && p.e.classify(err).Failure) ||
+			(err == nil && p.e.slowCall > 0 && time.Since(p.start) > p.e.slowCall) {
 			parts.breaker.RecordFailure()
 		} else {
 			parts.breaker.RecordSuccess()

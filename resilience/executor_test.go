@@ -407,3 +407,18 @@ func TestConcurrentCallsRespectBulkhead(t *testing.T) {
 		t.Fatalf("peak concurrency %d, want at most 3", peak.Load())
 	}
 }
+
+func TestSlowCallsOpenTheBreaker(t *testing.T) {
+	e := mustExecutor(t, resilience.Policy{CircuitBreaker: &resilience.CircuitBreaker{
+		WindowSize: 2, FailureRate: 1, MinRequests: 2, OpenFor: time.Hour, SlowCall: time.Millisecond,
+	}})
+	slow := func(context.Context) error { <-time.After(5 * time.Millisecond); return nil }
+	for range 2 {
+		if err := e.Run(context.Background(), slow); err != nil {
+			t.Fatalf("slow call: %v, want its own (successful) result", err)
+		}
+	}
+	if err := e.Run(context.Background(), succeed); !errors.Is(err, resilience.ErrCircuitOpen) {
+		t.Fatalf("after two slow calls: %v, want ErrCircuitOpen", err)
+	}
+}

@@ -95,6 +95,11 @@ type CircuitBreaker struct {
 	// HalfOpenProbes is how many trial calls must all succeed, while
 	// half-open, to close the breaker; any failed probe reopens it. 0 means 1.
 	HalfOpenProbes int `yaml:"half_open_probes,omitempty" json:"half_open_probes,omitempty"`
+	// SlowCall, if more than 0, makes a successful attempt that took longer
+	// than this count as a failure for the breaker (the caller still gets
+	// its result), so a dependency that has become very slow is cut off
+	// like a failing one.
+	SlowCall time.Duration `yaml:"slow_call,omitempty" json:"slow_call,omitempty"`
 }
 
 // Bulkhead caps concurrent attempts.
@@ -185,6 +190,7 @@ func (p Policy) validate(prefix string) error {
 		if cb.OpenFor <= 0 {
 			v.fail("circuit_breaker.open_for", cb.OpenFor, "must be more than 0")
 		}
+		v.nonNegative("circuit_breaker.slow_call", cb.SlowCall)
 		if cb.HalfOpenProbes < 0 {
 			v.fail("circuit_breaker.half_open_probes", cb.HalfOpenProbes, "must not be negative")
 		}
