@@ -25,6 +25,10 @@ type Outcome struct {
 	Failure bool
 	// Retryable makes the attempt retried when Retry.On is empty.
 	Retryable bool
+	// Timeout says the attempt ran out of time, even if the transport
+	// noticed before the attempt's own context did (a server answering
+	// DEADLINE_EXCEEDED as the shared deadline passes).
+	Timeout bool
 }
 
 // Classifier says how a non-nil attempt error counts. It must be safe for
@@ -76,7 +80,7 @@ func DefaultClassifier(err error) Outcome {
 	if errors.As(err, &re) {
 		switch re.Reason {
 		case ReasonTimeout:
-			return Outcome{Code: "timeout", Failure: true, Retryable: true}
+			return Outcome{Code: "timeout", Failure: true, Retryable: true, Timeout: true}
 		case ReasonCircuitOpen:
 			return Outcome{Code: "circuit_open"}
 		case ReasonBudget:
@@ -89,7 +93,7 @@ func DefaultClassifier(err error) Outcome {
 	case errors.Is(err, context.Canceled):
 		return Outcome{Code: "canceled"}
 	case errors.Is(err, context.DeadlineExceeded):
-		return Outcome{Code: "timeout", Failure: true, Retryable: true}
+		return Outcome{Code: "timeout", Failure: true, Retryable: true, Timeout: true}
 	}
 	return Outcome{Code: "error", Failure: true, Retryable: true}
 }
@@ -394,7 +398,7 @@ func attempt[T any](ctx context.Context, e *Executor, fn func(context.Context, c
 	}
 	v, err := fn(actx, cancel)
 	if err != nil {
-		if e.timeout > 0 && ctx.Err() == nil && errors.Is(actx.Err(), context.DeadlineExceeded) {
+		if e.timeout > 0 && ctx.Err() == nil && (errors.Is(actx.Err(), context.DeadlineExceeded) || e.classify(err).Timeout) {
 			err = &Error{Policy: e.name, Reason: ReasonTimeout, Cause: err}
 		}
 		cancel()

@@ -52,8 +52,10 @@ func Classify(err error) resilience.Outcome {
 	}
 	o := resilience.Outcome{Code: CodeName(s.Code())}
 	switch s.Code() {
-	case codes.Unavailable, codes.DeadlineExceeded:
+	case codes.Unavailable:
 		o.Failure, o.Retryable = true, true
+	case codes.DeadlineExceeded:
+		o.Failure, o.Retryable, o.Timeout = true, true, true
 	case codes.ResourceExhausted, codes.Aborted:
 		o.Retryable = true
 	case codes.Internal, codes.Unknown, codes.DataLoss:
