@@ -25,6 +25,7 @@ const OtherCallers = "(other)"
 // CallerLimits are server-side limits applied to each caller separately, so
 // that one misbehaving consumer cannot take a service down for the others.
 // Requests without a caller identity share the limit of the caller "".
+// It is plain data.
 type CallerLimits struct {
 	// Rate is the requests per second each caller may start; 0 means no rate limit.
 	Rate float64 `yaml:"rate,omitempty" json:"rate,omitempty"`

@@ -35,7 +35,7 @@ const (
 )
 
 // Option configures an Executor, a Registry or a CallerLimiter with things
-// only code can give.
+// only code can give. Options are applied once, at construction.
 type Option func(*options)
 
 type options struct {
@@ -228,7 +228,7 @@ func outcomeOf(err error) string {
 
 // Snapshot is the state of one named policy, for dashboards and health
 // pages. Counters are totals since the name was first used; they survive
-// spec changes.
+// spec changes. It is a plain value (a copy), safe to keep and marshal.
 type Snapshot struct {
 	// Policy is the policy's name.
 	Policy string `json:"policy"`

@@ -15,7 +15,7 @@ import (
 	"github.com/failsafe-go/failsafe-go/retrypolicy"
 )
 
-// Outcome is how a failed attempt counts.
+// Outcome is how a failed attempt counts. It is a plain value.
 type Outcome struct {
 	// Code names the outcome; Retry.On lists codes. The default classifier
 	// uses "timeout", "canceled", "rejected", "circuit_open", "permanent"

@@ -19,7 +19,9 @@ import (
 // hedge) therefore passes the breaker and the limits on its own.
 //
 // A Policy is a value; copy it freely. Validate it, or let NewExecutor and
-// Registry do it.
+// Registry do it. Policy and its sections are plain data, safe for
+// concurrent reads but not for concurrent modification; executors copy what
+// they need when built.
 type Policy struct {
 	// Timeout bounds each attempt with a context deadline (context.WithTimeout
 	// around the attempt, no extra goroutine). 0 means no per-attempt limit:

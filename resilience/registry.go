@@ -9,7 +9,7 @@ import (
 )
 
 // Target names what is called: a service and, optionally, one of its
-// methods (a gRPC method such as "pkg.Orders/Get", or an HTTP path).
+// methods (a gRPC method such as "pkg.Orders/Get"). It is a plain value.
 type Target struct {
 	Service string
 	Method  string
@@ -18,7 +18,7 @@ type Target struct {
 // Config is the set of named policies of a Registry: a default for every
 // service and overrides by service ("orders") or by service and method
 // ("orders/pkg.Orders/Get", the service, a slash, then the method). It is
-// plain data, loadable from a file.
+// plain data, loadable from a file; the Registry keeps its own copy.
 type Config struct {
 	// Default applies to every service without an override. Each service
 	// gets its own executor (and breaker) built from it.
