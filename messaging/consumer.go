@@ -16,6 +16,8 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/vitamin-go/vitamin/tracing/tracingnats"
 )
 
 // ConsumerConfig holds a Consumer's settings.
@@ -128,15 +130,16 @@ func (c *ConsumerConfig) setDefaults() error {
 // it once; it is safe for concurrent use (Stop may be called from any
 // goroutine).
 type Consumer struct {
-	js      jetstream.JetStream
-	cons    jetstream.Consumer
-	cfg     ConsumerConfig
-	o       options
-	handler Handler
-	store   Store
-	backoff func(int) time.Duration
-	metrics *consumerMetrics
-	tracer  trace.Tracer
+	js       jetstream.JetStream
+	cons     jetstream.Consumer
+	cfg      ConsumerConfig
+	o        options
+	handler  Handler
+	store    Store
+	backoff  func(int) time.Duration
+	metrics  *consumerMetrics
+	tracer   trace.Tracer
+	spanName string
 
 	running  atomic.Bool
 	stopOnce sync.Once
@@ -168,7 +171,7 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig
 	}
 	c := &Consumer{js: js, cfg: cfg, o: o, handler: handler,
 		stop: make(chan struct{}), stopped: make(chan struct{}),
-		tracer: o.tracer.Tracer(instrumentation)}
+		tracer: o.tracer.Tracer(instrumentation), spanName: "process " + cfg.Stream}
 	c.backoff = o.backoff
 	if c.backoff == nil {
 		c.backoff = expBackoff(cfg.InitialBackoff, cfg.MaxBackoff)
@@ -201,13 +204,6 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig
 	return c, nil
 }
 
-// inflight is the message a worker is handling, seen by the heartbeat.
-type inflight struct {
-	msg     jetstream.Msg
-	claim   Claim
-	started time.Time
-}
-
 // Run consumes messages until ctx is done or Stop is called, then stops
 // gracefully: it stops fetching, lets in-flight handlers finish and
 // returns nil. Messages buffered but not handled are given back to the
@@ -223,7 +219,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	c.hardStop = hardStop
 	c.mu.Unlock()
 
-	work := make(chan jetstream.Msg)
+	work := make(chan jetstream.Msg, c.cfg.Workers)
 	cc, err := c.cons.Consume(func(m jetstream.Msg) {
 		select {
 		case work <- m:
@@ -235,7 +231,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		return fmt.Errorf("messaging: consume %s: %w", c.cfg.Durable, err)
 	}
 
-	slots := make([]atomic.Pointer[inflight], c.cfg.Workers)
+	slots := make([]atomic.Pointer[Message], c.cfg.Workers)
 	var wg sync.WaitGroup
 	for i := range slots {
 		wg.Add(1)
@@ -264,7 +260,14 @@ func (c *Consumer) Run(ctx context.Context) error {
 	close(workersDone)
 	<-hbDone
 	<-cc.Closed()
-	return nil
+	for { // give back what the workers did not take
+		select {
+		case m := <-work:
+			_ = m.Nak()
+		default:
+			return nil
+		}
+	}
 }
 
 func (c *Consumer) closeStop() { c.stopOnce.Do(func() { close(c.stop) }) }
@@ -300,7 +303,7 @@ func (c *Consumer) consumeError(_ jetstream.ConsumeContext, err error) {
 
 // heartbeat signals progress for handlers running longer than the
 // in-progress interval and extends their leases, until workersDone.
-func (c *Consumer) heartbeat(ctx context.Context, slots []atomic.Pointer[inflight], workersDone <-chan struct{}, done chan<- struct{}) {
+func (c *Consumer) heartbeat(ctx context.Context, slots []atomic.Pointer[Message], workersDone <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	t := time.NewTicker(c.cfg.InProgressInterval)
 	defer t.Stop()
@@ -338,7 +341,7 @@ func (c *Consumer) key(m *Message) string {
 	return m.Stream + ":" + strconv.FormatUint(m.Sequence, 10)
 }
 
-func (c *Consumer) handle(ctx context.Context, jm jetstream.Msg, slot *atomic.Pointer[inflight]) {
+func (c *Consumer) handle(ctx context.Context, jm jetstream.Msg, slot *atomic.Pointer[Message]) {
 	h := jm.Headers()
 	m := &Message{Subject: jm.Subject(), Header: h, Data: jm.Data(), msg: jm, codec: c.o.codec,
 		Stream: c.cfg.Stream}
@@ -355,8 +358,8 @@ func (c *Consumer) handle(ctx context.Context, jm jetstream.Msg, slot *atomic.Po
 	}
 	m.Key = c.key(m)
 
-	ctx = c.o.propagator.Extract(ctx, headerCarrier(m.Header))
-	ctx, span := c.tracer.Start(ctx, "process "+m.Subject, trace.WithSpanKind(trace.SpanKindConsumer),
+	ctx = c.o.propagator.Extract(ctx, tracingnats.HeaderCarrier(m.Header))
+	ctx, span := c.tracer.Start(ctx, c.spanName, trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(attribute.String("messaging.system", "nats"),
 			attribute.String("messaging.destination.name", m.Subject),
 			attribute.String("messaging.message.id", m.ID),
@@ -390,10 +393,10 @@ func (c *Consumer) handle(ctx context.Context, jm jetstream.Msg, slot *atomic.Po
 		}
 	}
 
-	slot.Store(&inflight{msg: jm, claim: claim, started: time.Now()})
-	start := time.Now()
+	m.claim, m.started = claim, time.Now()
+	slot.Store(m)
 	herr := c.call(ctx, m)
-	c.metrics.latency.Record(ctx, time.Since(start).Seconds(), c.metrics.attrs)
+	c.metrics.latency.Record(ctx, time.Since(m.started).Seconds(), c.metrics.attrs)
 	slot.Store(nil)
 
 	if herr == nil {

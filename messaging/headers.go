@@ -1,11 +1,7 @@
 package messaging
 
 import (
-	"net/textproto"
-
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.opentelemetry.io/otel/propagation"
 )
 
 // Header names Vitamin writes on messages and dead letters.
@@ -43,53 +39,3 @@ const (
 	ReasonUndecodable = "undecodable"
 	ReasonMaxDeliver  = "max-deliver"
 )
-
-// headerCarrier adapts nats.Header to propagation.TextMapCarrier. Reads
-// ignore letter case. (To be merged with tracing's NATS carrier.)
-type headerCarrier nats.Header
-
-var _ propagation.TextMapCarrier = headerCarrier(nil)
-
-func (c headerCarrier) Get(key string) string {
-	if v := c[key]; len(v) > 0 {
-		return v[0]
-	}
-	if v := c[textproto.CanonicalMIMEHeaderKey(key)]; len(v) > 0 {
-		return v[0]
-	}
-	for k, v := range c {
-		if len(v) > 0 && equalFold(k, key) {
-			return v[0]
-		}
-	}
-	return ""
-}
-
-func (c headerCarrier) Set(key, value string) { c[key] = []string{value} }
-
-func (c headerCarrier) Keys() []string {
-	keys := make([]string, 0, len(c))
-	for k := range c {
-		keys = append(keys, k)
-	}
-	return keys
-}
-
-func equalFold(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
-}

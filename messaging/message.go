@@ -38,9 +38,11 @@ type Message struct {
 	// Published is when the stream stored the message.
 	Published time.Time
 
-	msg   jetstream.Msg
-	tx    *sql.Tx
-	codec Codec
+	msg     jetstream.Msg
+	tx      *sql.Tx
+	codec   Codec
+	claim   Claim     // seen by the heartbeat
+	started time.Time // when the handler started
 }
 
 // Decode decodes the payload into v with the consumer's codec, choosing

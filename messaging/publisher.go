@@ -15,6 +15,8 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/vitamin-go/vitamin/tracing/tracingnats"
 )
 
 // PublisherConfig holds a Publisher's settings. The zero value is valid.
@@ -143,7 +145,7 @@ func (p *Publisher) Publish(ctx context.Context, subject string, v any, opts ...
 	ctx, span := p.tracer.Start(ctx, "send "+subject, trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", subject)))
 	defer span.End()
-	p.o.propagator.Inject(ctx, headerCarrier(msg.Header))
+	p.o.propagator.Inject(ctx, tracingnats.HeaderCarrier(msg.Header))
 	ack, err := p.publish(ctx, msg)
 	if err != nil {
 		span.RecordError(err)
@@ -276,7 +278,7 @@ func (p *Publisher) PublishAsync(ctx context.Context, subject string, v any, opt
 	if err != nil {
 		return nil, err
 	}
-	p.o.propagator.Inject(ctx, headerCarrier(msg.Header))
+	p.o.propagator.Inject(ctx, tracingnats.HeaderCarrier(msg.Header))
 	select {
 	case p.slots <- struct{}{}:
 	case <-ctx.Done():

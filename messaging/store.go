@@ -1,9 +1,9 @@
 package messaging
 
 import (
-	"container/list"
 	"context"
 	"database/sql"
+	"hash/maphash"
 	"sync"
 	"time"
 )
@@ -51,23 +51,33 @@ type MemoryStoreConfig struct {
 }
 
 // MemoryStore is a bounded Store in process memory, with a TTL: for one
-// consumer instance, or several in one process. It is safe for concurrent
-// use.
+// consumer instance, or several in one process. Keys are spread over
+// shards, each with its own lock and bound. It is safe for concurrent use.
 type MemoryStore struct {
-	cfg MemoryStoreConfig
-
-	mu      sync.Mutex
-	entries map[string]*memEntry
-	order   *list.List // of *memEntry, oldest first
-	token   uint64
+	cfg    MemoryStoreConfig
+	seed   maphash.Seed
+	shards [memShards]memShard
 }
 
+const memShards = 32
+
+type memShard struct {
+	mu      sync.Mutex
+	max     int
+	entries map[string]*memEntry
+	head    memEntry // sentinel of the list of entries, oldest first
+	_       [32]byte // keep shards' locks on separate cache lines
+}
+
+// memEntry is a key's record, and the Claim of the delivery that created
+// it: a claim owns its key while the map holds this very entry.
 type memEntry struct {
-	key     string
-	done    bool
-	expires time.Time
-	token   uint64
-	elem    *list.Element
+	shard      *memShard
+	retention  time.Duration
+	key        string
+	done       bool
+	expires    time.Time
+	prev, next *memEntry
 }
 
 var _ Store = (*MemoryStore)(nil)
@@ -83,94 +93,118 @@ func NewMemoryStore(cfg MemoryStoreConfig) (*MemoryStore, error) {
 	if cfg.Retention == 0 {
 		cfg.Retention = 24 * time.Hour
 	}
-	return &MemoryStore{cfg: cfg, entries: make(map[string]*memEntry), order: list.New()}, nil
+	s := &MemoryStore{cfg: cfg, seed: maphash.MakeSeed()}
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.max = (cfg.MaxKeys + memShards - 1) / memShards
+		sh.entries = make(map[string]*memEntry)
+		sh.head.prev, sh.head.next = &sh.head, &sh.head
+	}
+	// Small stores use one shard, so that MaxKeys is exact.
+	if cfg.MaxKeys < 64*memShards {
+		s.shards[0].max = cfg.MaxKeys
+	}
+	return s, nil
+}
+
+func (s *MemoryStore) shard(key string) *memShard {
+	if s.cfg.MaxKeys < 64*memShards {
+		return &s.shards[0]
+	}
+	return &s.shards[maphash.String(s.seed, key)%memShards]
 }
 
 // Len returns the number of keys held, processed or claimed.
 func (s *MemoryStore) Len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.entries)
+	n := 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		n += len(sh.entries)
+		sh.mu.Unlock()
+	}
+	return n
 }
 
 // Claim implements Store.
 func (s *MemoryStore) Claim(_ context.Context, key string, lease time.Duration) (Claim, error) {
 	now := time.Now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e, ok := s.entries[key]; ok {
+	sh := s.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if e, ok := sh.entries[key]; ok {
 		switch {
 		case !now.Before(e.expires):
-			s.remove(e)
+			sh.remove(e)
 		case e.done:
 			return nil, ErrDuplicate
 		default:
 			return nil, &ClaimedError{Key: key, Until: e.expires}
 		}
 	}
-	for len(s.entries) >= s.cfg.MaxKeys {
-		oldest := s.order.Front().Value.(*memEntry)
+	for len(sh.entries) >= sh.max {
+		oldest := sh.head.next
 		if !oldest.done && now.Before(oldest.expires) {
 			return nil, ErrStoreFull
 		}
-		s.remove(oldest)
+		sh.remove(oldest)
 	}
-	s.token++
-	e := &memEntry{key: key, expires: now.Add(lease), token: s.token}
-	e.elem = s.order.PushBack(e)
-	s.entries[key] = e
-	return &memClaim{s: s, e: e, token: e.token}, nil
+	e := &memEntry{shard: sh, retention: s.cfg.Retention, key: key, expires: now.Add(lease)}
+	sh.pushBack(e)
+	sh.entries[key] = e
+	return e, nil
 }
 
-func (s *MemoryStore) remove(e *memEntry) {
-	delete(s.entries, e.key)
-	s.order.Remove(e.elem)
+func (sh *memShard) pushBack(e *memEntry) {
+	e.prev, e.next = sh.head.prev, &sh.head
+	e.prev.next, sh.head.prev = e, e
 }
 
-type memClaim struct {
-	s     *MemoryStore
-	e     *memEntry
-	token uint64
+func (sh *memShard) unlink(e *memEntry) {
+	e.prev.next, e.next.prev = e.next, e.prev
+	e.prev, e.next = nil, nil
 }
 
-// owned reports whether the claim still holds its entry; s.mu is held.
-func (c *memClaim) owned() bool {
-	e, ok := c.s.entries[c.e.key]
-	return ok && e == c.e && e.token == c.token && !e.done
+func (sh *memShard) remove(e *memEntry) {
+	delete(sh.entries, e.key)
+	sh.unlink(e)
 }
 
-func (c *memClaim) Extend(_ context.Context, lease time.Duration) error {
-	c.s.mu.Lock()
-	defer c.s.mu.Unlock()
-	if !c.owned() {
-		return &ClaimedError{Key: c.e.key}
+// owned reports whether the claim still holds its key; shard.mu is held.
+func (e *memEntry) owned() bool { return e.shard.entries[e.key] == e && !e.done }
+
+func (e *memEntry) Extend(_ context.Context, lease time.Duration) error {
+	e.shard.mu.Lock()
+	defer e.shard.mu.Unlock()
+	if !e.owned() {
+		return &ClaimedError{Key: e.key}
 	}
-	c.e.expires = time.Now().Add(lease)
+	e.expires = time.Now().Add(lease)
 	return nil
 }
 
-func (c *memClaim) Done(context.Context) error {
-	c.s.mu.Lock()
-	defer c.s.mu.Unlock()
-	if e, ok := c.s.entries[c.e.key]; !ok || e != c.e {
-		// The lease expired and the key was forgotten: record it again.
-		if _, taken := c.s.entries[c.e.key]; taken {
-			return &ClaimedError{Key: c.e.key}
-		}
-		c.e.elem = c.s.order.PushBack(c.e)
-		c.s.entries[c.e.key] = c.e
+func (e *memEntry) Done(context.Context) error {
+	sh := e.shard
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if cur, ok := sh.entries[e.key]; ok && cur != e {
+		return &ClaimedError{Key: e.key} // the lease expired and another delivery took the key
 	}
-	c.e.done = true
-	c.e.expires = time.Now().Add(c.s.cfg.Retention)
-	c.s.order.MoveToBack(c.e.elem)
+	if e.next != nil {
+		sh.unlink(e)
+	}
+	e.done = true
+	e.expires = time.Now().Add(e.retention)
+	sh.pushBack(e)
+	sh.entries[e.key] = e
 	return nil
 }
 
-func (c *memClaim) Release(context.Context) error {
-	c.s.mu.Lock()
-	defer c.s.mu.Unlock()
-	if c.owned() {
-		c.s.remove(c.e)
+func (e *memEntry) Release(context.Context) error {
+	e.shard.mu.Lock()
+	defer e.shard.mu.Unlock()
+	if e.owned() {
+		e.shard.remove(e)
 	}
 	return nil
 }
