@@ -1,0 +1,138 @@
+package messaging_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vitamin-go/vitamin/internal/testenv"
+	"github.com/vitamin-go/vitamin/messaging"
+)
+
+func ExamplePublisher_Publish() {
+	t := newExampleT()
+	defer t.close()
+	srv := testenv.StartNATS(t) // a real NATS server with JetStream
+	js, _ := jetstream.New(srv.Connect(t))
+	ctx := context.Background()
+
+	if _, err := messaging.EnsureStream(ctx, js, messaging.StreamConfig{
+		Name: "orders", Subjects: []string{"orders.>"}, Duplicates: 10 * time.Minute,
+	}); err != nil {
+		panic(err)
+	}
+	pub, err := messaging.NewPublisher(js, messaging.PublisherConfig{}, messaging.WithCaller("checkout"))
+	if err != nil {
+		panic(err)
+	}
+	type OrderPlaced struct {
+		ID    string `json:"id"`
+		Total int    `json:"total"`
+	}
+	// Publishing twice with one message ID stores the event once.
+	for range 2 {
+		ack, err := pub.Publish(ctx, "orders.placed", OrderPlaced{ID: "o-42", Total: 1999},
+			messaging.WithMsgID("order-placed-o-42"))
+		if err != nil {
+			panic(err)
+		}
+		fmt.Printf("stream %s, sequence %d, duplicate %v\n", ack.Stream, ack.Sequence, ack.Duplicate)
+	}
+	// Output:
+	// stream orders, sequence 1, duplicate false
+	// stream orders, sequence 1, duplicate true
+}
+
+func ExampleSQLStore() {
+	t := newExampleT()
+	defer t.close()
+	srv := testenv.StartNATS(t)
+	pg := testenv.StartPostgres(t) // a fresh schema on the local PostgreSQL
+	js, _ := jetstream.New(srv.Connect(t))
+	ctx := context.Background()
+	if _, err := messaging.EnsureStream(ctx, js, messaging.StreamConfig{Name: "orders", Subjects: []string{"orders.>"}}); err != nil {
+		panic(err)
+	}
+	if _, err := pg.DB.ExecContext(ctx, "CREATE TABLE shipments (order_id TEXT PRIMARY KEY)"); err != nil {
+		panic(err)
+	}
+
+	// The processed-key row and the business change commit together.
+	store, err := messaging.NewSQLStore(ctx, pg.DB, messaging.SQLStoreConfig{})
+	if err != nil {
+		panic(err)
+	}
+	type OrderPlaced struct {
+		ID string `json:"id"`
+	}
+	handled := make(chan string)
+	consumer, err := messaging.NewConsumer(ctx, js, messaging.ConsumerConfig{Stream: "orders", Durable: "shipping"},
+		messaging.Typed(func(ctx context.Context, m *messaging.Message, o OrderPlaced) error {
+			if _, err := m.Tx().ExecContext(ctx, "INSERT INTO shipments (order_id) VALUES ($1)", o.ID); err != nil {
+				return err // rolled back with the key: the message is retried
+			}
+			handled <- o.ID
+			return nil
+		}), messaging.WithStore(store))
+	if err != nil {
+		panic(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() { done <- consumer.Run(runCtx) }()
+
+	pub, _ := messaging.NewPublisher(js, messaging.PublisherConfig{})
+	for _, id := range []string{"o-1", "o-2"} {
+		if _, err := pub.Publish(ctx, "orders.placed", OrderPlaced{ID: id}, messaging.WithMsgID("placed-"+id)); err != nil {
+			panic(err)
+		}
+	}
+	fmt.Println("shipped", <-handled)
+	fmt.Println("shipped", <-handled)
+	stop()
+	if err := <-done; err != nil {
+		panic(err)
+	}
+	var n int
+	_ = pg.DB.QueryRowContext(ctx, "SELECT count(*) FROM shipments").Scan(&n)
+	fmt.Println("shipments:", n)
+	// Output:
+	// shipped o-1
+	// shipped o-2
+	// shipments: 2
+}
+
+// exampleT gives testenv what it needs outside a test: cleanups run by
+// close, failures as panics.
+type exampleT struct {
+	testing.TB // not set: only the methods below are called
+	cleanups   []func()
+}
+
+func newExampleT() *exampleT { return &exampleT{} }
+
+func (t *exampleT) Helper()                   {}
+func (t *exampleT) Cleanup(f func())          { t.cleanups = append(t.cleanups, f) }
+func (t *exampleT) Failed() bool              { return false }
+func (t *exampleT) Logf(string, ...any)       {}
+func (t *exampleT) Fatalf(f string, a ...any) { panic(fmt.Sprintf(f, a...)) }
+func (t *exampleT) Errorf(f string, a ...any) { panic(fmt.Sprintf(f, a...)) }
+func (t *exampleT) Skipf(f string, a ...any)  { panic(fmt.Sprintf(f, a...)) }
+func (t *exampleT) TempDir() string {
+	dir, err := os.MkdirTemp("", "vitamin-example-")
+	if err != nil {
+		panic(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+func (t *exampleT) close() {
+	for i := len(t.cleanups) - 1; i >= 0; i-- {
+		t.cleanups[i]()
+	}
+}
