@@ -20,7 +20,8 @@ import (
 	"github.com/vitamin-go/vitamin/tracing/tracingnats"
 )
 
-// ConsumerConfig holds a Consumer's settings.
+// ConsumerConfig holds a Consumer's settings. It is plain data, safe to
+// copy and to read concurrently.
 type ConsumerConfig struct {
 	// Stream to consume from. Required.
 	Stream string

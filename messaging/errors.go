@@ -7,6 +7,8 @@ import (
 )
 
 // Sentinel errors. Match them with errors.Is; never compare error text.
+// Every error of this package is immutable once returned and safe to share
+// between goroutines.
 var (
 	// ErrInvalidConfig is wrapped by every error about a bad Config field or
 	// option; the message names the field.

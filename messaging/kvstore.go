@@ -14,7 +14,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// KVStoreConfig holds a KVStore's settings. The zero value is valid.
+// KVStoreConfig holds a KVStore's settings. The zero value is valid. It
+// is plain data, safe to copy.
 type KVStoreConfig struct {
 	// Bucket is the JetStream key-value bucket, created or updated by
 	// NewKVStore. Default "vitamin_processed".

@@ -12,6 +12,7 @@ import (
 
 // Option configures a Publisher or a Consumer with what only code can give.
 // Each option says which of the two it applies to; the other ignores it.
+// Options are applied once, at construction.
 type Option func(*options)
 
 type options struct {

@@ -20,6 +20,7 @@ import (
 )
 
 // PublisherConfig holds a Publisher's settings. The zero value is valid.
+// It is plain data, safe to copy and to read concurrently.
 type PublisherConfig struct {
 	// Timeout bounds one publish attempt (sending the message and waiting
 	// for the stream's acknowledgement). Default 5s.

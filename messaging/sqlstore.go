@@ -22,6 +22,7 @@ const (
 )
 
 // SQLStoreConfig holds an SQLStore's settings. The zero value is valid.
+// It is plain data, safe to copy.
 type SQLStoreConfig struct {
 	// Table keeps the processed keys; it may be schema-qualified. Default
 	// "vitamin_processed_messages".

@@ -40,7 +40,7 @@ type TxClaim interface {
 }
 
 // MemoryStoreConfig holds a MemoryStore's settings. The zero value is
-// valid.
+// valid. It is plain data, safe to copy.
 type MemoryStoreConfig struct {
 	// MaxKeys bounds the number of keys kept. When it is reached, the
 	// oldest processed or expired keys are forgotten first. Default

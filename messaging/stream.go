@@ -10,6 +10,7 @@ import (
 )
 
 // StreamConfig describes a stream that EnsureStream creates or updates.
+// It is plain data, safe to copy and to read concurrently.
 type StreamConfig struct {
 	// Name is the stream's name. Required.
 	Name string
