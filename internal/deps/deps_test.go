@@ -16,6 +16,10 @@ var (
 	consul = "github.com/hashicorp/consul"
 	nats   = "github.com/nats-io/"
 	grpc   = "google.golang.org/grpc"
+	// The OpenTelemetry SDK and exporters belong to the application that
+	// calls tracing.Setup; libraries use the API only.
+	otelSDK       = "go.opentelemetry.io/otel/sdk"
+	otelExporters = "go.opentelemetry.io/otel/exporters"
 )
 
 // rules says, for each package, which import path prefixes may not appear
@@ -24,10 +28,10 @@ var rules = []struct {
 	pkg       string
 	forbidden []string
 }{
-	{"resilience", []string{consul, nats, grpc}},
-	{"discovery", []string{consul, nats, grpc}},
-	{"config", []string{consul, nats, grpc}},
-	{"messaging", []string{consul}},
+	{"resilience", []string{consul, nats, grpc, otelSDK, otelExporters}},
+	{"discovery", []string{consul, nats, grpc, otelSDK, otelExporters}},
+	{"config", []string{consul, nats, grpc, otelSDK, otelExporters}},
+	{"messaging", []string{consul, grpc, otelSDK, otelExporters}},
 }
 
 func TestPackagesKeepTheirDependenciesLight(t *testing.T) {

@@ -11,8 +11,6 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
-
-	"github.com/vitamin-go/vitamin/tracing"
 )
 
 // ScopeName is the instrumentation scope of the spans this package starts.
@@ -31,8 +29,17 @@ const (
 // Option configures a Tracer.
 type Option func(*Tracer)
 
-// WithTelemetry takes the tracer provider and propagator from t.
-func WithTelemetry(t *tracing.Telemetry) Option {
+// Telemetry is what WithTelemetry takes; *tracing.Telemetry has these
+// methods. The interface keeps this package, and so messaging, free of the
+// OpenTelemetry SDK and exporters that package tracing brings in.
+type Telemetry interface {
+	TracerProvider() trace.TracerProvider
+	Propagator() propagation.TextMapPropagator
+}
+
+// WithTelemetry takes the tracer provider and propagator from t, usually
+// the *tracing.Telemetry that tracing.New returned.
+func WithTelemetry(t Telemetry) Option {
 	return func(tr *Tracer) {
 		tr.tp = t.TracerProvider()
 		tr.prop = t.Propagator()
