@@ -1,4 +1,21 @@
-// Package consul is a live configuration source over Consul KV: it loads
-// the keys under a prefix and follows them with blocking queries, using
-// the ACL token and TLS settings of the Consul client configuration.
+// Package consul is a live configuration source over Consul KV, for
+// [github.com/vitamin-go/vitamin/config]: it loads the keys under a prefix
+// and follows them with blocking queries, using the ACL token and TLS
+// settings of the Consul client configuration for every request.
+//
+// # Keys
+//
+// Under the prefix "config/orders/", the key "config/orders/db/pool/max"
+// is the config key "db.pool.max"; its value is the raw string, parsed by
+// the property that reads it. Folder keys (ending in "/") are ignored, and
+// a missing prefix is an empty layer.
+//
+// # Following changes
+//
+// [Source.Watch] runs blocking queries on the prefix from the index of the
+// last answer. When Consul's index goes backwards, or after an error (a
+// restarted agent starts its index again), it reads afresh. Failed queries
+// are retried with exponential backoff and jitter; meanwhile the source is
+// stale ([Source.Stale]) and the configuration keeps the last good keys.
+// Watch stops when its context is done.
 package consul

@@ -1,0 +1,161 @@
+package config_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
+
+	"github.com/vitamin-go/vitamin/config"
+)
+
+// A dynamic property: its value follows the configuration while the
+// service runs, and a value that fails validation is rejected.
+func ExampleInt() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	// A Memory source stands in for Consul KV here.
+	remote := config.NewMemory(map[string]any{"db.pool.max": "10"})
+	rejected := make(chan struct{})
+	cfg, err := config.Load(ctx, config.Layers{
+		Defaults: map[string]any{"db.pool.max": 5},
+		Sources:  []config.Source{remote},
+	}, config.WithErrorHandler(func(err error) {
+		fmt.Println("rejected:", err)
+		rejected <- struct{}{}
+	}))
+	if err != nil {
+		panic(err)
+	}
+	watching := make(chan error)
+	go func() { watching <- cfg.Watch(ctx) }()
+
+	pool := config.Int(cfg, "db.pool.max", 5, config.Between(1, 100))
+	fmt.Println("pool:", pool.Get())
+
+	changed := make(chan struct{})
+	pool.OnChange(func(old, new int) {
+		fmt.Printf("pool: %d -> %d\n", old, new)
+		changed <- struct{}{}
+	})
+	remote.Set("db.pool.max", "500") // out of range: rejected, 10 stays
+	<-rejected
+	remote.Set("db.pool.max", "25")
+	<-changed
+	fmt.Println("pool:", pool.Get())
+
+	cancel()
+	<-watching
+	// Output:
+	// pool: 10
+	// rejected: config: value 500 for key "db.pool.max" rejected: config: invalid value: 500 is outside [1, 100]
+	// pool: 10 -> 25
+	// pool: 25
+}
+
+// Bind follows a whole struct, validated as one: a reader never sees some
+// fields old and some new.
+func ExampleBind() {
+	type Pool struct {
+		Min     int           `koanf:"min"`
+		Max     int           `koanf:"max"`
+		MaxIdle time.Duration `koanf:"max_idle"`
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	remote := config.NewMemory(nil)
+	cfg, err := config.Load(ctx, config.Layers{
+		Defaults: map[string]any{"db": map[string]any{"pool": map[string]any{"min": 1, "max": 10, "max_idle": "30s"}}},
+		Sources:  []config.Source{remote},
+	})
+	if err != nil {
+		panic(err)
+	}
+	watching := make(chan error)
+	go func() { watching <- cfg.Watch(ctx) }()
+
+	pool := config.Bind[Pool](cfg, "db.pool", config.Validate(func(p *Pool) error {
+		if p.Min > p.Max {
+			return errors.New("min above max")
+		}
+		return nil
+	}))
+	fmt.Printf("%+v\n", *pool.Get())
+
+	changed := make(chan struct{})
+	pool.OnChange(func(_, new *Pool) {
+		fmt.Printf("%+v\n", *new)
+		close(changed)
+	})
+	remote.Replace(map[string]any{"db.pool.min": "20"}) // above max: rejected
+	remote.Replace(map[string]any{"db.pool.min": "20", "db.pool.max": "40", "db.pool.max_idle": "1m"})
+	<-changed
+
+	cancel()
+	<-watching
+	// Output:
+	// {Min:1 Max:10 MaxIdle:30s}
+	// {Min:20 Max:40 MaxIdle:1m0s}
+}
+
+// The case dynamic properties come from: a database pool whose size
+// changes at run time, without a restart.
+func ExampleInt_poolSize() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	remote := config.NewMemory(nil)
+	cfg, err := config.Load(ctx, config.Layers{Sources: []config.Source{remote}})
+	if err != nil {
+		panic(err)
+	}
+	watching := make(chan error)
+	go func() { watching <- cfg.Watch(ctx) }()
+
+	db, err := sql.Open("pgx", "postgres://postgres@127.0.0.1:5432/test")
+	if err != nil {
+		panic(err)
+	}
+	defer db.Close()
+
+	maxOpen := config.Int(cfg, "db.pool.max", 10, config.Between(1, 1000))
+	db.SetMaxOpenConns(maxOpen.Get())
+	changed := make(chan struct{})
+	maxOpen.OnChange(func(_, n int) {
+		db.SetMaxOpenConns(n)
+		changed <- struct{}{}
+	})
+	fmt.Println("max open:", db.Stats().MaxOpenConnections)
+
+	remote.Set("db.pool.max", 40)
+	<-changed
+	fmt.Println("max open:", db.Stats().MaxOpenConnections)
+
+	cancel()
+	<-watching
+	// Output:
+	// max open: 10
+	// max open: 40
+}
+
+// Layers, lowest first: defaults, a file, live sources, the environment.
+func ExampleLoad() {
+	cfg, err := config.Load(context.Background(), config.Layers{
+		Defaults:  map[string]any{"http.addr": ":8080", "log.level": "info"},
+		EnvPrefix: "ORDERS_",
+	}, config.WithEnviron(func() []string { return []string{"ORDERS_LOG_LEVEL=debug"} }))
+	if err != nil {
+		panic(err)
+	}
+	s := cfg.Snapshot()
+	for _, k := range s.Keys() {
+		v, _ := s.Get(k)
+		fmt.Println(k, "=", v)
+	}
+	// Output:
+	// http.addr = :8080
+	// log.level = debug
+}
