@@ -363,6 +363,8 @@ func TestConcurrentReadersSeeOnlyWholeSnapshots(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var torn atomic.Int64
+	stopReaders := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer stopReaders()
 	for range 4 {
 		wg.Go(func() {
 			for {
@@ -385,17 +387,26 @@ func TestConcurrentReadersSeeOnlyWholeSnapshots(t *testing.T) {
 			}
 		})
 	}
+	applied := make(chan int, 1)
+	bound.OnChange(func(_, p *pool) { applied <- p.Max })
+	first := cfg.Snapshot().Version()
 	for i := 1; i <= changes; i++ {
 		mem.Replace(map[string]any{"pool": map[string]any{"min": i, "max": i, "idle": fmt.Sprintf("%dms", i)}})
-	}
-	testenv.Eventually(t, wait, func() error {
-		if got := bound.Get().Max; got != changes {
-			return fmt.Errorf("pool.max = %d, want %d", got, changes)
+		// Each change is applied before the next, so that readers race
+		// with hundreds of swaps.
+		select {
+		case got := <-applied:
+			if got != i {
+				t.Fatalf("pool.max changed to %d, want %d", got, i)
+			}
+		case <-time.After(wait):
+			t.Fatalf("change %d not applied", i)
 		}
-		return nil
-	})
-	close(stop)
-	wg.Wait()
+	}
+	if n := cfg.Snapshot().Version() - first; n < changes {
+		t.Errorf("%d snapshots applied, want %d", n, changes)
+	}
+	stopReaders()
 	if n := torn.Load(); n > 0 {
 		t.Errorf("readers saw %d half-applied changes", n)
 	}
