@@ -36,7 +36,7 @@ const Delim = "."
 //
 // A key that is missing from a layer falls through to the layers below it,
 // so defaults fill the gaps. The zero Layers is valid and empty. Layers is
-// plain data; it is not changed by Load.
+// plain data; Load does not change or keep it, so one value may be shared.
 type Layers struct {
 	// Defaults is a struct (fields named by their `koanf` tag, nested
 	// structs become nested keys) or a map[string]any (nested maps or

@@ -32,6 +32,8 @@ var (
 // not parse or failed a validator (Key is set), or a whole layer whose new
 // content could not be read or parsed (Key is empty). The last good value
 // stays. It matches ErrRejected with errors.Is and unwraps to the reason.
+// It is not changed after it is reported, so it is safe to read from any
+// goroutine.
 type RejectedError struct {
 	// Key is the property's key or the binding's prefix; empty when a
 	// whole layer update was rejected.
@@ -45,6 +47,7 @@ type RejectedError struct {
 	Err error
 }
 
+// Error names the key (or layer), the value and the reason.
 func (e *RejectedError) Error() string {
 	if e.Key == "" {
 		return fmt.Sprintf("config: update of layer %s rejected: %v", e.Layer, e.Err)
@@ -68,6 +71,7 @@ type SourceError struct {
 	Err error
 }
 
+// Error names the layer and the cause.
 func (e *SourceError) Error() string {
 	return fmt.Sprintf("config: layer %s: %v", e.Layer, e.Err)
 }

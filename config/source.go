@@ -31,7 +31,8 @@ type Source interface {
 	Watch(ctx context.Context, emit func(Update)) error
 }
 
-// Update is what a Source reports to Config.
+// Update is what a Source reports to Config: plain data, handed over
+// and not changed afterwards.
 type Update struct {
 	// Data is the whole layer after the change. It is used only when Err
 	// is nil and Stale is false; a key missing from Data is deleted.
