@@ -10,9 +10,9 @@ import (
 
 const milli = 1000
 
-// retryBudget is a retry and hedge budget that failsafe-go's retry and hedge
-// policies consult through their WithBudget hook (it has the method set of
-// failsafe-go's internal budget interface). Unlike failsafe-go's own budget,
+// retryBudget is a retry and hedge budget. failsafe-go's retry policy
+// consults it through its WithBudget hook (it has the method set of
+// failsafe-go's internal budget interface); hedged groups call it directly. Unlike failsafe-go's own budget,
 // which only bounds retries in flight, it also bounds retries as a share of
 // calls, which holds for sequential callers too.
 //
@@ -93,7 +93,7 @@ func (b *retryBudget) RecordExecution() {
 // ReleaseExecution is called by failsafe-go when a call ends.
 func (b *retryBudget) ReleaseExecution() { b.calls.Add(-1) }
 
-// TryAcquirePermit is called by failsafe-go before a retry or hedge.
+// TryAcquirePermit is called before a retry (by failsafe-go) or a hedge.
 func (b *retryBudget) TryAcquirePermit() bool {
 	limit := max(b.minConcurrency, int32(b.ratio*float64(b.calls.Load())))
 	if b.permits.Add(1) > limit {
@@ -112,22 +112,27 @@ func (b *retryBudget) TryAcquirePermit() bool {
 	}
 }
 
-// ReleasePermit is called by failsafe-go when a retry or hedge ends.
+// ReleasePermit is called when a retry or hedge ends.
 func (b *retryBudget) ReleasePermit() { b.permits.Add(-1) }
 
 // OnBudgetExceeded is called by failsafe-go when a permit was refused.
 func (b *retryBudget) OnBudgetExceeded(kind fsbudget.ExecutionType, _ failsafe.ExecutionInfo) {
+	b.exceeded(string(kind))
+}
+
+// exceeded counts a retry or hedge ("retry", "hedge") the budget refused.
+func (b *retryBudget) exceeded(kind string) {
 	b.exhausted.Add(1)
 	if b.onExhaust != nil {
-		b.onExhaust(string(kind))
+		b.onExhaust(kind)
 	}
 }
 
 // left returns the whole retries the budget holds now.
 func (b *retryBudget) left() float64 { return float64(b.balance.Load()) / milli }
 
-// budgetView lets the retry and hedge policies share one budget while only
-// one of them counts calls.
+// budgetView lets the retry policy spend the budget while execute counts
+// the calls.
 type budgetView struct {
 	*retryBudget
 }

@@ -17,7 +17,7 @@
 //	})
 //	err = e.Run(ctx, func(ctx context.Context) error { return callInventory(ctx) })
 //
-// The circuit breaker, bulkhead, rate limiter, retry and hedge policies are
+// The circuit breaker, bulkhead, rate limiter and retry policies are
 // failsafe-go's. The per-attempt timeout is a context deadline
 // (context.WithTimeout around the attempt), not failsafe-go's timeout
 // policy, so it costs no goroutine and travels to the server (gRPC sends it
@@ -25,12 +25,31 @@
 // failsafe-go execution at all; failsafe-go's retry policy takes over on the
 // first retryable failure.
 //
+// # Hedging
+//
+// Hedging is this package's own, so that a hedged call that succeeds at
+// once costs no goroutine. The first attempt runs on the caller's
+// goroutine; if it has not finished after Hedge.Delay (or the
+// Hedge.Quantile of recent successful attempts, once 20 have been seen),
+// a hedge starts on a timer's goroutine, and another after each further
+// delay, up to MaxHedges. Each hedge spends the retry budget (none left:
+// no more hedges, counted as budget exhausted) and passes the breaker,
+// rate limit and bulkhead like any attempt (refused: it does not start).
+// The first success or non-retryable failure wins and the other attempts'
+// contexts are cancelled, so the function must honour its context, as gRPC
+// and net/http do; the call returns once its own first attempt has
+// returned. When every attempt started has failed with a retryable error,
+// the group fails with the last one and Retry, if set, retries the whole
+// group. Attempts run concurrently, so each must write to its own result
+// (resiliencegrpc decodes each into its own reply).
+//
 // # Retry budgets
 //
 // A Budget caps retries and hedges together at a share of calls (20 % by
 // default), whether callers are concurrent or not, and at
 // max(MinConcurrency, Ratio × calls in flight) at once. It plugs into
-// failsafe-go's retry and hedge policies through their budget hook.
+// failsafe-go's retry policy through its budget hook, and hedges draw on it
+// directly.
 //
 // # Named policies
 //

@@ -10,7 +10,6 @@ import (
 	"github.com/failsafe-go/failsafe-go"
 	"github.com/failsafe-go/failsafe-go/bulkhead"
 	"github.com/failsafe-go/failsafe-go/circuitbreaker"
-	"github.com/failsafe-go/failsafe-go/hedgepolicy"
 	"github.com/failsafe-go/failsafe-go/ratelimiter"
 	"github.com/failsafe-go/failsafe-go/retrypolicy"
 )
@@ -107,6 +106,7 @@ type parts struct {
 	bulkhead bulkhead.Bulkhead[any]
 	limiter  ratelimiter.RateLimiter[any]
 	budget   *retryBudget
+	latency  *latencies
 	obs      *observer
 }
 
@@ -128,7 +128,11 @@ type Executor struct {
 	slowCall     time.Duration
 	retryOn      []string
 	hedged       bool
-	fs           failsafe.Executor[any] // retry and hedge; nil without them
+	hedgeDelay   time.Duration // with Hedge.Delay
+	maxHedges    int
+	latency      *latencies // with Hedge.Quantile
+	hedges       *hedgeTimer
+	fs           failsafe.Executor[any] // retry; nil without it
 }
 
 // NewExecutor validates p and builds an executor for it. name labels its
@@ -188,17 +192,23 @@ func newExecutor(name string, p Policy, o *options, inst *instruments, prev *Exe
 		}
 	}
 
-	var policies []failsafe.Policy[any]
 	if r := p.Retry; r != nil && r.MaxAttempts > 1 {
 		e.retryOn = slices.Clone(r.On)
-		policies = append(policies, e.buildRetry(*r, p.Hedge != nil))
+		e.fs = failsafe.With(e.buildRetry(*r))
 	}
 	if h := p.Hedge; h != nil {
 		e.hedged = true
-		policies = append(policies, e.buildHedge(*h, p.Retry != nil && p.Retry.MaxAttempts > 1))
-	}
-	if len(policies) > 0 {
-		e.fs = failsafe.With(policies...)
+		e.hedges = newHedgeTimer()
+		e.hedgeDelay = h.Delay
+		e.maxHedges = max(h.MaxHedges, 1)
+		if h.Quantile > 0 {
+			if prev != nil && old.latency != nil && equalSpec(prev.spec.Hedge, h) {
+				e.parts.latency = old.latency
+			} else {
+				e.parts.latency = newLatencies(h.Quantile)
+			}
+			e.latency = e.parts.latency
+		}
 	}
 	return e
 }
@@ -229,7 +239,7 @@ func buildLimiter(r RateLimit) ratelimiter.RateLimiter[any] {
 	return ratelimiter.NewBursty[any](uint(r.Burst), period)
 }
 
-func (e *Executor) buildRetry(r Retry, hedged bool) failsafe.Policy[any] {
+func (e *Executor) buildRetry(r Retry) failsafe.Policy[any] {
 	b := retrypolicy.NewBuilder[any]().
 		WithMaxAttempts(r.MaxAttempts).
 		ReturnLastFailure().
@@ -254,31 +264,7 @@ func (e *Executor) buildRetry(r Retry, hedged bool) failsafe.Policy[any] {
 		}
 	}
 	if bud := e.parts.budget; bud != nil {
-		if hedged {
-			b = b.WithBudget(bud)
-		} else {
-			b = b.WithBudget(budgetView{bud}) // execute counts the calls
-		}
-	}
-	return b.Build()
-}
-
-func (e *Executor) buildHedge(h Hedge, retried bool) failsafe.Policy[any] {
-	var b hedgepolicy.Builder[any]
-	if h.Quantile > 0 {
-		b = hedgepolicy.NewBuilderWithDelayQuantile[any](h.Quantile, 100, 20)
-	} else {
-		b = hedgepolicy.NewBuilderWithDelay[any](h.Delay)
-	}
-	b = b.WithMaxHedges(max(h.MaxHedges, 1)).
-		CancelIf(func(_ any, err error) bool { return err == nil || !e.classify(err).Retryable }).
-		OnHedge(func(failsafe.ExecutionEvent[any]) { e.obs.hedged() })
-	if bud := e.parts.budget; bud != nil {
-		if retried {
-			b = b.WithBudget(budgetView{bud}) // the retry policy counts the calls
-		} else {
-			b = b.WithBudget(bud)
-		}
+		b = b.WithBudget(budgetView{bud}) // execute counts the calls
 	}
 	return b.Build()
 }
@@ -386,7 +372,7 @@ func (p Permit) Done(err error) {
 // policy's timeout; fn receives its cancel function and must call it (now
 // or later, for example when a response body is closed) if it returns a nil
 // error; on error attempt calls it.
-func attempt[T any](ctx context.Context, e *Executor, fn func(context.Context, context.CancelFunc) (T, error)) (T, error) {
+func attempt[T any](ctx context.Context, e *Executor, fn attemptFunc[T]) (T, error) {
 	permit, err := e.Acquire(ctx)
 	if err != nil {
 		var zero T
@@ -398,38 +384,37 @@ func attempt[T any](ctx context.Context, e *Executor, fn func(context.Context, c
 	}
 	v, err := fn(actx, cancel)
 	if err != nil {
-		if e.timeout > 0 && ctx.Err() == nil && (errors.Is(actx.Err(), context.DeadlineExceeded) || e.classify(err).Timeout) {
-			err = &Error{Policy: e.name, Reason: ReasonTimeout, Cause: err}
-		}
+		err = e.attemptError(ctx, actx, err)
 		cancel()
 	}
 	permit.Done(err)
 	return v, err
 }
 
+// attemptError turns a failed attempt's error into an *Error matching
+// ErrTimeout if the attempt ran out of its own time (not the caller's).
+func (e *Executor) attemptError(ctx, actx context.Context, err error) error {
+	if e.timeout > 0 && ctx.Err() == nil && (errors.Is(actx.Err(), context.DeadlineExceeded) || e.classify(err).Timeout) {
+		return &Error{Policy: e.name, Reason: ReasonTimeout, Cause: err}
+	}
+	return err
+}
+
 func noop() {}
 
 // execute runs fn under the whole policy.
 //
-// Without hedging, the first attempt runs directly on the caller's
-// goroutine, so a call that succeeds at once costs no failsafe-go
+// The first attempt (or hedged group, see hedge.go) runs directly on the
+// caller's goroutine, so a call that succeeds at once costs no failsafe-go
 // execution. Only when it fails with a retryable error does failsafe-go's
-// retry policy take over: the first attempt's result is replayed to it, and
-// it applies backoff, jitter, the attempt limit and the budget to the rest.
-// With hedging, failsafe-go runs the whole call.
-func execute[T any](ctx context.Context, e *Executor, fn func(context.Context, context.CancelFunc) (T, error)) (T, error) {
-	if e.fs == nil {
+// retry policy take over: the first result is replayed to it, and it
+// applies backoff, jitter, the attempt limit and the budget to the rest,
+// each retry being again an attempt or a hedged group.
+func execute[T any](ctx context.Context, e *Executor, fn attemptFunc[T]) (T, error) {
+	if e.fs == nil && !e.hedged {
 		v, err := attempt(ctx, e, fn)
 		return v, e.finish(ctx, err, nil)
 	}
-	if e.hedged {
-		r, err := e.fs.WithContext(ctx).GetWithExecution(func(exec failsafe.Execution[any]) (any, error) {
-			return attempt(exec.Context(), e, fn)
-		})
-		v, _ := r.(T)
-		return v, e.finish(ctx, err, nil)
-	}
-
 	if err := ctx.Err(); err != nil {
 		var zero T
 		return zero, e.finish(ctx, err, nil)
@@ -438,8 +423,8 @@ func execute[T any](ctx context.Context, e *Executor, fn func(context.Context, c
 		b.RecordExecution()
 		defer b.ReleaseExecution()
 	}
-	v, err := attempt(ctx, e, fn)
-	if err == nil || !e.shouldRetry(err) {
+	v, err := once(ctx, e, fn)
+	if err == nil || e.fs == nil || !e.shouldRetry(err) {
 		return v, e.finish(ctx, err, nil)
 	}
 	first, last, lastV := true, err, v
@@ -448,7 +433,7 @@ func execute[T any](ctx context.Context, e *Executor, fn func(context.Context, c
 			first = false
 			return v, last
 		}
-		v, err := attempt(ctx, e, fn)
+		v, err := once(ctx, e, fn)
 		last, lastV = err, v
 		return v, err
 	})
@@ -530,6 +515,13 @@ func GetWithFallback[T any](ctx context.Context, e *Executor, fn func(ctx contex
 // response whose body is read later. fn receives the attempt context's
 // cancel function and, when it returns a nil error, takes charge of calling
 // it once the result is no longer in use. Transport adapters use it.
+//
+// With hedging, only the winner's cancel is left to fn's result: the
+// executor calls every losing attempt's cancel, also when a loser succeeded
+// after the winner, and drops that result. For an HTTP response, cancelling
+// its context aborts the body and frees the connection, so a late loser
+// does not leak; other results must likewise release what they hold when
+// their context is cancelled.
 func GetDetached[T any](ctx context.Context, e *Executor, fn func(ctx context.Context, cancel context.CancelFunc) (T, error)) (T, error) {
 	return execute(ctx, e, fn)
 }

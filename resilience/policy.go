@@ -125,13 +125,15 @@ type RateLimit struct {
 }
 
 // Hedge starts another attempt when the current ones are slow, and takes
-// the first result. Hedges spend the same Budget as retries. Set exactly one
-// of Delay and Quantile.
+// the first successful or non-retryable result; the other attempts are
+// cancelled. Hedges spend the same Budget as retries, and a Retry retries
+// the whole hedged group. Set exactly one of Delay and Quantile.
 type Hedge struct {
 	// Delay is how long to wait for an attempt before starting a hedge.
 	Delay time.Duration `yaml:"delay,omitempty" json:"delay,omitempty"`
 	// Quantile hedges an attempt that takes longer than this quantile of
-	// recent successful attempts, in (0,1), such as 0.95.
+	// recent successful attempts (the last 64), in (0,1), such as 0.95.
+	// Nothing is hedged until 20 attempts have succeeded.
 	Quantile float64 `yaml:"quantile,omitempty" json:"quantile,omitempty"`
 	// MaxHedges is how many extra attempts may start; 0 means 1.
 	MaxHedges int `yaml:"max_hedges,omitempty" json:"max_hedges,omitempty"`

@@ -1,0 +1,388 @@
+package resilience
+
+import (
+	"context"
+	"math"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Hedging, without a goroutine for the first attempt.
+//
+// A hedged group runs its first attempt on the caller's goroutine, in an
+// attempt context of its own derived from the caller's. The executor's
+// hedge timer (one time.AfterFunc timer for all its groups) starts each
+// hedge after the hedge delay, on the timer's goroutine;
+// a hedge first takes a budget permit, then passes the breaker, rate limit
+// and bulkhead like any attempt. The first successful or non-retryable
+// result wins: the other attempts' contexts are cancelled (fn is expected to
+// honour its context, as gRPC and net/http do) and their results dropped.
+// When every attempt started has failed with a retryable error, the group
+// fails with the last of them, and the retry policy, if any, takes over.
+// The winner's attempt context is left alone, so a result that outlives the
+// attempt (GetDetached) stays usable until its owner calls cancel.
+
+const (
+	latencyRing   = 64 // recent successful attempts a Quantile delay is computed from
+	latencyWarmUp = 20 // successful attempts before the first Quantile-based hedge
+	latencyEvery  = 16 // successful attempts between two computations of the delay
+)
+
+// latencies keeps the durations of recent successful attempts, for
+// Hedge.Quantile, and the hedge delay computed from them.
+//
+// It is safe for concurrent use and lock-free: writers overwrite slots of a
+// ring, and every latencyEvery-th writer recomputes the delay from a copy.
+// A reader racing a writer may see an older duration in a slot, which does
+// not matter for an estimate.
+type latencies struct {
+	q     float64
+	n     atomic.Uint64
+	delay atomic.Int64 // nanoseconds; -1 while warming up
+	ring  [latencyRing]atomic.Int64
+}
+
+func newLatencies(q float64) *latencies {
+	l := &latencies{q: q}
+	l.delay.Store(-1)
+	return l
+}
+
+// current returns the hedge delay, or -1 while warming up.
+func (l *latencies) current() time.Duration { return time.Duration(l.delay.Load()) }
+
+func (l *latencies) record(d time.Duration) {
+	n := l.n.Add(1)
+	l.ring[(n-1)%latencyRing].Store(int64(d))
+	if n == latencyWarmUp || (n > latencyWarmUp && n%latencyEvery == 0) {
+		l.recompute(min(n, latencyRing))
+	}
+}
+
+func (l *latencies) recompute(n uint64) {
+	var buf [latencyRing]int64
+	s := buf[:n]
+	for i := range s {
+		s[i] = l.ring[i].Load()
+	}
+	slices.Sort(s)
+	i := min(max(int(math.Ceil(l.q*float64(n)))-1, 0), len(s)-1)
+	l.delay.Store(s[i])
+}
+
+// attemptFunc is one attempt of a call: it receives the attempt's context
+// and cancel function, and must call cancel (now or later) when it returns
+// a nil error.
+type attemptFunc[T any] func(context.Context, context.CancelFunc) (T, error)
+
+// once runs one attempt of a call, or one hedged group if the policy hedges.
+func once[T any](ctx context.Context, e *Executor, fn attemptFunc[T]) (T, error) {
+	if e.hedged {
+		return hedged(ctx, e, fn)
+	}
+	return attempt(ctx, e, fn)
+}
+
+// hedged runs a hedged group of attempts and returns the winner's result.
+func hedged[T any](ctx context.Context, e *Executor, fn attemptFunc[T]) (T, error) {
+	delay := e.hedgeDelay
+	if e.latency != nil {
+		delay = e.latency.current()
+		if delay < 0 { // warming up: no hedge, but learn the latency
+			start := time.Now()
+			v, err := attempt(ctx, e, fn)
+			if err == nil {
+				e.latency.record(time.Since(start))
+			}
+			return v, err
+		}
+	}
+	actx, cancel := e.attemptContext(ctx)
+	permit, err := e.Acquire(actx)
+	if err != nil {
+		cancel()
+		var zero T
+		return zero, err
+	}
+	g := &hedgeGroup[T]{e: e, ctx: ctx, fn: fn, delay: delay, cancel0: cancel, running: 1}
+	g.entry.group = g
+	e.hedges.add(&g.entry, delay)
+	if done := g.run(0, actx, cancel, permit); done != nil {
+		<-done // a hedge is still in flight
+	}
+	return g.v, g.err
+}
+
+// hedgeGroup is one hedged group of attempts: the first on the caller's
+// goroutine, each hedge on the goroutine of the hedge timer that started
+// it. Its fields after mu are guarded by mu; v and err may be read without
+// it once the group is decided.
+type hedgeGroup[T any] struct {
+	e       *Executor
+	ctx     context.Context // the call's (or the retry's) context
+	fn      attemptFunc[T]
+	delay   time.Duration
+	cancel0 context.CancelFunc // the first attempt's
+	entry   hedgeEntry         // guarded by the hedge timer's lock
+
+	mu      sync.Mutex
+	cancels []context.CancelFunc // hedge i's is cancels[i-1]
+	hedges  int                  // hedges started or being admitted
+	running int                  // attempts in flight, counting hedges being admitted
+	decided bool
+	done    chan struct{} // made with the first hedge; closed when decided
+	v       T             // the winner's result, or the last failure's
+	err     error
+}
+
+// fire starts the next hedge. The hedge timer calls it, and the hedge runs
+// on the calling goroutine.
+func (g *hedgeGroup[T]) fire() {
+	e := g.e
+	g.mu.Lock()
+	if g.decided {
+		g.mu.Unlock()
+		return
+	}
+	g.hedges++
+	i := g.hedges
+	actx, cancel := e.attemptContext(g.ctx)
+	g.cancels = append(g.cancels, cancel)
+	g.running++
+	if g.done == nil {
+		g.done = make(chan struct{})
+	}
+	g.mu.Unlock()
+
+	b := e.parts.budget
+	if b != nil && !b.TryAcquirePermit() {
+		b.exceeded("hedge")
+		g.abandon(cancel)
+		return
+	}
+	permit, err := e.Acquire(actx)
+	if err != nil { // rejected (or the call is over): this hedge does not start
+		if b != nil {
+			b.ReleasePermit()
+		}
+		g.abandon(cancel)
+		return
+	}
+	e.obs.hedged()
+	if i < e.maxHedges {
+		g.mu.Lock()
+		if !g.decided {
+			e.hedges.add(&g.entry, g.delay)
+		}
+		g.mu.Unlock()
+	}
+	g.run(i, actx, cancel, permit)
+	if b != nil {
+		b.ReleasePermit()
+	}
+}
+
+// run runs attempt i, admitted by permit, and delivers its result. Unless
+// the group is decided when it returns, it returns the channel that will be
+// closed when it is.
+func (g *hedgeGroup[T]) run(i int, actx context.Context, cancel context.CancelFunc, permit Permit) chan struct{} {
+	e := g.e
+	var start time.Time
+	if e.latency != nil {
+		start = time.Now()
+	}
+	v, err := g.fn(actx, cancel)
+	if err != nil {
+		err = e.attemptError(g.ctx, actx, err)
+		cancel()
+	} else if e.latency != nil {
+		e.latency.record(time.Since(start))
+	}
+	permit.Done(err)
+
+	final := err == nil || !e.shouldRetry(err)
+	g.mu.Lock()
+	g.running--
+	switch {
+	case g.decided:
+		// Lost: drop the result. Its context was cancelled when the group
+		// was decided; cancel again in case fn kept it for a detached result.
+		g.mu.Unlock()
+		cancel()
+		return nil
+	case !final && g.running > 0:
+		g.v, g.err = v, err // the last failure, unless another attempt wins
+		done := g.done
+		g.mu.Unlock()
+		return done
+	default:
+		g.decide(i, v, err)
+		return nil
+	}
+}
+
+// abandon gives up a hedge that did not start.
+func (g *hedgeGroup[T]) abandon(cancel context.CancelFunc) {
+	cancel()
+	g.mu.Lock()
+	g.running--
+	if g.decided || g.running > 0 {
+		g.mu.Unlock()
+		return
+	}
+	// Every attempt that ran has failed: the group fails with the last.
+	g.decide(-1, g.v, g.err)
+}
+
+// decide ends the group with attempt i's result (i = -1: none won) and
+// cancels every other attempt. It is called with mu held and releases it.
+func (g *hedgeGroup[T]) decide(i int, v T, err error) {
+	g.decided, g.v, g.err = true, v, err
+	g.e.hedges.remove(&g.entry)
+	done := g.done
+	g.mu.Unlock()
+	// No hedge registers once decided is set, so cancels is stable.
+	if i != 0 {
+		g.cancel0()
+	}
+	for j, cancel := range g.cancels {
+		if j+1 != i {
+			cancel()
+		}
+	}
+	if done != nil {
+		close(done)
+	}
+}
+
+// hedgeTimer starts the hedges of one executor's groups. A single
+// time.AfterFunc timer serves every group in flight: a group joins a list
+// ordered by when its next hedge is due and leaves it when decided, and
+// the timer, when it fires, starts the hedges that are due and sets itself
+// for the next one. While calls keep succeeding before their delay, joining
+// and leaving cost a lock each and no timer operation; when no group is
+// waiting the timer is left to lapse, so an idle executor holds no
+// goroutine.
+//
+// It is safe for concurrent use.
+type hedgeTimer struct {
+	base time.Time // monotonic origin of due times
+
+	mu      sync.Mutex
+	head    *hedgeEntry
+	tail    *hedgeEntry
+	timer   *time.Timer
+	armed   bool          // a firing is pending at or before armedAt
+	armedAt time.Duration // since base
+}
+
+// hedgeEntry is a group's place in a hedgeTimer's list; its fields are
+// guarded by the timer's mu.
+type hedgeEntry struct {
+	prev, next *hedgeEntry
+	due        time.Duration // since the timer's base
+	queued     bool
+	group      interface{ fire() }
+}
+
+func newHedgeTimer() *hedgeTimer { return &hedgeTimer{base: time.Now()} }
+
+// add schedules en's next hedge delay from now.
+func (t *hedgeTimer) add(en *hedgeEntry, delay time.Duration) {
+	now := time.Since(t.base)
+	due := now + delay
+	t.mu.Lock()
+	en.due = due
+	// Due times mostly grow with arrival: walk back from the tail.
+	at := t.tail
+	for at != nil && at.due > due {
+		at = at.prev
+	}
+	en.prev, en.queued = at, true
+	if at == nil {
+		en.next, t.head = t.head, en
+	} else {
+		en.next, at.next = at.next, en
+	}
+	if en.next == nil {
+		t.tail = en
+	} else {
+		en.next.prev = en
+	}
+	if !t.armed || due < t.armedAt {
+		t.arm(due, now)
+	}
+	t.mu.Unlock()
+}
+
+// remove takes en off the list, if it is on it.
+func (t *hedgeTimer) remove(en *hedgeEntry) {
+	t.mu.Lock()
+	if en.queued {
+		t.unlink(en)
+	}
+	t.mu.Unlock()
+}
+
+func (t *hedgeTimer) unlink(en *hedgeEntry) {
+	if en.prev == nil {
+		t.head = en.next
+	} else {
+		en.prev.next = en.next
+	}
+	if en.next == nil {
+		t.tail = en.prev
+	} else {
+		en.next.prev = en.prev
+	}
+	en.prev, en.next, en.queued = nil, nil, false
+}
+
+// arm sets the timer to fire at due; called with mu held.
+func (t *hedgeTimer) arm(due, now time.Duration) {
+	if t.timer == nil {
+		t.timer = time.AfterFunc(due-now, t.fire)
+	} else {
+		t.timer.Reset(due - now)
+	}
+	t.armed, t.armedAt = true, due
+}
+
+// fire starts the hedges that are due, the last on this goroutine.
+func (t *hedgeTimer) fire() {
+	var due []interface{ fire() }
+	var one [1]interface{ fire() }
+	now := time.Since(t.base)
+	t.mu.Lock()
+	t.armed = false
+	for t.head != nil && t.head.due <= now {
+		en := t.head
+		t.unlink(en)
+		if due == nil {
+			due = one[:0]
+		}
+		due = append(due, en.group)
+	}
+	if t.head != nil {
+		t.arm(t.head.due, now)
+	}
+	t.mu.Unlock()
+	for i, g := range due {
+		if i == len(due)-1 {
+			g.fire()
+		} else {
+			go g.fire()
+		}
+	}
+}
+
+// attemptContext returns the context of one attempt: cancellable, and
+// bounded by the policy's timeout if it has one.
+func (e *Executor) attemptContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if e.timeout > 0 {
+		return context.WithTimeout(ctx, e.timeout)
+	}
+	return context.WithCancel(ctx)
+}
