@@ -1,0 +1,226 @@
+package client
+
+import (
+	"math"
+	"time"
+
+	"github.com/vitamin-go/vitamin/discovery"
+)
+
+// Algorithm names how the balancer chooses among eligible instances.
+type Algorithm string
+
+// Algorithms.
+const (
+	// PowerOfTwo samples two instances at random and takes the one with
+	// the lower cost: peak-EWMA latency × (in-flight requests + 1). It is
+	// the default.
+	PowerOfTwo Algorithm = "p2c"
+	// RoundRobin takes eligible instances in turn, ignoring latency and
+	// load. Outlier ejection, subsets and zones still apply.
+	RoundRobin Algorithm = "round_robin"
+)
+
+// Defaults of Balancing and Outlier.
+const (
+	DefaultDecayTime       = time.Second
+	DefaultFailurePenalty  = 100 * time.Millisecond
+	DefaultConsecutive     = 5
+	DefaultBaseEjection    = 30 * time.Second
+	DefaultMaxEjection     = 5 * time.Minute
+	DefaultMaxEjectedShare = 0.5
+	DefaultPanicThreshold  = 0.5
+)
+
+// Balancing configures the balancer of a client: the algorithm, outlier
+// ejection and the subsets calls are routed to. The zero value gives the
+// documented defaults. It is plain data with yaml and json tags, safe to copy
+// and to read concurrently.
+type Balancing struct {
+	// Algorithm is PowerOfTwo (default) or RoundRobin.
+	Algorithm Algorithm `yaml:"algorithm,omitempty" json:"algorithm,omitempty"`
+	// DecayTime is the time constant of the peak-EWMA latency: an
+	// instance's latency estimate forgets a sample after about this long,
+	// and the estimate of an instance that is not called decays toward
+	// zero with it, so that a slow instance is probed again now and then.
+	// Default 1s.
+	DecayTime time.Duration `yaml:"decay_time,omitempty" json:"decay_time,omitempty"`
+	// FailurePenalty is the latency a failed call (connection error,
+	// UNAVAILABLE, 5xx) counts as when it failed faster than that, so that
+	// an instance that fails fast does not attract traffic. Default 100ms.
+	FailurePenalty time.Duration `yaml:"failure_penalty,omitempty" json:"failure_penalty,omitempty"`
+	// Outlier configures outlier ejection.
+	Outlier Outlier `yaml:"outlier,omitempty" json:"outlier,omitempty"`
+	// Canary sends a share of calls to the instances it selects; nil
+	// switches it off.
+	Canary *Canary `yaml:"canary,omitempty" json:"canary,omitempty"`
+	// Pin routes calls that carry a pin value to the instances whose
+	// metadata has that value; nil switches it off.
+	Pin *Pin `yaml:"pin,omitempty" json:"pin,omitempty"`
+	// Sticky assigns each call key to one subset of instances by the
+	// key's hash; nil switches it off.
+	Sticky *Sticky `yaml:"sticky,omitempty" json:"sticky,omitempty"`
+	// Zone is the caller's zone: when some eligible instances carry the
+	// same zone (metadata "zone"), calls go to them only. Empty switches
+	// zone preference off.
+	Zone string `yaml:"zone,omitempty" json:"zone,omitempty"`
+}
+
+// Outlier configures per-instance outlier ejection. An instance that fails
+// Consecutive calls in a row (connection errors, gRPC UNAVAILABLE, HTTP 5xx)
+// is taken out of rotation for BaseEjection × the number of times it was
+// ejected (at most MaxEjection). The zero value gives the defaults; it is
+// plain data.
+type Outlier struct {
+	// Disabled switches outlier ejection off.
+	Disabled bool `yaml:"disabled,omitempty" json:"disabled,omitempty"`
+	// Consecutive is the number of failures in a row that ejects an
+	// instance. Default 5.
+	Consecutive int `yaml:"consecutive,omitempty" json:"consecutive,omitempty"`
+	// BaseEjection is how long a first ejection lasts. Default 30s.
+	BaseEjection time.Duration `yaml:"base_ejection,omitempty" json:"base_ejection,omitempty"`
+	// MaxEjection caps the ejection time. Default 5m.
+	MaxEjection time.Duration `yaml:"max_ejection,omitempty" json:"max_ejection,omitempty"`
+	// MaxEjectedShare is the largest share of instances ejected at once,
+	// in (0, 1]; at least one instance may always be ejected. Default 0.5.
+	MaxEjectedShare float64 `yaml:"max_ejected_share,omitempty" json:"max_ejected_share,omitempty"`
+	// PanicThreshold: when the share of instances that are not ejected
+	// falls below it, ejection is ignored and calls go to all instances.
+	// In [0, 1]. Default 0.5.
+	PanicThreshold float64 `yaml:"panic_threshold,omitempty" json:"panic_threshold,omitempty"`
+}
+
+// Canary sends Weight of all calls to the instances whose metadata has Key
+// set to Value, and the rest to the other instances. It is plain data.
+type Canary struct {
+	// Key and Value select the canary instances. Defaults
+	// discovery.MetaVersion and "canary".
+	Key   string `yaml:"key,omitempty" json:"key,omitempty"`
+	Value string `yaml:"value,omitempty" json:"value,omitempty"`
+	// Weight is the share of calls sent to the canary, in [0, 1].
+	Weight float64 `yaml:"weight" json:"weight"`
+}
+
+// Pin routes a call to the instances whose metadata MetaKey equals the
+// call's pin value, read from the HTTP header or gRPC metadata Header, or
+// else from the baggage member Baggage of the call's context. A call whose
+// pin value no instance carries fails with an error matching
+// ErrNoInstances. It is plain data.
+type Pin struct {
+	// Header is the HTTP header (and, lower-cased, the gRPC metadata key)
+	// that carries the pin value. Default "Vitamin-Pin".
+	Header string `yaml:"header,omitempty" json:"header,omitempty"`
+	// Baggage is the OpenTelemetry baggage member read when the header is
+	// absent. Default "vitamin.pin"; "-" switches baggage off.
+	Baggage string `yaml:"baggage,omitempty" json:"baggage,omitempty"`
+	// MetaKey is the instance metadata the pin value is matched against.
+	// Default discovery.MetaVersion.
+	MetaKey string `yaml:"meta_key,omitempty" json:"meta_key,omitempty"`
+}
+
+// Sticky groups instances by the value of their metadata MetaKey and
+// assigns each call key (read from the HTTP header or gRPC metadata Header)
+// to one group by the key's hash (rendezvous hashing), so that a key always
+// lands on the same group — an A/B assignment — while the group exists.
+// Calls without a key are balanced over all instances. It is plain data.
+type Sticky struct {
+	// Header carries the call key. Default "Vitamin-Sticky-Key".
+	Header string `yaml:"header,omitempty" json:"header,omitempty"`
+	// MetaKey names the metadata that defines the groups. Default
+	// discovery.MetaVersion.
+	MetaKey string `yaml:"meta_key,omitempty" json:"meta_key,omitempty"`
+}
+
+// withDefaults validates b and fills in defaults.
+func (b Balancing) withDefaults() (Balancing, error) {
+	switch b.Algorithm {
+	case "":
+		b.Algorithm = PowerOfTwo
+	case PowerOfTwo, RoundRobin:
+	default:
+		return b, configError("Balancing.Algorithm", "must be %q or %q, not %q", PowerOfTwo, RoundRobin, b.Algorithm)
+	}
+	if b.DecayTime < 0 {
+		return b, configError("Balancing.DecayTime", "must not be negative")
+	}
+	if b.DecayTime == 0 {
+		b.DecayTime = DefaultDecayTime
+	}
+	if b.FailurePenalty < 0 {
+		return b, configError("Balancing.FailurePenalty", "must not be negative")
+	}
+	if b.FailurePenalty == 0 {
+		b.FailurePenalty = DefaultFailurePenalty
+	}
+	o := &b.Outlier
+	if o.Consecutive < 0 {
+		return b, configError("Balancing.Outlier.Consecutive", "must not be negative")
+	}
+	if o.Consecutive == 0 {
+		o.Consecutive = DefaultConsecutive
+	}
+	if o.BaseEjection < 0 {
+		return b, configError("Balancing.Outlier.BaseEjection", "must not be negative")
+	}
+	if o.BaseEjection == 0 {
+		o.BaseEjection = DefaultBaseEjection
+	}
+	if o.MaxEjection < 0 {
+		return b, configError("Balancing.Outlier.MaxEjection", "must not be negative")
+	}
+	if o.MaxEjection == 0 {
+		o.MaxEjection = max(DefaultMaxEjection, o.BaseEjection)
+	}
+	if o.MaxEjection < o.BaseEjection {
+		return b, configError("Balancing.Outlier.MaxEjection", "must be at least BaseEjection (%v)", o.BaseEjection)
+	}
+	if o.MaxEjectedShare < 0 || o.MaxEjectedShare > 1 || math.IsNaN(o.MaxEjectedShare) {
+		return b, configError("Balancing.Outlier.MaxEjectedShare", "must be in [0, 1]")
+	}
+	if o.MaxEjectedShare == 0 {
+		o.MaxEjectedShare = DefaultMaxEjectedShare
+	}
+	if o.PanicThreshold < 0 || o.PanicThreshold > 1 || math.IsNaN(o.PanicThreshold) {
+		return b, configError("Balancing.Outlier.PanicThreshold", "must be in [0, 1]")
+	}
+	if o.PanicThreshold == 0 {
+		o.PanicThreshold = DefaultPanicThreshold
+	}
+	if c := b.Canary; c != nil {
+		cc := *c
+		if cc.Weight < 0 || cc.Weight > 1 || math.IsNaN(cc.Weight) {
+			return b, configError("Balancing.Canary.Weight", "must be in [0, 1]")
+		}
+		if cc.Key == "" {
+			cc.Key = discovery.MetaVersion
+		}
+		if cc.Value == "" {
+			cc.Value = "canary"
+		}
+		b.Canary = &cc
+	}
+	if p := b.Pin; p != nil {
+		pp := *p
+		if pp.Header == "" {
+			pp.Header = "Vitamin-Pin"
+		}
+		if pp.Baggage == "" {
+			pp.Baggage = "vitamin.pin"
+		}
+		if pp.MetaKey == "" {
+			pp.MetaKey = discovery.MetaVersion
+		}
+		b.Pin = &pp
+	}
+	if s := b.Sticky; s != nil {
+		ss := *s
+		if ss.Header == "" {
+			ss.Header = "Vitamin-Sticky-Key"
+		}
+		if ss.MetaKey == "" {
+			ss.MetaKey = discovery.MetaVersion
+		}
+		b.Sticky = &ss
+	}
+	return b, nil
+}

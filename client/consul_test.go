@@ -1,0 +1,27 @@
+package client_test
+
+import (
+	"testing"
+
+	"github.com/vitamin-go/vitamin/discovery/consul"
+	"github.com/vitamin-go/vitamin/internal/testenv"
+)
+
+func newConsulWatcher(t testing.TB, c *testenv.Consul) *consul.Watcher {
+	t.Helper()
+	w, err := consul.NewWatcher(c.Client, consul.WatcherConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Close() })
+	return w
+}
+
+func newConsulRegistrar(t testing.TB, c *testenv.Consul) *consul.Registrar {
+	t.Helper()
+	r, err := consul.NewRegistrar(c.Client, consul.RegistrarConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}

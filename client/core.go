@@ -1,0 +1,598 @@
+package client
+
+import (
+	"context"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"google.golang.org/grpc/balancer"
+
+	"github.com/vitamin-go/vitamin/discovery"
+)
+
+// costFloor keeps the cost of an instance without latency data above zero,
+// so that in-flight requests still count.
+const costFloor = 1000 // ns
+
+// endpoint is one instance as the balancer sees it. The latency and load
+// fields are atomics read on the pick path; the fields under "core.mu" are
+// only touched with the core's lock held.
+type endpoint struct {
+	addr string
+
+	inflight atomic.Int64
+	ewma     atomic.Uint64 // float64 nanoseconds
+	stamp    atomic.Int64  // core clock of the last update
+	observed atomic.Bool
+	consec   atomic.Int32
+	calls    atomic.Uint64
+
+	mu sync.Mutex // serialises latency updates
+
+	// core.mu
+	inst      discovery.Instance
+	ready     bool
+	sc        balancer.SubConn
+	ejected   bool
+	ejections int
+	lastEject time.Time
+	timer     *time.Timer
+	gone      bool
+}
+
+// cost is the peak-EWMA latency, decayed toward zero since its last update,
+// times the requests in flight plus one.
+func (e *endpoint) cost(now int64, tau float64, typical float64) float64 {
+	ew := math.Float64frombits(e.ewma.Load())
+	if !e.observed.Load() && typical > ew {
+		ew = typical
+	}
+	if dt := now - e.stamp.Load(); dt > 0 {
+		ew *= decay(float64(dt) / tau)
+	}
+	return (ew + costFloor) * float64(e.inflight.Load()+1)
+}
+
+// decay returns exp(-x) for x ≥ 0, cheaply for small x.
+func decay(x float64) float64 {
+	if x < 0.01 {
+		return 1 - x + x*x/2
+	}
+	return math.Exp(-x)
+}
+
+// observe folds one latency sample into the peak EWMA: a sample above the
+// estimate replaces it, a lower one is averaged in with a weight that grows
+// with the time since the last sample.
+func (e *endpoint) observe(rtt float64, now int64, tau float64) {
+	e.mu.Lock()
+	old := math.Float64frombits(e.ewma.Load())
+	nw := rtt
+	if e.observed.Load() && rtt < old {
+		dt := max(now-e.stamp.Load(), 0)
+		w := decay(float64(dt) / tau)
+		nw = old*w + rtt*(1-w)
+	}
+	e.ewma.Store(math.Float64bits(nw))
+	e.stamp.Store(now)
+	e.observed.Store(true)
+	e.mu.Unlock()
+}
+
+// member is an eligible endpoint and, for gRPC, its ready SubConn.
+type member struct {
+	ep *endpoint
+	sc balancer.SubConn
+}
+
+type group struct {
+	value   string
+	hash    uint64
+	members []member
+}
+
+// pickSet is an immutable view of the eligible endpoints and their subsets,
+// swapped atomically whenever membership, readiness or ejection changes.
+type pickSet struct {
+	all         []member
+	local       []member // all, in the caller's zone
+	stable      []member // not canary
+	stableLocal []member
+	canary      []member
+	pinned      map[string][]member
+	groups      []group
+	known       int
+	err         error // returned when all is empty
+}
+
+// callState follows one logical call across its attempts (retries and
+// hedges): which instances it tried, and its routing keys.
+type callState struct {
+	mu     sync.Mutex
+	tried  [4]*endpoint
+	n      int
+	pin    string
+	sticky string
+}
+
+func (s *callState) has(e *endpoint) bool {
+	for i := 0; i < s.n; i++ {
+		if s.tried[i] == e {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *callState) add(e *endpoint) {
+	s.mu.Lock()
+	if !s.has(e) {
+		if s.n < len(s.tried) {
+			s.tried[s.n] = e
+			s.n++
+		} else {
+			copy(s.tried[:], s.tried[1:])
+			s.tried[len(s.tried)-1] = e
+		}
+	}
+	s.mu.Unlock()
+}
+
+type callKey struct{}
+
+func callFrom(ctx context.Context) *callState {
+	s, _ := ctx.Value(callKey{}).(*callState)
+	return s
+}
+
+// outcome is how a finished call counts for the balancer.
+type outcome uint8
+
+const (
+	outcomeSuccess outcome = iota // the instance answered
+	outcomeFailure                // connection error, UNAVAILABLE, 5xx
+	outcomeSlow                   // deadline exceeded: latency only
+	outcomeIgnore                 // canceled by the caller
+)
+
+// core is the balancer shared by the gRPC and HTTP clients of one service:
+// membership from discovery, readiness from gRPC, latency, load and
+// ejection per instance, and the immutable pick sets built from them.
+type core struct {
+	service  string
+	cfg      Balancing
+	tau      float64
+	penalty  float64
+	needConn bool // gRPC: only endpoints with a ready SubConn are eligible
+	logger   *slog.Logger
+	ejectCtr metric.Int64Counter
+	attrs    metric.MeasurementOption
+	epoch    time.Time
+
+	set     atomic.Pointer[pickSet]
+	rr      atomic.Uint64
+	typical atomic.Uint64 // float64: a moving average of all latencies
+
+	mu      sync.Mutex
+	eps     map[string]*endpoint
+	ejected int
+	closed  bool
+	updated chan struct{} // closed and replaced on every membership update
+	seen    bool          // a membership update arrived
+}
+
+func newCore(service string, cfg Balancing, needConn bool, logger *slog.Logger, mp metric.MeterProvider) *core {
+	c := &core{
+		service:  service,
+		cfg:      cfg,
+		tau:      float64(cfg.DecayTime),
+		penalty:  float64(cfg.FailurePenalty),
+		needConn: needConn,
+		logger:   logger,
+		epoch:    time.Now(),
+		eps:      map[string]*endpoint{},
+		updated:  make(chan struct{}),
+		attrs:    metric.WithAttributes(attribute.String("service", service)),
+	}
+	if mp != nil {
+		c.ejectCtr, _ = mp.Meter("github.com/vitamin-go/vitamin/client").Int64Counter(MetricEjections,
+			metric.WithDescription("Instances ejected by outlier detection."))
+	}
+	c.rebuildLocked()
+	return c
+}
+
+func (c *core) now() int64 { return int64(time.Since(c.epoch)) }
+
+// update replaces the membership with instances.
+func (c *core) update(instances []discovery.Instance) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	// New instances start at the average estimate of the known ones, so
+	// they neither attract nor repel traffic before their first answer.
+	var sum float64
+	var n int
+	for _, e := range c.eps {
+		if e.observed.Load() {
+			sum += math.Float64frombits(e.ewma.Load())
+			n++
+		}
+	}
+	now := c.now()
+	keep := make(map[string]bool, len(instances))
+	added, removed := 0, 0
+	for _, inst := range instances {
+		addr := inst.Endpoint()
+		if keep[addr] {
+			continue
+		}
+		keep[addr] = true
+		e := c.eps[addr]
+		if e == nil {
+			e = &endpoint{addr: addr, ready: !c.needConn}
+			if n > 0 {
+				e.ewma.Store(math.Float64bits(sum / float64(n)))
+			}
+			e.stamp.Store(now)
+			c.eps[addr] = e
+			added++
+		}
+		e.inst = inst
+	}
+	for addr, e := range c.eps {
+		if !keep[addr] {
+			e.gone = true
+			if e.timer != nil {
+				e.timer.Stop()
+				e.timer = nil
+			}
+			if e.ejected {
+				e.ejected = false
+				c.ejected--
+			}
+			delete(c.eps, addr)
+			removed++
+		}
+	}
+	c.seen = true
+	close(c.updated)
+	c.updated = make(chan struct{})
+	c.rebuildLocked()
+	if c.logger != nil && (added > 0 || removed > 0) {
+		c.logger.Info("client: instances changed", "service", c.service, "instances", len(c.eps), "added", added, "removed", removed)
+	}
+}
+
+// waitFirst blocks until the first membership update, ctx's end or close.
+func (c *core) waitFirst(ctx context.Context) error {
+	c.mu.Lock()
+	if c.seen || c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	ch := c.updated
+	c.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// setConn records the SubConn of addr and whether it is ready (gRPC).
+func (c *core) setConn(addr string, sc balancer.SubConn, ready bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.eps[addr]
+	if e == nil || (e.sc == sc && e.ready == ready) {
+		return
+	}
+	e.sc, e.ready = sc, ready
+	c.rebuildLocked()
+}
+
+// resetConns forgets all SubConns (the gRPC balancer closed).
+func (c *core) resetConns() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range c.eps {
+		e.sc, e.ready = nil, false
+	}
+	c.rebuildLocked()
+}
+
+func (c *core) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	for _, e := range c.eps {
+		if e.timer != nil {
+			e.timer.Stop()
+			e.timer = nil
+		}
+	}
+}
+
+// rebuildLocked builds and publishes a new pick set. c.mu must be held.
+func (c *core) rebuildLocked() {
+	all := make([]*endpoint, 0, len(c.eps))
+	for _, e := range c.eps {
+		all = append(all, e)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].inst.ID < all[j].inst.ID })
+
+	var ready, eligible []member
+	for _, e := range all {
+		if !e.ready || (c.needConn && e.sc == nil) {
+			continue
+		}
+		m := member{ep: e, sc: e.sc}
+		ready = append(ready, m)
+		if !e.ejected {
+			eligible = append(eligible, m)
+		}
+	}
+	// Panic: too few instances left after ejection; ignore ejection.
+	if len(eligible) == 0 || float64(len(all)-c.ejected) < c.cfg.Outlier.PanicThreshold*float64(len(all)) {
+		eligible = ready
+	}
+	s := &pickSet{all: eligible, known: len(all)}
+	switch {
+	case len(all) == 0:
+		s.err = &NoInstancesError{Service: c.service, Reason: "no instances"}
+	case len(eligible) == 0:
+		s.err = &NoInstancesError{Service: c.service, Reason: "no reachable instance"}
+	}
+	if z := c.cfg.Zone; z != "" {
+		s.local = filter(eligible, func(e *endpoint) bool { return e.inst.Meta[discovery.MetaZone] == z })
+	}
+	if cn := c.cfg.Canary; cn != nil {
+		isCanary := func(e *endpoint) bool { return e.inst.Meta[cn.Key] == cn.Value }
+		s.canary = filter(eligible, isCanary)
+		s.stable = filter(eligible, func(e *endpoint) bool { return !isCanary(e) })
+		if z := c.cfg.Zone; z != "" {
+			s.stableLocal = filter(s.stable, func(e *endpoint) bool { return e.inst.Meta[discovery.MetaZone] == z })
+		}
+	}
+	if p := c.cfg.Pin; p != nil {
+		s.pinned = map[string][]member{}
+		for _, m := range eligible {
+			if v, ok := m.ep.inst.Meta[p.MetaKey]; ok {
+				s.pinned[v] = append(s.pinned[v], m)
+			}
+		}
+	}
+	if st := c.cfg.Sticky; st != nil {
+		byValue := map[string][]member{}
+		for _, m := range eligible {
+			v := m.ep.inst.Meta[st.MetaKey]
+			byValue[v] = append(byValue[v], m)
+		}
+		for v, ms := range byValue {
+			s.groups = append(s.groups, group{value: v, hash: hashString(v), members: ms})
+		}
+		sort.Slice(s.groups, func(i, j int) bool { return s.groups[i].value < s.groups[j].value })
+	}
+	c.set.Store(s)
+}
+
+func filter(ms []member, keep func(*endpoint) bool) []member {
+	var out []member
+	for _, m := range ms {
+		if keep(m.ep) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// hashString is 64-bit FNV-1a: stable across processes, so that every
+// client assigns a sticky key to the same group.
+func hashString(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
+// mix is the splitmix64 finaliser.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
+
+// pick chooses an instance for one attempt of the call cs (nil: a call
+// without routing keys or retries).
+func (c *core) pick(cs *callState) (member, error) {
+	s := c.set.Load()
+	if len(s.all) == 0 {
+		return member{}, s.err
+	}
+	list := s.all
+	switch {
+	case cs != nil && cs.pin != "" && s.pinned != nil:
+		list = s.pinned[cs.pin]
+		if len(list) == 0 {
+			return member{}, &NoInstancesError{Service: c.service, Subset: c.cfg.Pin.MetaKey + "=" + cs.pin, Reason: "no instances"}
+		}
+	case cs != nil && cs.sticky != "" && len(s.groups) > 0:
+		k := hashString(cs.sticky)
+		best, bestScore := 0, uint64(0)
+		for i := range s.groups {
+			if sc := mix(k ^ s.groups[i].hash); sc >= bestScore {
+				best, bestScore = i, sc
+			}
+		}
+		list = s.groups[best].members
+	case c.cfg.Canary != nil:
+		if len(s.canary) > 0 && rand.Float64() < c.cfg.Canary.Weight {
+			list = s.canary
+		} else if len(s.stableLocal) > 0 {
+			list = s.stableLocal
+		} else if len(s.stable) > 0 {
+			list = s.stable
+		}
+	case len(s.local) > 0:
+		list = s.local
+	}
+	m := c.choose(list, cs)
+	if cs != nil {
+		cs.add(m.ep)
+	}
+	return m, nil
+}
+
+func (c *core) choose(list []member, cs *callState) member {
+	n := len(list)
+	if n == 1 {
+		return list[0]
+	}
+	if cs != nil {
+		cs.mu.Lock()
+		defer cs.mu.Unlock()
+		if cs.n == 0 {
+			cs = nil
+		}
+	}
+	if c.cfg.Algorithm == RoundRobin {
+		start := int(c.rr.Add(1) % uint64(n))
+		for k := 0; k < n; k++ {
+			m := list[(start+k)%n]
+			if cs == nil || !cs.has(m.ep) {
+				return m
+			}
+		}
+		return list[start]
+	}
+	i := rand.IntN(n)
+	j := rand.IntN(n - 1)
+	if j >= i {
+		j++
+	}
+	a, b := list[i], list[j]
+	if cs != nil {
+		ta, tb := cs.has(a.ep), cs.has(b.ep)
+		switch {
+		case ta && !tb:
+			return b
+		case tb && !ta:
+			return a
+		case ta && tb:
+			for k := 1; k < n; k++ {
+				if m := list[(i+k)%n]; !cs.has(m.ep) {
+					return m
+				}
+			}
+		}
+	}
+	now := c.now()
+	typical := math.Float64frombits(c.typical.Load())
+	if a.ep.cost(now, c.tau, typical) <= b.ep.cost(now, c.tau, typical) {
+		return a
+	}
+	return b
+}
+
+// start records the start of an attempt on e and returns its start time.
+func (c *core) start(e *endpoint) int64 {
+	e.inflight.Add(1)
+	e.calls.Add(1)
+	return c.now()
+}
+
+// finish records the end of an attempt on e.
+func (c *core) finish(e *endpoint, start int64, o outcome) {
+	e.inflight.Add(-1)
+	if o == outcomeIgnore {
+		return
+	}
+	now := c.now()
+	rtt := float64(now - start)
+	if o == outcomeFailure && rtt < c.penalty {
+		rtt = c.penalty
+	}
+	e.observe(rtt, now, c.tau)
+	if o != outcomeFailure {
+		t := math.Float64frombits(c.typical.Load())
+		if t == 0 {
+			t = rtt
+		} else {
+			t += (rtt - t) / 16
+		}
+		c.typical.Store(math.Float64bits(t))
+	}
+	switch o {
+	case outcomeFailure:
+		if !c.cfg.Outlier.Disabled && int(e.consec.Add(1)) >= c.cfg.Outlier.Consecutive {
+			c.eject(e)
+		}
+	case outcomeSuccess:
+		if e.consec.Load() != 0 {
+			e.consec.Store(0)
+		}
+	}
+}
+
+// eject takes e out of rotation, if the cap on ejected instances allows.
+func (c *core) eject(e *endpoint) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e.ejected || e.gone || c.closed {
+		return
+	}
+	o := c.cfg.Outlier
+	allowed := max(1, int(o.MaxEjectedShare*float64(len(c.eps))))
+	if c.ejected >= allowed {
+		return
+	}
+	now := time.Now()
+	if !e.lastEject.IsZero() && now.Sub(e.lastEject) > o.MaxEjection+o.BaseEjection*time.Duration(e.ejections) {
+		e.ejections = 0 // healthy for long enough: start over
+	}
+	e.ejections++
+	d := min(o.BaseEjection*time.Duration(e.ejections), o.MaxEjection)
+	e.ejected = true
+	e.lastEject = now
+	e.consec.Store(0)
+	c.ejected++
+	e.timer = time.AfterFunc(d, func() { c.unEject(e) })
+	c.rebuildLocked()
+	if c.ejectCtr != nil {
+		c.ejectCtr.Add(context.Background(), 1, c.attrs)
+	}
+	if c.logger != nil {
+		c.logger.Warn("client: instance ejected", "service", c.service, "instance", e.inst.ID, "address", e.addr, "for", d, "ejections", e.ejections)
+	}
+}
+
+func (c *core) unEject(e *endpoint) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !e.ejected || e.gone || c.closed {
+		return
+	}
+	e.ejected = false
+	e.timer = nil
+	c.ejected--
+	c.rebuildLocked()
+	if c.logger != nil {
+		c.logger.Info("client: instance back in rotation", "service", c.service, "instance", e.inst.ID, "address", e.addr)
+	}
+}

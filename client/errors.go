@@ -1,0 +1,77 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+var (
+	// ErrInvalidConfig is matched (with errors.Is) by every error about a
+	// bad option or setting given to a constructor. The concrete error is
+	// a *ConfigError naming the field or option.
+	ErrInvalidConfig = errors.New("client: invalid configuration")
+
+	// ErrNoInstances is matched by the error of a call that found no
+	// instance to go to: the service has none, none is reachable, or none
+	// is in the subset the call was pinned to. The concrete error is a
+	// *NoInstancesError; gRPC calls fail with status UNAVAILABLE and its
+	// message.
+	ErrNoInstances = errors.New("client: no instances")
+)
+
+// ConfigError names a bad option or setting and says what is wrong with it.
+// It matches ErrInvalidConfig with errors.Is. It is not modified after it is
+// returned, so it is safe for concurrent use.
+type ConfigError struct {
+	// Field is the option or field, such as "WithWatcher" or
+	// "Balancing.Outlier.MaxEjectedShare".
+	Field string
+	// Reason says what is wrong with it.
+	Reason string
+}
+
+// Error names the field and the reason.
+func (e *ConfigError) Error() string {
+	return "client: invalid configuration: " + e.Field + ": " + e.Reason
+}
+
+// Is reports whether target is ErrInvalidConfig.
+func (e *ConfigError) Is(target error) bool { return target == ErrInvalidConfig }
+
+func configError(field, format string, args ...any) error {
+	return &ConfigError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// NoInstancesError is the error of a call that found no instance of Service
+// to go to. It matches ErrNoInstances with errors.Is and carries the gRPC
+// status UNAVAILABLE. It is not modified after it is returned, so it is
+// safe for concurrent use.
+type NoInstancesError struct {
+	// Service is the called service.
+	Service string
+	// Subset describes the subset the call was limited to, such as
+	// "version=v2"; empty when the call could go to any instance.
+	Subset string
+	// Reason says why there was none: "no instances", "no instance ready"…
+	Reason string
+}
+
+// Error names the service, the subset, if any, and the reason.
+func (e *NoInstancesError) Error() string {
+	s := "client: " + e.Reason + " of service " + `"` + e.Service + `"`
+	if e.Subset != "" {
+		s += " with " + e.Subset
+	}
+	return s
+}
+
+// Is reports whether target is ErrNoInstances.
+func (e *NoInstancesError) Is(target error) bool { return target == ErrNoInstances }
+
+// GRPCStatus returns the status UNAVAILABLE with the error's message.
+func (e *NoInstancesError) GRPCStatus() *status.Status {
+	return status.New(codes.Unavailable, e.Error())
+}

@@ -1,0 +1,429 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"go.opentelemetry.io/otel/baggage"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/attributes"
+	"google.golang.org/grpc/balancer"
+	"google.golang.org/grpc/balancer/base"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/status"
+
+	"github.com/vitamin-go/vitamin/discovery"
+	"github.com/vitamin-go/vitamin/resilience"
+	"github.com/vitamin-go/vitamin/resilience/resiliencegrpc"
+	"github.com/vitamin-go/vitamin/tracing/tracinggrpc"
+)
+
+// BalancerName is the name of Vitamin's gRPC load balancing policy in
+// grpc-go's balancer registry. NewGRPC selects it through the connection's
+// default service config.
+//
+// grpc-go chooses a connection's balancer only by name, from a process-wide
+// registry, so NewGRPC registers the policy there the first time it runs
+// (registering again would replace an equal, stateless builder). Everything
+// that belongs to one connection — instances, latencies, ejections,
+// subsets — reaches the balancer from that connection's own resolver, so
+// connections never share state through the registry.
+const BalancerName = "vitamin_balancer"
+
+const serviceConfig = `{"loadBalancingConfig":[{"` + BalancerName + `":{}}]}`
+
+// NewGRPC returns a gRPC client connection to service, built with
+// grpc.NewClient:
+//
+//   - a resolver given to this connection only (grpc.WithResolvers) follows
+//     the service's instances through the watcher of WithWatcher;
+//   - Vitamin's balancer spreads calls over them (see Balancing), ejects
+//     outliers and routes to subsets;
+//   - the resilience policy of WithPolicies guards each call, and its
+//     retries and hedges go to other instances than the attempts before;
+//   - an OpenTelemetry stats handler traces each attempt (WithoutTracing
+//     leaves it out);
+//   - WithCaller's name travels in the metadata resilience.CallerMetadataKey.
+//
+// A call while the service has no instance fails at once with status
+// UNAVAILABLE and a message naming the service; calls succeed again as soon
+// as instances return. ctx bounds only the construction; the connection
+// lives until its Close, which also stops the watch. Invalid options fail
+// with a *ConfigError.
+func NewGRPC(ctx context.Context, service string, opts ...Option) (*grpc.ClientConn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	o, err := buildOptions(service, opts)
+	if err != nil {
+		return nil, err
+	}
+	if balancer.Get(BalancerName) == nil {
+		balancer.Register(balancerBuilder{})
+	}
+	c := newCore(service, o.balancing, true, o.logger, o.meter)
+	rb := &resolverBuilder{
+		scheme: fmt.Sprintf("vitamin-%016x", rand.Uint64()),
+		core:   c,
+		o:      &o,
+	}
+	ci := &callInterceptor{caller: o.caller, pin: o.balancing.Pin, sticky: o.balancing.Sticky}
+	unary := []grpc.UnaryClientInterceptor{ci.unary}
+	stream := []grpc.StreamClientInterceptor{ci.stream}
+	if o.policies != nil {
+		pick := resiliencegrpc.ForService(o.policies, service)
+		unary = append(unary, resiliencegrpc.UnaryClientInterceptor(pick))
+		stream = append(stream, resiliencegrpc.StreamClientInterceptor(pick))
+	}
+	dial := []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithResolvers(rb),
+		grpc.WithDefaultServiceConfig(serviceConfig),
+		grpc.WithChainUnaryInterceptor(unary...),
+		grpc.WithChainStreamInterceptor(stream...),
+	}
+	if o.tracing {
+		dial = append(dial, grpc.WithStatsHandler(tracinggrpc.ClientHandler(o.grpcTracing...)))
+	}
+	dial = append(dial, o.dialOpts...)
+	conn, err := grpc.NewClient(rb.scheme+":///"+service, dial...)
+	if err != nil {
+		return nil, fmt.Errorf("client: dial %q: %w", service, err)
+	}
+	conn.Connect()
+	return conn, nil
+}
+
+// callInterceptor runs outside the resilience interceptors: it gives each
+// logical call the state its attempts share (instances tried, routing
+// keys) and adds the caller's identity.
+type callInterceptor struct {
+	caller string
+	pin    *Pin
+	sticky *Sticky
+}
+
+func (ci *callInterceptor) prepare(ctx context.Context) context.Context {
+	cs := &callState{}
+	if ci.pin != nil || ci.sticky != nil {
+		md, _ := metadata.FromOutgoingContext(ctx)
+		if ci.pin != nil {
+			cs.pin = first(md.Get(ci.pin.Header))
+			if cs.pin == "" && ci.pin.Baggage != "-" {
+				cs.pin = baggage.FromContext(ctx).Member(ci.pin.Baggage).Value()
+			}
+		}
+		if ci.sticky != nil {
+			cs.sticky = first(md.Get(ci.sticky.Header))
+		}
+	}
+	ctx = context.WithValue(ctx, callKey{}, cs)
+	if ci.caller != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, resilience.CallerMetadataKey, ci.caller)
+	}
+	return ctx
+}
+
+func first(v []string) string {
+	if len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func (ci *callInterceptor) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	return invoker(ci.prepare(ctx), method, req, reply, cc, opts...)
+}
+
+func (ci *callInterceptor) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	return streamer(ci.prepare(ctx), desc, cc, method, opts...)
+}
+
+// resolverBuilder builds the resolver of one connection.
+type resolverBuilder struct {
+	scheme string
+	core   *core
+	o      *options
+}
+
+func (b *resolverBuilder) Scheme() string { return b.scheme }
+
+// Build starts following the service. grpc-go calls it when the connection
+// leaves idle mode, and Close when it enters idle mode or closes.
+func (b *resolverBuilder) Build(_ resolver.Target, cc resolver.ClientConn, _ resolver.BuildOptions) (resolver.Resolver, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &watchResolver{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		follow(ctx, b.core, b.o, func(instances []discovery.Instance) {
+			eps := make([]resolver.Endpoint, len(instances))
+			for i, in := range instances {
+				eps[i] = resolver.Endpoint{Addresses: []resolver.Address{{Addr: in.Endpoint()}}}
+			}
+			_ = cc.UpdateState(resolver.State{Endpoints: eps, Attributes: attributes.New(coreKey{}, b.core)})
+		}, cc.ReportError)
+	}()
+	return r, nil
+}
+
+type coreKey struct{}
+
+type watchResolver struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// ResolveNow does nothing: the watch pushes every change.
+func (r *watchResolver) ResolveNow(resolver.ResolveNowOptions) {}
+
+// Close stops the watch and waits for its goroutine.
+func (r *watchResolver) Close() {
+	r.cancel()
+	<-r.done
+}
+
+// follow watches the service until ctx ends, feeding each snapshot into c
+// and then to push. Errors starting the watch are retried with backoff.
+func follow(ctx context.Context, c *core, o *options, push func([]discovery.Instance), report func(error)) {
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		w, err := o.watcher.Watch(ctx, c.service, o.watchOpts...)
+		if err == nil {
+			err = watchLoop(ctx, w, c, o, push)
+			_ = w.Close()
+			backoff = 50 * time.Millisecond
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if o.logger != nil {
+			o.logger.Warn("client: watch failed", "service", c.service, "error", err)
+		}
+		if report != nil {
+			report(fmt.Errorf("client: watch %q: %w", c.service, err))
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func watchLoop(ctx context.Context, w discovery.Watch, c *core, o *options, push func([]discovery.Instance)) error {
+	for {
+		snap, err := w.Next(ctx)
+		if err != nil {
+			return err
+		}
+		if snap.Stale && o.logger != nil {
+			o.logger.Warn("client: discovery unreachable, serving last known instances", "service", c.service, "error", snap.Err)
+		}
+		c.update(snap.Instances)
+		if push != nil {
+			push(snap.Instances)
+		}
+	}
+}
+
+// balancerBuilder builds Vitamin balancers. It is stateless: each
+// balancer gets its connection's core from the resolver state.
+type balancerBuilder struct{}
+
+func (balancerBuilder) Name() string { return BalancerName }
+
+func (balancerBuilder) Build(cc balancer.ClientConn, _ balancer.BuildOptions) balancer.Balancer {
+	return &grpcBalancer{cc: cc, conns: map[string]*subConn{}}
+}
+
+type subConn struct {
+	addr  string
+	sc    balancer.SubConn
+	state connectivity.State
+	err   error
+}
+
+// grpcBalancer keeps one SubConn per instance and hands the core's picker
+// to gRPC. grpc-go calls its methods and the SubConn state listeners one at
+// a time, so it needs no lock.
+type grpcBalancer struct {
+	cc     balancer.ClientConn
+	core   *core
+	conns  map[string]*subConn
+	resErr error
+	state  connectivity.State
+	closed bool
+}
+
+func (b *grpcBalancer) UpdateClientConnState(s balancer.ClientConnState) error {
+	if s.ResolverState.Attributes != nil {
+		if c, ok := s.ResolverState.Attributes.Value(coreKey{}).(*core); ok {
+			b.core = c
+		}
+	}
+	if b.core == nil {
+		b.cc.UpdateState(balancer.State{ConnectivityState: connectivity.TransientFailure,
+			Picker: base.NewErrPicker(status.Error(codes.Unavailable, "client: the Vitamin balancer needs the Vitamin resolver (use client.NewGRPC)"))})
+		return balancer.ErrBadResolverState
+	}
+	b.resErr = nil
+	want := map[string]bool{}
+	for _, ep := range s.ResolverState.Endpoints {
+		if len(ep.Addresses) > 0 {
+			want[ep.Addresses[0].Addr] = true
+		}
+	}
+	for addr := range want {
+		if _, ok := b.conns[addr]; ok {
+			continue
+		}
+		s := &subConn{addr: addr, state: connectivity.Idle}
+		sc, err := b.cc.NewSubConn([]resolver.Address{{Addr: addr}}, balancer.NewSubConnOptions{
+			StateListener: func(st balancer.SubConnState) { b.onState(s, st) },
+		})
+		if err != nil {
+			continue
+		}
+		s.sc = sc
+		b.conns[addr] = s
+		sc.Connect()
+	}
+	for addr, s := range b.conns {
+		if !want[addr] {
+			s.sc.Shutdown()
+			delete(b.conns, addr)
+		}
+	}
+	b.updatePicker()
+	return nil
+}
+
+func (b *grpcBalancer) onState(s *subConn, st balancer.SubConnState) {
+	if b.closed || b.conns[s.addr] != s || st.ConnectivityState == connectivity.Shutdown {
+		return
+	}
+	s.state = st.ConnectivityState
+	if st.ConnectivityState == connectivity.TransientFailure {
+		s.err = st.ConnectionError
+	}
+	if st.ConnectivityState == connectivity.Idle {
+		s.sc.Connect()
+	}
+	b.core.setConn(s.addr, s.sc, s.state == connectivity.Ready)
+	b.updatePicker()
+}
+
+func (b *grpcBalancer) updatePicker() {
+	var ready, connecting int
+	var lastErr error
+	for _, s := range b.conns {
+		switch s.state {
+		case connectivity.Ready:
+			ready++
+		case connectivity.Idle, connectivity.Connecting:
+			connecting++
+		case connectivity.TransientFailure:
+			lastErr = s.err
+		}
+	}
+	var st balancer.State
+	switch {
+	case ready > 0:
+		st = balancer.State{ConnectivityState: connectivity.Ready, Picker: &picker{c: b.core}}
+	case len(b.conns) == 0:
+		var err error = &NoInstancesError{Service: b.core.service, Reason: "no instances"}
+		if b.resErr != nil {
+			err = status.Errorf(codes.Unavailable, "client: no instances of service %q: %v", b.core.service, b.resErr)
+		}
+		st = balancer.State{ConnectivityState: connectivity.TransientFailure, Picker: base.NewErrPicker(err)}
+	case connecting > 0:
+		st = balancer.State{ConnectivityState: connectivity.Connecting, Picker: base.NewErrPicker(balancer.ErrNoSubConnAvailable)}
+	default:
+		msg := fmt.Sprintf("client: no reachable instance of service %q", b.core.service)
+		if lastErr != nil {
+			msg += ": " + lastErr.Error()
+		}
+		st = balancer.State{ConnectivityState: connectivity.TransientFailure, Picker: base.NewErrPicker(status.Error(codes.Unavailable, msg))}
+	}
+	b.state = st.ConnectivityState
+	b.cc.UpdateState(st)
+}
+
+func (b *grpcBalancer) ResolverError(err error) {
+	b.resErr = err
+	if b.core != nil && len(b.conns) == 0 {
+		b.updatePicker()
+	}
+}
+
+// UpdateSubConnState is not used: SubConns report through their listener.
+func (b *grpcBalancer) UpdateSubConnState(balancer.SubConn, balancer.SubConnState) {}
+
+func (b *grpcBalancer) ExitIdle() {
+	for _, s := range b.conns {
+		if s.state == connectivity.Idle {
+			s.sc.Connect()
+		}
+	}
+}
+
+func (b *grpcBalancer) Close() {
+	b.closed = true
+	for addr, s := range b.conns {
+		s.sc.Shutdown()
+		delete(b.conns, addr)
+	}
+	if b.core != nil {
+		b.core.resetConns()
+	}
+}
+
+// picker asks the core for an instance and reports each call's outcome.
+type picker struct{ c *core }
+
+func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
+	m, err := p.c.pick(callFrom(info.Ctx))
+	if err != nil {
+		return balancer.PickResult{}, err
+	}
+	if m.sc == nil {
+		return balancer.PickResult{}, balancer.ErrNoSubConnAvailable
+	}
+	start := p.c.start(m.ep)
+	c := p.c
+	return balancer.PickResult{SubConn: m.sc, Done: func(di balancer.DoneInfo) {
+		c.finish(m.ep, start, grpcOutcome(di.Err))
+	}}, nil
+}
+
+func grpcOutcome(err error) outcome {
+	if err == nil {
+		return outcomeSuccess
+	}
+	if errors.Is(err, context.Canceled) {
+		return outcomeIgnore
+	}
+	s, ok := status.FromError(err)
+	if !ok {
+		return outcomeFailure
+	}
+	switch s.Code() {
+	case codes.Unavailable:
+		return outcomeFailure
+	case codes.Canceled:
+		return outcomeIgnore
+	case codes.DeadlineExceeded:
+		return outcomeSlow
+	}
+	return outcomeSuccess
+}

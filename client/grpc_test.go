@@ -1,0 +1,377 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/vitamin-go/vitamin/client"
+	"github.com/vitamin-go/vitamin/discovery"
+	"github.com/vitamin-go/vitamin/internal/testenv"
+	"github.com/vitamin-go/vitamin/resilience"
+)
+
+const svc = "orders"
+
+func dial(t testing.TB, opts ...client.Option) *grpc.ClientConn {
+	t.Helper()
+	conn, err := client.NewGRPC(context.Background(), svc, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// load runs calls from workers goroutines until n calls were made and
+// returns the number that failed, with the first error.
+func load(conn *grpc.ClientConn, workers, n int, during func(done int64)) (int64, error) {
+	var next, failed atomic.Int64
+	var mu sync.Mutex
+	var firstErr error
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := next.Add(1)
+				if i > int64(n) {
+					return
+				}
+				if during != nil {
+					during(i)
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				err := check(ctx, conn)
+				cancel()
+				if err != nil {
+					failed.Add(1)
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return failed.Load(), firstErr
+}
+
+func TestGRPCSpread(t *testing.T) {
+	for _, alg := range []client.Algorithm{client.PowerOfTwo, client.RoundRobin} {
+		t.Run(string(alg), func(t *testing.T) {
+			reg := newRegistry(t)
+			bs := []*backend{startGRPC(t, "a"), startGRPC(t, "b"), startGRPC(t, "c")}
+			for _, b := range bs {
+				register(t, reg, b.instance(svc, nil))
+			}
+			conn := dial(t, client.WithWatcher(reg), client.WithoutTracing(),
+				client.WithBalancing(client.Balancing{Algorithm: alg}))
+			testenv.Eventually(t, 5*time.Second, func() error { return check(context.Background(), conn) })
+			for _, b := range bs {
+				b.calls.Store(0)
+			}
+			if failed, err := load(conn, 4, 600, nil); failed > 0 {
+				t.Fatalf("%d calls failed: %v", failed, err)
+			}
+			for _, b := range bs {
+				if n := b.calls.Load(); n < 60 {
+					t.Errorf("instance %s got %d of 600 calls: %v", b.id, n, counts(bs...))
+				}
+			}
+		})
+	}
+}
+
+func TestGRPCCallerIdentity(t *testing.T) {
+	reg := newRegistry(t)
+	b := startGRPC(t, "a")
+	register(t, reg, b.instance(svc, nil))
+	conn := dial(t, client.WithWatcher(reg), client.WithCaller("checkout"))
+	if err := check(context.Background(), conn); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.callerCount("checkout"); n != 1 {
+		t.Fatalf("server saw caller %q on %d calls, want 1", "checkout", n)
+	}
+}
+
+func TestGRPCConsulMembership(t *testing.T) {
+	c := testenv.StartConsul(t)
+	w := newConsulWatcher(t, c)
+	r := newConsulRegistrar(t, c)
+	a, b, n := startGRPC(t, "a"), startGRPC(t, "b"), startGRPC(t, "new")
+	register(t, r, a.instance(svc, nil))
+	rb := register(t, r, b.instance(svc, nil))
+	conn := dial(t, client.WithWatcher(w), client.WithoutTracing())
+	testenv.Eventually(t, 10*time.Second, func() error { return check(context.Background(), conn) })
+
+	// A new instance registered in Consul starts receiving calls.
+	register(t, r, n.instance(svc, nil))
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if err := check(context.Background(), conn); err != nil {
+			return err
+		}
+		if n.calls.Load() == 0 {
+			return errors.New("the new instance got no call yet")
+		}
+		return nil
+	})
+
+	// A deregistered one stops receiving calls.
+	if err := rb.Deregister(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		before := b.calls.Load()
+		if failed, err := load(conn, 2, 60, nil); failed > 0 {
+			return err
+		}
+		if after := b.calls.Load(); after != before {
+			return fmt.Errorf("deregistered instance still got %d of 60 calls", after-before)
+		}
+		return nil
+	})
+	before := b.calls.Load()
+	if failed, err := load(conn, 2, 200, nil); failed > 0 {
+		t.Fatalf("%d calls failed: %v", failed, err)
+	}
+	if after := b.calls.Load(); after != before {
+		t.Fatalf("deregistered instance got %d calls after it was gone", after-before)
+	}
+	if a.calls.Load() == 0 || n.calls.Load() == 0 {
+		t.Fatalf("calls did not spread: %v", counts(a, b, n))
+	}
+}
+
+func TestGRPCKillUnderLoad(t *testing.T) {
+	reg := newRegistry(t)
+	bs := []*backend{startGRPC(t, "a"), startGRPC(t, "b"), startGRPC(t, "victim")}
+	for _, b := range bs {
+		b.delay.Store(int64(time.Millisecond))
+		register(t, reg, b.instance(svc, nil))
+	}
+	victim := bs[2]
+	conn := dial(t, client.WithWatcher(reg), client.WithoutTracing(),
+		client.WithPolicies(policies(t, resilience.Policy{Retry: &resilience.Retry{MaxAttempts: 3}})))
+	testenv.Eventually(t, 5*time.Second, func() error { return check(context.Background(), conn) })
+
+	var atKill int64
+	failed, err := load(conn, 6, 1500, func(i int64) {
+		if i == 500 {
+			victim.Stop() // the process dies: in-flight calls fail, connections drop
+			atKill = victim.calls.Load()
+		}
+	})
+	if failed > 0 {
+		t.Fatalf("%d calls failed after an instance was killed: %v", failed, err)
+	}
+	if after := victim.calls.Load(); after != atKill {
+		t.Fatalf("killed instance served %d calls after it died", after-atKill)
+	}
+	if atKill == 0 {
+		t.Fatalf("the victim got no calls before it was killed: %v", counts(bs...))
+	}
+}
+
+func TestGRPCEjection(t *testing.T) {
+	reg := newRegistry(t)
+	bs := []*backend{startGRPC(t, "a"), startGRPC(t, "b"), startGRPC(t, "bad")}
+	for _, b := range bs {
+		register(t, reg, b.instance(svc, nil))
+	}
+	bad := bs[2]
+	conn := dial(t, client.WithWatcher(reg), client.WithoutTracing(),
+		client.WithBalancing(client.Balancing{Algorithm: client.RoundRobin, Outlier: client.Outlier{Consecutive: 3, BaseEjection: time.Minute}}),
+		client.WithPolicies(policies(t, resilience.Policy{Retry: &resilience.Retry{MaxAttempts: 3}})))
+	testenv.Eventually(t, 5*time.Second, func() error { return check(context.Background(), conn) })
+	bad.fail.Store(true) // answers UNAVAILABLE, connection stays up
+
+	if failed, err := load(conn, 2, 300, nil); failed > 0 {
+		t.Fatalf("%d calls failed: %v", failed, err)
+	}
+	if n := bad.calls.Load(); n < 3 {
+		t.Fatalf("the failing instance got %d calls, want at least 3 before ejection", n)
+	}
+	ejectedAt := bad.calls.Load()
+	if failed, err := load(conn, 2, 300, nil); failed > 0 {
+		t.Fatalf("%d calls failed: %v", failed, err)
+	}
+	if n := bad.calls.Load() - ejectedAt; n != 0 {
+		t.Fatalf("the ejected instance got %d more calls", n)
+	}
+}
+
+func TestGRPCSlowInstance(t *testing.T) {
+	reg := newRegistry(t)
+	bs := []*backend{startGRPC(t, "a"), startGRPC(t, "b"), startGRPC(t, "slow")}
+	for _, b := range bs {
+		b.delay.Store(int64(2 * time.Millisecond))
+		register(t, reg, b.instance(svc, nil))
+	}
+	slow := bs[2]
+	slow.delay.Store(int64(20 * time.Millisecond))
+	conn := dial(t, client.WithWatcher(reg), client.WithoutTracing())
+	testenv.Eventually(t, 5*time.Second, func() error { return check(context.Background(), conn) })
+	if failed, err := load(conn, 4, 1000, nil); failed > 0 {
+		t.Fatalf("%d calls failed: %v", failed, err)
+	}
+	share := float64(slow.calls.Load()) / float64(bs[0].calls.Load()+bs[1].calls.Load()+slow.calls.Load())
+	if share > 0.1 {
+		t.Fatalf("the slow instance got %.1f%% of the calls, want < 10%%: %v", 100*share, counts(bs...))
+	}
+}
+
+func TestGRPCCanaryPinSticky(t *testing.T) {
+	reg := newRegistry(t)
+	stable := []*backend{startGRPC(t, "s1"), startGRPC(t, "s2"), startGRPC(t, "s3")}
+	canary := startGRPC(t, "canary")
+	for _, b := range stable {
+		register(t, reg, b.instance(svc, map[string]string{discovery.MetaVersion: "v1"}))
+	}
+	register(t, reg, canary.instance(svc, map[string]string{discovery.MetaVersion: "canary"}))
+	conn := dial(t, client.WithWatcher(reg), client.WithoutTracing(), client.WithBalancing(client.Balancing{
+		Canary: &client.Canary{Weight: 0.05},
+		Pin:    &client.Pin{},
+		Sticky: &client.Sticky{},
+	}))
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if err := check(context.Background(), conn); err != nil {
+			return err
+		}
+		if len(reg.Instances(svc)) != 4 {
+			return errors.New("not all registered")
+		}
+		return nil
+	})
+
+	t.Run("canary weight", func(t *testing.T) {
+		canary.calls.Store(0)
+		for _, b := range stable {
+			b.calls.Store(0)
+		}
+		const n = 10000
+		if failed, err := load(conn, 8, n, nil); failed > 0 {
+			t.Fatalf("%d calls failed: %v", failed, err)
+		}
+		got := canary.calls.Load()
+		sd := math.Sqrt(n * 0.05 * 0.95)
+		if math.Abs(float64(got)-n*0.05) > 5*sd {
+			t.Fatalf("canary got %d of %d calls, want %d ± %.0f", got, n, n/20, 5*sd)
+		}
+	})
+
+	t.Run("pin", func(t *testing.T) {
+		before := canary.calls.Load()
+		ctx := metadata.AppendToOutgoingContext(context.Background(), "vitamin-pin", "canary")
+		for range 100 {
+			if err := check(ctx, conn); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := canary.calls.Load() - before; got != 100 {
+			t.Fatalf("pinned calls reached the canary %d times of 100", got)
+		}
+		ctx = metadata.AppendToOutgoingContext(context.Background(), "vitamin-pin", "v9")
+		err := check(ctx, conn)
+		if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), `"orders"`) || !strings.Contains(err.Error(), "version=v9") {
+			t.Fatalf("call pinned to a missing version: %v, want UNAVAILABLE naming the service and subset", err)
+		}
+	})
+
+	t.Run("sticky", func(t *testing.T) {
+		groups := map[string]int{}
+		for k := range 40 {
+			key := "user-" + itoa(k)
+			ctx := metadata.AppendToOutgoingContext(context.Background(), "vitamin-sticky-key", key)
+			var got string
+			for range 5 {
+				before := canary.calls.Load()
+				if err := check(ctx, conn); err != nil {
+					t.Fatal(err)
+				}
+				g := "v1"
+				if canary.calls.Load() != before {
+					g = "canary"
+				}
+				if got != "" && g != got {
+					t.Fatalf("key %s landed on %s, then on %s", key, got, g)
+				}
+				got = g
+			}
+			groups[got]++
+		}
+		if len(groups) != 2 {
+			t.Fatalf("40 keys landed on groups %v, want both", groups)
+		}
+	})
+}
+
+func TestGRPCEmptySetFailsFastAndRecovers(t *testing.T) {
+	reg := newRegistry(t)
+	a := startGRPC(t, "a")
+	ra := register(t, reg, a.instance(svc, nil))
+	conn := dial(t, client.WithWatcher(reg), client.WithoutTracing())
+	testenv.Eventually(t, 5*time.Second, func() error { return check(context.Background(), conn) })
+
+	if err := ra.Deregister(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// The call carries a long deadline: failing fast means UNAVAILABLE,
+	// not DEADLINE_EXCEEDED.
+	testenv.Eventually(t, 5*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		err := check(ctx, conn)
+		if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), `"orders"`) {
+			return fmt.Errorf("got %v, want UNAVAILABLE naming the service", err)
+		}
+		return nil
+	})
+
+	b := startGRPC(t, "b")
+	register(t, reg, b.instance(svc, nil))
+	testenv.Eventually(t, 5*time.Second, func() error { return check(context.Background(), conn) })
+	if b.calls.Load() == 0 {
+		t.Fatal("the returning instance got no call")
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	reg := newRegistry(t)
+	tests := []struct {
+		name  string
+		opts  []client.Option
+		field string
+	}{
+		{"no watcher", nil, "WithWatcher"},
+		{"bad algorithm", []client.Option{client.WithWatcher(reg), client.WithBalancing(client.Balancing{Algorithm: "random"})}, "Balancing.Algorithm"},
+		{"bad share", []client.Option{client.WithWatcher(reg), client.WithBalancing(client.Balancing{Outlier: client.Outlier{MaxEjectedShare: 2}})}, "Balancing.Outlier.MaxEjectedShare"},
+		{"bad canary", []client.Option{client.WithWatcher(reg), client.WithBalancing(client.Balancing{Canary: &client.Canary{Weight: -1}})}, "Balancing.Canary.Weight"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := client.NewGRPC(context.Background(), svc, tt.opts...)
+			var ce *client.ConfigError
+			if !errors.Is(err, client.ErrInvalidConfig) || !errors.As(err, &ce) || ce.Field != tt.field {
+				t.Fatalf("NewGRPC: %v, want a *ConfigError for %s", err, tt.field)
+			}
+			_, err = client.NewHTTP(svc, tt.opts...)
+			if !errors.As(err, &ce) || ce.Field != tt.field {
+				t.Fatalf("NewHTTP: %v, want a *ConfigError for %s", err, tt.field)
+			}
+		})
+	}
+}
