@@ -71,11 +71,15 @@ func decay(x float64) float64 {
 // observe folds one latency sample into the peak EWMA: a sample above the
 // estimate replaces it, a lower one is averaged in with a weight that grows
 // with the time since the last sample.
-func (e *endpoint) observe(rtt float64, now int64, tau float64) {
+func (e *endpoint) observe(rtt float64, now int64, tau float64, typical float64) {
 	e.mu.Lock()
 	old := math.Float64frombits(e.ewma.Load())
 	nw := rtt
-	if e.observed.Load() && rtt < old {
+	if !e.observed.Load() && typical > 0 {
+		// The first call to an instance also sets up its connection: do
+		// not let that one sample make it look slow.
+		nw = min(rtt, 4*typical)
+	} else if e.observed.Load() && rtt < old {
 		dt := max(now-e.stamp.Load(), 0)
 		w := decay(float64(dt) / tau)
 		nw = old*w + rtt*(1-w)
@@ -160,6 +164,7 @@ const (
 	outcomeFailure                // connection error, UNAVAILABLE, 5xx
 	outcomeSlow                   // deadline exceeded: latency only
 	outcomeIgnore                 // canceled by the caller
+	outcomeRefused                // connection refused: nothing listens there
 )
 
 // core is the balancer shared by the gRPC and HTTP clients of one service:
@@ -264,10 +269,10 @@ func (c *core) update(instances []discovery.Instance) {
 			removed++
 		}
 	}
+	c.rebuildLocked()
 	c.seen = true
 	close(c.updated)
 	c.updated = make(chan struct{})
-	c.rebuildLocked()
 	if c.logger != nil && (added > 0 || removed > 0) {
 		c.logger.Info("client: instances changed", "service", c.service, "instances", len(c.eps), "added", added, "removed", removed)
 	}
@@ -525,10 +530,17 @@ func (c *core) finish(e *endpoint, start int64, o outcome) {
 	}
 	now := c.now()
 	rtt := float64(now - start)
+	if o == outcomeRefused {
+		o = outcomeFailure
+		if !c.cfg.Outlier.Disabled {
+			// Nothing listens at the address: the process is gone.
+			e.consec.Store(int32(c.cfg.Outlier.Consecutive))
+		}
+	}
 	if o == outcomeFailure && rtt < c.penalty {
 		rtt = c.penalty
 	}
-	e.observe(rtt, now, c.tau)
+	e.observe(rtt, now, c.tau, math.Float64frombits(c.typical.Load()))
 	if o != outcomeFailure {
 		t := math.Float64frombits(c.typical.Load())
 		if t == 0 {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"syscall"
 
 	"go.opentelemetry.io/otel/baggage"
 
@@ -247,6 +248,8 @@ func (p *pickTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if errors.Is(req.Context().Err(), context.DeadlineExceeded) {
 			o = outcomeSlow
 		}
+	case errors.Is(err, syscall.ECONNREFUSED):
+		o = outcomeRefused
 	case err != nil:
 		o = outcomeFailure
 	case resp.StatusCode >= 500:
