@@ -11,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -20,6 +23,7 @@ import (
 	"github.com/vitamin-go/vitamin/discovery"
 	"github.com/vitamin-go/vitamin/internal/testenv"
 	"github.com/vitamin-go/vitamin/resilience"
+	"github.com/vitamin-go/vitamin/tracing/tracinggrpc"
 )
 
 const svc = "orders"
@@ -92,19 +96,6 @@ func TestGRPCSpread(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-func TestGRPCCallerIdentity(t *testing.T) {
-	reg := newRegistry(t)
-	b := startGRPC(t, "a")
-	register(t, reg, b.instance(svc, nil))
-	conn := dial(t, client.WithWatcher(reg), client.WithCaller("checkout"))
-	if err := check(context.Background(), conn); err != nil {
-		t.Fatal(err)
-	}
-	if n := b.callerCount("checkout"); n != 1 {
-		t.Fatalf("server saw caller %q on %d calls, want 1", "checkout", n)
 	}
 }
 
@@ -373,5 +364,77 @@ func TestConfigErrors(t *testing.T) {
 				t.Fatalf("NewHTTP: %v, want a *ConfigError for %s", err, tt.field)
 			}
 		})
+	}
+}
+
+func TestGRPCRetriesGoToOtherInstances(t *testing.T) {
+	reg := newRegistry(t)
+	bad1, bad2, good := startGRPC(t, "bad1"), startGRPC(t, "bad2"), startGRPC(t, "good")
+	for _, b := range []*backend{bad1, bad2, good} {
+		register(t, reg, b.instance(svc, nil))
+	}
+	bad1.fail.Store(true)
+	bad2.fail.Store(true)
+	// Failing instances answer fastest and nothing penalises them: only
+	// the rule that a retry goes elsewhere gets every call to "good".
+	conn := dial(t, client.WithWatcher(reg), client.WithoutTracing(),
+		client.WithBalancing(client.Balancing{FailurePenalty: time.Nanosecond, Outlier: client.Outlier{Disabled: true}}),
+		client.WithPolicies(policies(t, resilience.Policy{Retry: &resilience.Retry{MaxAttempts: 3}})))
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if err := conn.Invoke(context.Background(), "/grpc.health.v1.Health/Check", &healthpb.HealthCheckRequest{}, &healthpb.HealthCheckResponse{}); err != nil {
+			return err
+		}
+		return nil
+	})
+	good.calls.Store(0)
+	if failed, err := load(conn, 2, 200, nil); failed > 0 {
+		t.Fatalf("%d of 200 calls failed: %v", failed, err)
+	}
+	if good.calls.Load() != 200 {
+		t.Fatalf("the healthy instance served %d of 200 calls", good.calls.Load())
+	}
+	if bad1.calls.Load()+bad2.calls.Load() == 0 {
+		t.Fatal("no call hit a failing instance: the test proves nothing")
+	}
+}
+
+func TestGRPCHedgeGoesToAnotherInstance(t *testing.T) {
+	reg := newRegistry(t)
+	slow, fast := startGRPC(t, "slow"), startGRPC(t, "fast")
+	slow.delay.Store(int64(50 * time.Millisecond))
+	register(t, reg, slow.instance(svc, nil))
+	register(t, reg, fast.instance(svc, nil))
+	conn := dial(t, client.WithWatcher(reg), client.WithoutTracing(),
+		client.WithBalancing(client.Balancing{Algorithm: client.RoundRobin}),
+		client.WithPolicies(policies(t, resilience.Policy{Hedge: &resilience.Hedge{Delay: 2 * time.Millisecond}})))
+	testenv.Eventually(t, 5*time.Second, func() error { return check(context.Background(), conn) })
+	fast.calls.Store(0)
+	for range 20 {
+		if err := check(context.Background(), conn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := fast.calls.Load(); n != 20 {
+		t.Fatalf("the fast instance saw %d of 20 calls: hedges did not reach it", n)
+	}
+}
+
+func TestGRPCTraceAndCaller(t *testing.T) {
+	reg := newRegistry(t)
+	b := startGRPC(t, "a")
+	register(t, reg, b.instance(svc, nil))
+	conn := dial(t, client.WithWatcher(reg), client.WithCaller("checkout"),
+		client.WithGRPCTracing(tracinggrpc.WithPropagator(propagation.TraceContext{})))
+	tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
+	sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
+	ctx := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled, Remote: true}))
+	if err := echo(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	if tp, _ := b.traceparent.Load().(string); !strings.Contains(tp, tid.String()) {
+		t.Fatalf("traceparent %q does not carry trace %s", tp, tid)
+	}
+	if n := b.callerCount("checkout"); n != 1 {
+		t.Fatalf("server saw caller %q on %d calls, want 1", "checkout", n)
 	}
 }

@@ -38,6 +38,8 @@ type backend struct {
 	mu      sync.Mutex
 	callers map[string]int
 
+	traceparent atomic.Value
+
 	grpc *grpc.Server
 	http *httptest.Server
 	stop sync.Once
@@ -85,6 +87,9 @@ func startGRPC(t testing.TB, id string) *backend {
 	}
 	b := &backend{id: id, port: lis.Addr().(*net.TCPAddr).Port}
 	b.grpc = grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if v := metadata.ValueFromIncomingContext(ctx, "traceparent"); len(v) > 0 {
+			b.traceparent.Store(v[0])
+		}
 		if v := metadata.ValueFromIncomingContext(ctx, resilience.CallerMetadataKey); len(v) > 0 {
 			b.sawCaller(v[0])
 		}
@@ -93,7 +98,11 @@ func startGRPC(t testing.TB, id string) *backend {
 		}
 		return h(ctx, req)
 	}))
-	healthpb.RegisterHealthServer(b.grpc, health.NewServer())
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(b.grpc, hs)
+	echo := healthpb.Health_ServiceDesc
+	echo.ServiceName = "vitamin.test.Echo" // a traced service (health checks are not)
+	b.grpc.RegisterService(&echo, hs)
 	go func() { _ = b.grpc.Serve(lis) }()
 	t.Cleanup(b.Stop)
 	return b
@@ -172,6 +181,11 @@ func policies(t testing.TB, p resilience.Policy) *resilience.Registry {
 func check(ctx context.Context, conn *grpc.ClientConn) error {
 	_, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
 	return err
+}
+
+// echo calls the traced copy of the health service.
+func echo(ctx context.Context, conn *grpc.ClientConn) error {
+	return conn.Invoke(ctx, "/vitamin.test.Echo/Check", &healthpb.HealthCheckRequest{}, &healthpb.HealthCheckResponse{})
 }
 
 func counts(bs ...*backend) map[string]int64 {
