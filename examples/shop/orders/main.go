@@ -1,0 +1,184 @@
+// Command orders takes orders: POST /v1/orders {"sku":"tea","quantity":2}
+// checks the stock with the inventory service, found in Consul and called
+// through Vitamin's HTTP client (load balancing, retries on another
+// instance, a circuit breaker), then publishes orders.created for billing.
+// The largest quantity one order may ask for is a dynamic property, read
+// from Consul KV at config/orders/max_quantity and changed at run time.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vitamin-go/vitamin/client"
+	"github.com/vitamin-go/vitamin/config"
+	configconsul "github.com/vitamin-go/vitamin/config/consul"
+	"github.com/vitamin-go/vitamin/discovery/consul"
+	"github.com/vitamin-go/vitamin/examples/shop/events"
+	"github.com/vitamin-go/vitamin/examples/shop/platform"
+	"github.com/vitamin-go/vitamin/messaging"
+	"github.com/vitamin-go/vitamin/resilience"
+)
+
+// policies protect the calls to inventory: a short timeout per attempt,
+// up to three attempts (each on another instance) within a retry budget,
+// and a breaker that stops calling a failing dependency for a while.
+var policies = resilience.Config{Default: resilience.Policy{
+	Timeout:        500 * time.Millisecond,
+	Retry:          &resilience.Retry{MaxAttempts: 3, Backoff: 10 * time.Millisecond, Jitter: 0.2},
+	Budget:         &resilience.Budget{Ratio: 0.2},
+	CircuitBreaker: &resilience.CircuitBreaker{FailureRate: 0.5, MinRequests: 10, Window: 10 * time.Second, OpenFor: 5 * time.Second},
+}}
+
+func main() {
+	port := flag.Int("port", 8080, "port to listen on, on 127.0.0.1")
+	flag.Parse()
+	if err := run(*port); err != nil {
+		fmt.Fprintln(os.Stderr, "orders:", err)
+		os.Exit(1)
+	}
+}
+
+func run(port int) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	svc, err := platform.Start(ctx, "orders", fmt.Sprintf("orders-%d", port))
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+
+	// Dynamic properties: defaults < Consul KV < ORDERS_* variables.
+	kv, err := configconsul.New(configconsul.Config{Prefix: "config/orders/"},
+		configconsul.WithClient(svc.Consul), configconsul.WithLogger(svc.Log))
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Load(ctx, config.Layers{
+		Defaults:  map[string]any{"max_quantity": 10},
+		Sources:   []config.Source{kv},
+		EnvPrefix: "ORDERS_",
+	}, config.WithLogger(svc.Log))
+	if err != nil {
+		return err
+	}
+	go func() { _ = cfg.Watch(ctx) }()
+	maxQuantity := config.Int(cfg, "max_quantity", 10, config.Between(1, 1000))
+	maxQuantity.OnChange(func(old, new int) { svc.Log.Info("max_quantity changed", "old", old, "new", new) })
+
+	// The inventory service, by name.
+	registry, err := resilience.NewRegistry(policies, resilience.WithLogger(svc.Log))
+	if err != nil {
+		return err
+	}
+	watcher, err := consul.NewWatcher(svc.Consul, consul.WatcherConfig{}, consul.WithLogger(svc.Log))
+	if err != nil {
+		return err
+	}
+	inventory, err := client.NewHTTP("inventory",
+		client.WithWatcher(watcher), client.WithPolicies(registry),
+		client.WithCaller("orders"), client.WithLogger(svc.Log))
+	if err != nil {
+		return err
+	}
+	defer client.CloseHTTP(inventory)
+
+	// Events for billing.
+	nc, err := nats.Connect(platform.Getenv("NATS_URL", nats.DefaultURL), nats.MaxReconnects(-1))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	if _, err := messaging.EnsureStream(ctx, js, messaging.StreamConfig{Name: events.Stream, Subjects: []string{events.AllOrders}}); err != nil {
+		return err
+	}
+	pub, err := messaging.NewPublisher(js, messaging.PublisherConfig{}, messaging.WithCaller("orders"), messaging.WithLogger(svc.Log))
+	if err != nil {
+		return err
+	}
+	defer pub.Close(context.WithoutCancel(ctx))
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/orders", func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			SKU      string `json:"sku"`
+			Quantity int    `json:"quantity"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&in); err != nil || in.SKU == "" || in.Quantity < 1 {
+			platform.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": `want {"sku": "...", "quantity": n} with n ≥ 1`})
+			return
+		}
+		if limit := maxQuantity.Get(); in.Quantity > limit {
+			platform.WriteJSON(w, http.StatusUnprocessableEntity, map[string]string{
+				"error": fmt.Sprintf("quantity %d is above the limit of %d (config key max_quantity)", in.Quantity, limit)})
+			return
+		}
+		stock, err := checkStock(r.Context(), inventory, in.SKU)
+		switch {
+		case errors.Is(err, resilience.ErrCircuitOpen):
+			platform.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "inventory is failing; try again shortly"})
+			return
+		case err != nil:
+			svc.Log.ErrorContext(r.Context(), "stock check failed", "err", err)
+			platform.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "inventory unavailable: " + err.Error()})
+			return
+		case stock.Available < in.Quantity:
+			platform.WriteJSON(w, http.StatusConflict, map[string]any{"error": "not enough stock", "available": stock.Available})
+			return
+		}
+		id := newOrderID()
+		ev := events.OrderCreatedEvent{OrderID: id, SKU: in.SKU, Quantity: in.Quantity}
+		if _, err := pub.Publish(r.Context(), events.OrderCreated, ev, messaging.WithMsgID(id)); err != nil {
+			svc.Log.ErrorContext(r.Context(), "publish failed", "order", id, "err", err)
+			platform.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "could not record the order: " + err.Error()})
+			return
+		}
+		svc.Log.InfoContext(r.Context(), "order accepted", "order", id, "stock_checked_by", stock.Instance)
+		platform.WriteJSON(w, http.StatusCreated, map[string]any{"order_id": id, "stock_checked_by": stock.Instance})
+	})
+	return svc.ServeHTTP(ctx, port, map[string]string{"version": "1.0.0"}, mux)
+}
+
+type stockAnswer struct {
+	Available int    `json:"available"`
+	Instance  string `json:"instance"`
+}
+
+// checkStock asks inventory, by service name, how much of sku is left.
+func checkStock(ctx context.Context, inventory *http.Client, sku string) (stockAnswer, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://inventory/v1/stock/"+sku, nil)
+	if err != nil {
+		return stockAnswer{}, err
+	}
+	resp, err := inventory.Do(req)
+	if err != nil {
+		return stockAnswer{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return stockAnswer{}, fmt.Errorf("inventory answered %s", resp.Status)
+	}
+	var s stockAnswer
+	return s, json.NewDecoder(resp.Body).Decode(&s)
+}
+
+func newOrderID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return "ord-" + hex.EncodeToString(b[:])
+}
