@@ -131,7 +131,10 @@ type Executor struct {
 	hedgeDelay   time.Duration // with Hedge.Delay
 	maxHedges    int
 	latency      *latencies // with Hedge.Quantile
-	hedges       *hedgeTimer
+	hedges       *timerList // starts hedges
+	deadlines    *timerList // ends hedged attempts that time out
+	never        chan struct{}
+	closed       chan struct{}
 	fs           failsafe.Executor[any] // retry; nil without it
 }
 
@@ -198,7 +201,12 @@ func newExecutor(name string, p Policy, o *options, inst *instruments, prev *Exe
 	}
 	if h := p.Hedge; h != nil {
 		e.hedged = true
-		e.hedges = newHedgeTimer()
+		e.hedges = newTimerList()
+		if e.timeout > 0 {
+			e.deadlines = newTimerList()
+			e.never, e.closed = make(chan struct{}), make(chan struct{})
+			close(e.closed)
+		}
 		e.hedgeDelay = h.Delay
 		e.maxHedges = max(h.MaxHedges, 1)
 		if h.Quantile > 0 {

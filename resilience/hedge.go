@@ -13,8 +13,8 @@ import (
 //
 // A hedged group runs its first attempt on the caller's goroutine, in an
 // attempt context of its own derived from the caller's. The executor's
-// hedge timer (one time.AfterFunc timer for all its groups) starts each
-// hedge after the hedge delay, on the timer's goroutine;
+// hedge timer list (one time.AfterFunc timer for all its groups) starts
+// each hedge after the hedge delay, on the timer's goroutine;
 // a hedge first takes a budget permit, then passes the breaker, rate limit
 // and bulkhead like any attempt. The first successful or non-retryable
 // result wins: the other attempts' contexts are cancelled (fn is expected to
@@ -23,6 +23,10 @@ import (
 // fails with the last of them, and the retry policy, if any, takes over.
 // The winner's attempt context is left alone, so a result that outlives the
 // attempt (GetDetached) stays usable until its owner calls cancel.
+//
+// The attempts' timeouts are enforced by the executor's deadline timer
+// list rather than by context.WithTimeout, so that a hedged call that
+// succeeds at once adds and stops no runtime timer at all.
 
 const (
 	latencyRing   = 64 // recent successful attempts a Quantile delay is computed from
@@ -99,16 +103,18 @@ func hedged[T any](ctx context.Context, e *Executor, fn attemptFunc[T]) (T, erro
 			return v, err
 		}
 	}
-	actx, cancel := e.attemptContext(ctx)
+	g := &hedgeGroup[T]{e: e, ctx: ctx, fn: fn, delay: delay, running: 1}
+	now := time.Now()
+	actx, cancel := e.hedgeContext(ctx, &g.dl, now)
 	permit, err := e.Acquire(actx)
 	if err != nil {
 		cancel()
 		var zero T
 		return zero, err
 	}
-	g := &hedgeGroup[T]{e: e, ctx: ctx, fn: fn, delay: delay, cancel0: cancel, running: 1}
-	g.entry.group = g
-	e.hedges.add(&g.entry, delay)
+	g.cancel0 = cancel
+	g.entry.owner = g
+	e.hedges.add(&g.entry, now, delay)
 	if done := g.run(0, actx, cancel, permit); done != nil {
 		<-done // a hedge is still in flight
 	}
@@ -125,7 +131,8 @@ type hedgeGroup[T any] struct {
 	fn      attemptFunc[T]
 	delay   time.Duration
 	cancel0 context.CancelFunc // the first attempt's
-	entry   hedgeEntry         // guarded by the hedge timer's lock
+	dl      deadline           // the first attempt's, if the policy has a timeout
+	entry   timerEntry         // in e.hedges
 
 	mu      sync.Mutex
 	cancels []context.CancelFunc // hedge i's is cancels[i-1]
@@ -137,9 +144,9 @@ type hedgeGroup[T any] struct {
 	err     error
 }
 
-// fire starts the next hedge. The hedge timer calls it, and the hedge runs
-// on the calling goroutine.
-func (g *hedgeGroup[T]) fire() {
+// expire starts the next hedge. The executor's hedge timer list calls it,
+// and the hedge runs on the calling goroutine.
+func (g *hedgeGroup[T]) expire() {
 	e := g.e
 	g.mu.Lock()
 	if g.decided {
@@ -148,7 +155,8 @@ func (g *hedgeGroup[T]) fire() {
 	}
 	g.hedges++
 	i := g.hedges
-	actx, cancel := e.attemptContext(g.ctx)
+	now := time.Now()
+	actx, cancel := e.hedgeContext(g.ctx, new(deadline), now)
 	g.cancels = append(g.cancels, cancel)
 	g.running++
 	if g.done == nil {
@@ -174,7 +182,7 @@ func (g *hedgeGroup[T]) fire() {
 	if i < e.maxHedges {
 		g.mu.Lock()
 		if !g.decided {
-			e.hedges.add(&g.entry, g.delay)
+			e.hedges.add(&g.entry, now, g.delay)
 		}
 		g.mu.Unlock()
 	}
@@ -257,132 +265,14 @@ func (g *hedgeGroup[T]) decide(i int, v T, err error) {
 	}
 }
 
-// hedgeTimer starts the hedges of one executor's groups. A single
-// time.AfterFunc timer serves every group in flight: a group joins a list
-// ordered by when its next hedge is due and leaves it when decided, and
-// the timer, when it fires, starts the hedges that are due and sets itself
-// for the next one. While calls keep succeeding before their delay, joining
-// and leaving cost a lock each and no timer operation; when no group is
-// waiting the timer is left to lapse, so an idle executor holds no
-// goroutine.
-//
-// It is safe for concurrent use.
-type hedgeTimer struct {
-	base time.Time // monotonic origin of due times
-
-	mu      sync.Mutex
-	head    *hedgeEntry
-	tail    *hedgeEntry
-	timer   *time.Timer
-	armed   bool          // a firing is pending at or before armedAt
-	armedAt time.Duration // since base
-}
-
-// hedgeEntry is a group's place in a hedgeTimer's list; its fields are
-// guarded by the timer's mu.
-type hedgeEntry struct {
-	prev, next *hedgeEntry
-	due        time.Duration // since the timer's base
-	queued     bool
-	group      interface{ fire() }
-}
-
-func newHedgeTimer() *hedgeTimer { return &hedgeTimer{base: time.Now()} }
-
-// add schedules en's next hedge delay from now.
-func (t *hedgeTimer) add(en *hedgeEntry, delay time.Duration) {
-	now := time.Since(t.base)
-	due := now + delay
-	t.mu.Lock()
-	en.due = due
-	// Due times mostly grow with arrival: walk back from the tail.
-	at := t.tail
-	for at != nil && at.due > due {
-		at = at.prev
-	}
-	en.prev, en.queued = at, true
-	if at == nil {
-		en.next, t.head = t.head, en
-	} else {
-		en.next, at.next = at.next, en
-	}
-	if en.next == nil {
-		t.tail = en
-	} else {
-		en.next.prev = en
-	}
-	if !t.armed || due < t.armedAt {
-		t.arm(due, now)
-	}
-	t.mu.Unlock()
-}
-
-// remove takes en off the list, if it is on it.
-func (t *hedgeTimer) remove(en *hedgeEntry) {
-	t.mu.Lock()
-	if en.queued {
-		t.unlink(en)
-	}
-	t.mu.Unlock()
-}
-
-func (t *hedgeTimer) unlink(en *hedgeEntry) {
-	if en.prev == nil {
-		t.head = en.next
-	} else {
-		en.prev.next = en.next
-	}
-	if en.next == nil {
-		t.tail = en.prev
-	} else {
-		en.next.prev = en.prev
-	}
-	en.prev, en.next, en.queued = nil, nil, false
-}
-
-// arm sets the timer to fire at due; called with mu held.
-func (t *hedgeTimer) arm(due, now time.Duration) {
-	if t.timer == nil {
-		t.timer = time.AfterFunc(due-now, t.fire)
-	} else {
-		t.timer.Reset(due - now)
-	}
-	t.armed, t.armedAt = true, due
-}
-
-// fire starts the hedges that are due, the last on this goroutine.
-func (t *hedgeTimer) fire() {
-	var due []interface{ fire() }
-	var one [1]interface{ fire() }
-	now := time.Since(t.base)
-	t.mu.Lock()
-	t.armed = false
-	for t.head != nil && t.head.due <= now {
-		en := t.head
-		t.unlink(en)
-		if due == nil {
-			due = one[:0]
-		}
-		due = append(due, en.group)
-	}
-	if t.head != nil {
-		t.arm(t.head.due, now)
-	}
-	t.mu.Unlock()
-	for i, g := range due {
-		if i == len(due)-1 {
-			g.fire()
-		} else {
-			go g.fire()
-		}
-	}
-}
-
-// attemptContext returns the context of one attempt: cancellable, and
-// bounded by the policy's timeout if it has one.
-func (e *Executor) attemptContext(ctx context.Context) (context.Context, context.CancelFunc) {
+// hedgeContext returns the context of a hedged group's attempt starting
+// now: cancellable, and bounded by the policy's timeout if it has one,
+// enforced by the executor's deadline list through d (see deadline).
+func (e *Executor) hedgeContext(ctx context.Context, d *deadline, now time.Time) (context.Context, context.CancelFunc) {
 	if e.timeout > 0 {
-		return context.WithTimeout(ctx, e.timeout)
+		if at, ok := ctx.Deadline(); !ok || now.Add(e.timeout).Before(at) {
+			return d.start(e, ctx, now)
+		}
 	}
-	return context.WithCancel(ctx)
+	return context.WithCancel(ctx) // the caller's deadline comes first
 }

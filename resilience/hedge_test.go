@@ -3,6 +3,11 @@ package resilience_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -375,4 +380,100 @@ func TestHedgeCallerCancellation(t *testing.T) {
 	if got := n.Load(); got != 2 {
 		t.Fatalf("%d attempts, want 2 (no retry after the caller gave up)", got)
 	}
+}
+
+type ctxKey struct{}
+
+func TestHedgedAttemptTimeout(t *testing.T) {
+	e := mustExecutor(t, resilience.Policy{Timeout: 5 * time.Millisecond, Hedge: &resilience.Hedge{Delay: time.Minute}})
+	parent, cancel := context.WithCancel(context.WithValue(context.Background(), ctxKey{}, "v"))
+	defer cancel()
+	before := time.Now()
+	var child, grandchild context.Context
+	err := e.Run(parent, func(ctx context.Context) error {
+		dl, ok := ctx.Deadline()
+		if !ok || dl.Before(before) || dl.After(time.Now().Add(5*time.Millisecond)) {
+			return resilience.Permanent(fmt.Errorf("attempt deadline %v, %v; want the policy's timeout from now", dl, ok))
+		}
+		if ctx.Value(ctxKey{}) != "v" {
+			return resilience.Permanent(errors.New("the caller's values are lost"))
+		}
+		var stop context.CancelFunc
+		child, stop = context.WithCancel(ctx)
+		defer stop()
+		grandchild, stop = context.WithTimeout(child, time.Hour)
+		defer stop()
+		<-grandchild.Done() // the attempt's deadline reaches contexts derived from it
+		return grandchild.Err()
+	})
+	if !errors.Is(err, resilience.ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v, want ErrTimeout wrapping context.DeadlineExceeded", err)
+	}
+	if c := context.Cause(grandchild); !errors.Is(c, context.DeadlineExceeded) {
+		t.Fatalf("cause %v, want context.DeadlineExceeded", c)
+	}
+	if parent.Err() != nil {
+		t.Fatal("the attempt's timeout cancelled the caller's context")
+	}
+}
+
+func TestHedgedAttemptFollowsTheCaller(t *testing.T) {
+	e := mustExecutor(t, resilience.Policy{Timeout: time.Hour, Hedge: &resilience.Hedge{Delay: time.Minute}})
+	t.Run("cancellation", func(t *testing.T) {
+		parent, cancel := context.WithCancelCause(context.Background())
+		cause := errors.New("caller gave up")
+		err := e.Run(parent, func(ctx context.Context) error {
+			child, stop := context.WithCancel(ctx)
+			defer stop()
+			cancel(cause)
+			<-child.Done()
+			if c := context.Cause(child); !errors.Is(c, cause) {
+				return resilience.Permanent(fmt.Errorf("cause %v, want the caller's", c))
+			}
+			return child.Err()
+		})
+		if !errors.Is(err, context.Canceled) || errors.Is(err, resilience.ErrTimeout) {
+			t.Fatalf("got %v, want context.Canceled", err)
+		}
+	})
+	t.Run("earlier deadline", func(t *testing.T) {
+		parent, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		want, _ := parent.Deadline()
+		err := e.Run(parent, func(ctx context.Context) error {
+			if got, ok := ctx.Deadline(); !ok || !got.Equal(want) {
+				return fmt.Errorf("attempt deadline %v, want the caller's %v", got, want)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestRoundTripperHedges(t *testing.T) {
+	var calls atomic.Int32
+	hung := make(chan error, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if calls.Add(1) == 1 {
+			<-r.Context().Done() // the first request hangs until the client gives up on it
+			hung <- r.Context().Err()
+			return
+		}
+		_, _ = w.Write([]byte("hedge got " + string(body)))
+	}))
+	defer srv.Close()
+	c := newClient(t, mustExecutor(t, resilience.Policy{Timeout: time.Minute, Hedge: &resilience.Hedge{Delay: hedgeDelay}}))
+	resp, err := c.Post(srv.URL, "text/plain", strings.NewReader("order-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body) // the winner's context is still alive
+	if err != nil || string(body) != "hedge got order-1" {
+		t.Fatalf("body %q, %v; want the hedge's answer", body, err)
+	}
+	await(t, hung, "the server to see the first request cancelled")
 }
