@@ -1,16 +1,77 @@
 // Package client builds gRPC and HTTP clients that call other services by
-// name, with client-side load balancing over a discovery watch.
+// name, with client-side load balancing over a discovery watch: the way one
+// domain service calls another.
+//
+//	conn, err := client.NewGRPC(ctx, "inventory", client.WithWatcher(w), client.WithPolicies(policies))
+//	hc, err := client.NewHTTP("orders", client.WithWatcher(w), client.WithCaller("checkout"))
+//	resp, err := hc.Get("http://orders/v1/orders/42")
 //
 // # What a client does for each call
 //
-// It resolves the service's instances from a watch, picks one with power of
-// two choices over peak-EWMA latency and in-flight requests, ejects
-// outliers, routes to subsets (canary weights, version pinning, sticky A/B),
-// applies the target's resilience policy (retries and hedges go to another
-// instance), propagates the trace context and sends the caller's identity.
+// It follows the service's instances through a discovery.Watcher (Consul's,
+// or the in-memory discovery.Registry), picks an instance, applies the
+// target's resilience policy — retries and hedges go to another instance
+// than the attempts before them — propagates the trace context and sends
+// the caller's identity (resilience.CallerMetadataKey in gRPC metadata,
+// resilience.CallerHeader in HTTP).
 //
-// gRPC clients are plain *grpc.ClientConn values built with grpc-go's own
-// extension points: a resolver given per connection and a balancer. HTTP
-// clients are plain *http.Client values for URLs such as
-// http://orders/v1/orders/42.
+// gRPC clients are plain *grpc.ClientConn values built with grpc.NewClient
+// and grpc-go's own extension points: a resolver given to the connection
+// (grpc.WithResolvers, nothing registered globally) and a balancer, selected
+// by name (see BalancerName). HTTP clients are plain *http.Client values
+// whose *Transport resolves URLs such as http://orders/v1/orders/42; only
+// idempotent requests are retried unless WithRetryNonIdempotent says so.
+//
+// # Choosing an instance
+//
+// By default the balancer samples two eligible instances at random and
+// takes the cheaper: peak-EWMA latency × (requests in flight + 1), the
+// power of two choices. A latency estimate jumps to a slower sample at once
+// and decays toward faster ones over Balancing.DecayTime; an instance that
+// fails faster than Balancing.FailurePenalty counts as that slow, so failing
+// fast does not attract traffic. RoundRobin is the alternative.
+//
+// # Outlier ejection
+//
+// An instance that fails Outlier.Consecutive calls in a row (connection
+// errors, gRPC UNAVAILABLE, HTTP 5xx) — or refuses a connection — is ejected
+// for Outlier.BaseEjection, longer each time it is ejected again, up to
+// Outlier.MaxEjection. At most Outlier.MaxEjectedShare of the instances are
+// ejected at once, and when fewer than Outlier.PanicThreshold of them are
+// left, ejection is ignored. A gRPC instance whose connection is down is
+// skipped until it reconnects.
+//
+// # Subsets and zones
+//
+// Instance metadata defines subsets: a Canary weight sends a share of calls
+// to instances with version=canary; a Pin header, gRPC metadata entry or
+// baggage member routes a call to the instances with that version; a Sticky
+// key always lands on the same group of instances (A/B assignment by the
+// key's hash); Balancing.Zone keeps calls in the caller's zone while it has
+// instances.
+//
+// # No instances
+//
+// A call to a service with no instance fails at once with an error matching
+// ErrNoInstances (gRPC status UNAVAILABLE) whose message names the service;
+// calls succeed again as soon as instances return, without a restart.
+//
+// # Fan-out
+//
+// FanOut runs several downstream calls concurrently, each with its own
+// fallback, and returns every call's result or error, so that a gateway can
+// answer with what it got.
+//
+// # Observability
+//
+// Instance set changes and ejections go to an optional *slog.Logger
+// (WithLogger; nil is silent); ejections are counted through the
+// OpenTelemetry API (MetricEjections). Calls are traced by the tracinggrpc
+// and tracinghttp handlers unless WithoutTracing is given.
+//
+// # Concurrency
+//
+// Connections, clients and Transports are safe for concurrent use;
+// Balancing, Call, Result and Results are plain values; options are applied
+// once, at construction.
 package client
