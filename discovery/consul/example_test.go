@@ -3,8 +3,6 @@ package consul_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"testing"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -116,39 +114,7 @@ func ExampleWatcher() {
 // startAgent starts a Consul dev agent with the test environment and
 // returns its HTTP address and a function that stops it.
 func startAgent() (addr string, stop func()) {
-	tb := &exampleTB{}
+	tb := testenv.NewDetached("example")
 	agent := testenv.StartConsul(tb)
-	return agent.Addr, tb.cleanup
-}
-
-// exampleTB lets an Example use testenv, which wants a testing.TB: it
-// collects cleanups and turns failures into panics.
-type exampleTB struct {
-	testing.TB // not set; only the methods below are called
-	cleanups   []func()
-}
-
-func (e *exampleTB) Helper()                   {}
-func (e *exampleTB) Name() string              { return "example" }
-func (e *exampleTB) Failed() bool              { return false }
-func (e *exampleTB) Cleanup(f func())          { e.cleanups = append(e.cleanups, f) }
-func (e *exampleTB) Log(...any)                {}
-func (e *exampleTB) Logf(string, ...any)       {}
-func (e *exampleTB) Fatal(args ...any)         { panic(fmt.Sprint(args...)) }
-func (e *exampleTB) Fatalf(f string, a ...any) { panic(fmt.Sprintf(f, a...)) }
-func (e *exampleTB) Errorf(f string, a ...any) { panic(fmt.Sprintf(f, a...)) }
-func (e *exampleTB) Skipf(f string, a ...any)  { panic(fmt.Sprintf(f, a...)) }
-func (e *exampleTB) TempDir() string {
-	d, err := os.MkdirTemp("", "example")
-	if err != nil {
-		panic(err)
-	}
-	e.Cleanup(func() { os.RemoveAll(d) })
-	return d
-}
-
-func (e *exampleTB) cleanup() {
-	for i := len(e.cleanups) - 1; i >= 0; i-- {
-		e.cleanups[i]()
-	}
+	return agent.Addr, tb.Close
 }
