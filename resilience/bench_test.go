@@ -60,6 +60,10 @@ func BenchmarkRetryBreakerBudget(b *testing.B) {
 	})
 }
 
+// BenchmarkFullPolicySet is the success path of every policy at once
+// (retry, budget, breaker, rate limit, bulkhead, timeout), without and with
+// hedging: Vitamin's own hedging against failsafe-go's hedgepolicy used
+// directly with the same policies.
 func BenchmarkFullPolicySet(b *testing.B) {
 	for _, hedge := range []bool{false, true} {
 		name := "no-hedge"

@@ -41,7 +41,11 @@
 // returned. When every attempt started has failed with a retryable error,
 // the group fails with the last one and Retry, if set, retries the whole
 // group. Attempts run concurrently, so each must write to its own result
-// (resiliencegrpc decodes each into its own reply).
+// (resiliencegrpc decodes each into its own reply). The timeouts of hedged
+// attempts and the hedge delays are kept by two timer lists per executor
+// (one runtime timer each) instead of a runtime timer per attempt; the
+// attempt's context is a standard one all the same, with the deadline and
+// context.DeadlineExceeded when it passes.
 //
 // # Retry budgets
 //

@@ -154,8 +154,8 @@ type deadline struct {
 
 	mu         sync.Mutex
 	err        error
-	child      func() // registered by AfterFunc
-	stopParent func() bool
+	child      func()      // registered by AfterFunc
+	stopParent func() bool // from context.AfterFunc on parent
 }
 
 // start makes d the deadline of an attempt starting now and returns the
@@ -164,10 +164,18 @@ func (d *deadline) start(e *Executor, parent context.Context, now time.Time) (co
 	d.parent, d.at, d.list = parent, now.Add(e.timeout), e.deadlines
 	d.never, d.closed = e.never, e.closed
 	d.entry.owner = d
-	if parent.Done() != nil {
-		d.stopParent = context.AfterFunc(parent, func() { d.cancel(parent.Err()) })
-	}
 	d.list.add(&d.entry, now, e.timeout)
+	if parent.Done() != nil {
+		stop := context.AfterFunc(parent, func() { d.cancel(parent.Err()) })
+		d.mu.Lock()
+		if d.err == nil {
+			d.stopParent, stop = stop, nil
+		}
+		d.mu.Unlock()
+		if stop != nil { // already cancelled
+			stop()
+		}
+	}
 	return context.WithCancel(d)
 }
 
@@ -208,15 +216,17 @@ func (d *deadline) stop() bool {
 	d.mu.Lock()
 	registered := d.child != nil
 	d.child = nil
+	stopParent := d.stopParent
+	d.stopParent = nil
 	d.mu.Unlock()
-	d.release()
+	d.release(stopParent)
 	return registered
 }
 
-func (d *deadline) release() {
+func (d *deadline) release(stopParent func() bool) {
 	d.list.remove(&d.entry)
-	if d.stopParent != nil {
-		d.stopParent()
+	if stopParent != nil {
+		stopParent()
 	}
 }
 
@@ -230,10 +240,10 @@ func (d *deadline) cancel(err error) {
 		return
 	}
 	d.err = err
-	f := d.child
-	d.child = nil
+	f, stopParent := d.child, d.stopParent
+	d.child, d.stopParent = nil, nil
 	d.mu.Unlock()
-	d.release()
+	d.release(stopParent)
 	if f != nil {
 		f()
 	}
