@@ -112,6 +112,9 @@ func hedged[T any](ctx context.Context, e *Executor, fn attemptFunc[T]) (T, erro
 		var zero T
 		return zero, err
 	}
+	if e.limiterWait > 0 || e.bulkheadWait > 0 {
+		now = time.Now() // the delay runs from the attempt's admission
+	}
 	g.cancel0 = cancel
 	g.entry.owner = g
 	e.hedges.add(&g.entry, now, delay)
