@@ -12,9 +12,10 @@ const milli = 1000
 
 // retryBudget is a retry and hedge budget. failsafe-go's retry policy
 // consults it through its WithBudget hook (it has the method set of
-// failsafe-go's internal budget interface); hedged groups call it directly. Unlike failsafe-go's own budget,
-// which only bounds retries in flight, it also bounds retries as a share of
-// calls, which holds for sequential callers too.
+// failsafe-go's internal budget interface); hedged groups call it
+// directly. Unlike failsafe-go's own budget, which only bounds retries in
+// flight, it also bounds retries as a share of calls, which holds for
+// sequential callers too.
 //
 // It is safe for concurrent use.
 type retryBudget struct {

@@ -130,11 +130,11 @@ type Executor struct {
 	hedged       bool
 	hedgeDelay   time.Duration // with Hedge.Delay
 	maxHedges    int
-	latency      *latencies // with Hedge.Quantile
-	hedges       *timerList // starts hedges
-	deadlines    *timerList // ends hedged attempts that time out
-	never        chan struct{}
-	closed       chan struct{}
+	latency      *latencies             // with Hedge.Quantile
+	hedges       *timerList             // starts hedges
+	deadlines    *timerList             // ends hedged attempts that time out
+	never        chan struct{}          // never closed; see deadline.Done
+	closed       chan struct{}          // closed; see deadline.Done
 	fs           failsafe.Executor[any] // retry; nil without it
 }
 
