@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -141,6 +142,8 @@ type Consumer struct {
 	metrics  *consumerMetrics
 	tracer   trace.Tracer
 	spanName string
+	spanOpts []trace.SpanStartOption // built once: no allocation per message
+	epoch    time.Time               // handler start times are offsets from it
 
 	running  atomic.Bool
 	stopOnce sync.Once
@@ -172,7 +175,10 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig
 	}
 	c := &Consumer{js: js, cfg: cfg, o: o, handler: handler,
 		stop: make(chan struct{}), stopped: make(chan struct{}),
-		tracer: o.tracer.Tracer(instrumentation), spanName: "process " + cfg.Stream}
+		tracer: o.tracer.Tracer(instrumentation), spanName: "process " + cfg.Stream, epoch: time.Now()}
+	c.spanOpts = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.String("messaging.system", "nats"),
+			attribute.String("messaging.consumer.group.name", cfg.Durable))}
 	c.backoff = o.backoff
 	if c.backoff == nil {
 		c.backoff = expBackoff(cfg.InitialBackoff, cfg.MaxBackoff)
@@ -314,10 +320,10 @@ func (c *Consumer) heartbeat(ctx context.Context, slots []atomic.Pointer[Message
 			return
 		case <-t.C:
 		}
-		now := time.Now()
+		now := time.Since(c.epoch)
 		for i := range slots {
 			f := slots[i].Load()
-			if f == nil || now.Sub(f.started) < c.cfg.InProgressInterval {
+			if f == nil || now-f.started < c.cfg.InProgressInterval {
 				continue
 			}
 			_ = f.msg.InProgress()
@@ -352,7 +358,9 @@ func (c *Consumer) handle(ctx context.Context, jm jetstream.Msg, slot *atomic.Po
 	} else {
 		m.Header = nats.Header{}
 	}
-	if md, err := jm.Metadata(); err == nil {
+	if md, ok := parseAckSubject(jm.Reply()); ok {
+		m.Stream, m.Sequence, m.NumDelivered, m.Published = md.stream, md.sequence, md.delivered, time.Unix(0, md.timestamp)
+	} else if md, err := jm.Metadata(); err == nil {
 		m.Stream, m.Sequence, m.NumDelivered, m.Published = md.Stream, md.Sequence.Stream, md.NumDelivered, md.Timestamp
 	} else {
 		m.NumDelivered = 1
@@ -360,12 +368,12 @@ func (c *Consumer) handle(ctx context.Context, jm jetstream.Msg, slot *atomic.Po
 	m.Key = c.key(m)
 
 	ctx = c.o.propagator.Extract(ctx, tracingnats.HeaderCarrier(m.Header))
-	ctx, span := c.tracer.Start(ctx, c.spanName, trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(attribute.String("messaging.system", "nats"),
-			attribute.String("messaging.destination.name", m.Subject),
-			attribute.String("messaging.message.id", m.ID),
-			attribute.String("messaging.consumer.group.name", c.cfg.Durable)))
+	ctx, span := c.tracer.Start(ctx, c.spanName, c.spanOpts...)
 	defer span.End()
+	if span.IsRecording() { // attributes are built only for a span that keeps them
+		span.SetAttributes(attribute.String("messaging.destination.name", m.Subject),
+			attribute.String("messaging.message.id", m.ID))
+	}
 
 	var claim Claim
 	if c.store != nil {
@@ -374,7 +382,7 @@ func (c *Consumer) handle(ctx context.Context, jm jetstream.Msg, slot *atomic.Po
 		switch {
 		case err == nil:
 		case errors.Is(err, ErrDuplicate):
-			c.metrics.duplicates.Add(ctx, 1, c.metrics.attrs)
+			c.metrics.duplicates.Add(ctx, 1, c.metrics.addOpts...)
 			c.ack(ctx, m)
 			return
 		case errors.Is(err, ErrClaimed):
@@ -394,11 +402,13 @@ func (c *Consumer) handle(ctx context.Context, jm jetstream.Msg, slot *atomic.Po
 		}
 	}
 
-	m.claim, m.started = claim, time.Now()
+	m.claim, m.started = claim, time.Since(c.epoch)
 	slot.Store(m)
 	herr := c.call(ctx, m)
-	c.metrics.latency.Record(ctx, time.Since(m.started).Seconds(), c.metrics.attrs)
 	slot.Store(nil)
+	if c.metrics.latency.Enabled(ctx) {
+		c.metrics.latency.Record(ctx, (time.Since(c.epoch) - m.started).Seconds(), c.metrics.recordOpts...)
+	}
 
 	if herr == nil {
 		if claim != nil {
@@ -412,7 +422,7 @@ func (c *Consumer) handle(ctx context.Context, jm jetstream.Msg, slot *atomic.Po
 				c.log(ctx, slog.LevelWarn, "messaging: mark message done", m, err)
 			}
 		}
-		c.metrics.processed.Add(ctx, 1, c.metrics.attrs)
+		c.metrics.processed.Add(ctx, 1, c.metrics.addOpts...)
 		if c.o.beforeAck != nil && !c.o.beforeAck(m) {
 			return
 		}
@@ -460,7 +470,7 @@ func (c *Consumer) ack(ctx context.Context, m *Message) {
 }
 
 func (c *Consumer) retry(ctx context.Context, m *Message, delay time.Duration, cause error) {
-	c.metrics.retries.Add(ctx, 1, c.metrics.attrs)
+	c.metrics.retries.Add(ctx, 1, c.metrics.addOpts...)
 	c.log(ctx, slog.LevelDebug, "messaging: redelivering after "+delay.String(), m, cause)
 	if err := m.msg.NakWithDelay(delay); err != nil {
 		c.log(ctx, slog.LevelWarn, "messaging: nak (the message will be redelivered after AckWait)", m, err)
@@ -494,7 +504,7 @@ func (c *Consumer) deadLetter(ctx context.Context, m *Message, reason string, ca
 		c.retry(ctx, m, c.backoff(int(m.NumDelivered)), fmt.Errorf("publish dead letter to %s: %w (handler error: %v)", c.cfg.DeadLetterSubject, err, cause))
 		return
 	}
-	c.metrics.deadLetters.Add(ctx, 1, c.metrics.attrs)
+	c.metrics.deadLetters.Add(ctx, 1, c.metrics.addOpts...)
 	c.log(ctx, slog.LevelWarn, "messaging: dead-lettered ("+reason+")", m, cause)
 	if err := m.msg.TermWithReason(reason); err != nil {
 		c.log(ctx, slog.LevelWarn, "messaging: term", m, err)
@@ -507,4 +517,44 @@ func (c *Consumer) log(ctx context.Context, level slog.Level, msg string, m *Mes
 	}
 	c.o.logger.Log(ctx, level, msg, "stream", m.Stream, "sequence", m.Sequence, "subject", m.Subject,
 		"msg_id", m.ID, "deliveries", m.NumDelivered, "durable", c.cfg.Durable, "error", err)
+}
+
+// ackMetadata is what the consumer reads from a JetStream ack subject.
+type ackMetadata struct {
+	stream              string
+	delivered, sequence uint64
+	timestamp           int64 // Unix nanoseconds
+}
+
+// parseAckSubject reads the delivery metadata from a message's ack subject
+// without allocating, as jetstream.Msg.Metadata does with one allocation:
+//
+//	$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<tm>.<pending>
+//	$JS.ACK.<domain>.<account hash>.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<tm>.<pending>[.<token>...]
+//
+// It reports false for anything else; the caller then falls back to
+// Metadata.
+func parseAckSubject(subject string) (md ackMetadata, ok bool) {
+	rest, ok := strings.CutPrefix(subject, "$JS.ACK.")
+	if !ok {
+		return md, false
+	}
+	switch n := strings.Count(rest, ".") + 1; {
+	case n == 7: // v1
+	case n >= 9: // v2: skip the domain and the account hash
+		_, rest, _ = strings.Cut(rest, ".")
+		_, rest, _ = strings.Cut(rest, ".")
+	default:
+		return md, false
+	}
+	var tok [6]string // stream, consumer, delivered, sseq, cseq, tm
+	for i := range tok {
+		tok[i], rest, _ = strings.Cut(rest, ".")
+	}
+	var err1, err2, err3 error
+	md.stream = tok[0]
+	md.delivered, err1 = strconv.ParseUint(tok[2], 10, 64)
+	md.sequence, err2 = strconv.ParseUint(tok[3], 10, 64)
+	md.timestamp, err3 = strconv.ParseInt(tok[5], 10, 64)
+	return md, md.stream != "" && err1 == nil && err2 == nil && err3 == nil
 }

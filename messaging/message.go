@@ -41,8 +41,8 @@ type Message struct {
 	msg     jetstream.Msg
 	tx      *sql.Tx
 	codec   Codec
-	claim   Claim     // seen by the heartbeat
-	started time.Time // when the handler started
+	claim   Claim         // seen by the heartbeat
+	started time.Duration // when the handler started, from Consumer.epoch
 }
 
 // Decode decodes the payload into v with the consumer's codec, choosing

@@ -8,7 +8,10 @@ import (
 const instrumentation = "github.com/vitamin-go/vitamin/messaging"
 
 type consumerMetrics struct {
-	attrs       metric.MeasurementOption
+	// The stream and durable attributes, built once: passing them as
+	// slices avoids an allocation per measurement.
+	addOpts     []metric.AddOption
+	recordOpts  []metric.RecordOption
 	processed   metric.Int64Counter
 	duplicates  metric.Int64Counter
 	retries     metric.Int64Counter
@@ -18,10 +21,11 @@ type consumerMetrics struct {
 
 func newConsumerMetrics(p metric.MeterProvider, stream, durable string) (*consumerMetrics, error) {
 	m := p.Meter(instrumentation)
-	cm := &consumerMetrics{attrs: metric.WithAttributeSet(attribute.NewSet(
+	attrs := metric.WithAttributeSet(attribute.NewSet(
 		attribute.String("messaging.destination.name", stream),
 		attribute.String("messaging.consumer.group.name", durable),
-	))}
+	))
+	cm := &consumerMetrics{addOpts: []metric.AddOption{attrs}, recordOpts: []metric.RecordOption{attrs}}
 	var err error
 	if cm.processed, err = m.Int64Counter("vitamin.messaging.processed",
 		metric.WithDescription("Messages whose handler succeeded and that were acknowledged.")); err != nil {

@@ -62,22 +62,24 @@ type MemoryStore struct {
 const memShards = 32
 
 type memShard struct {
-	mu      sync.Mutex
-	max     int
-	entries map[string]*memEntry
-	head    memEntry // sentinel of the list of entries, oldest first
-	_       [32]byte // keep shards' locks on separate cache lines
+	mu        sync.Mutex
+	max       int
+	epoch     time.Time     // the store's creation; times are offsets from it
+	retention time.Duration // how long a processed key is kept
+	entries   map[string]*memEntry
+	head      memEntry // sentinel of the list of entries, oldest first
+	_         [32]byte // keep shards' locks on separate cache lines
 }
 
 // memEntry is a key's record, and the Claim of the delivery that created
-// it: a claim owns its key while the map holds this very entry.
+// it. An entry is in its shard's map exactly when it is linked in the
+// shard's list, so a claim owns its key while its entry is linked.
 type memEntry struct {
 	shard      *memShard
-	retention  time.Duration
 	key        string
-	done       bool
-	expires    time.Time
+	expires    time.Duration // offset from shard.epoch
 	prev, next *memEntry
+	done       bool
 }
 
 var _ Store = (*MemoryStore)(nil)
@@ -94,9 +96,11 @@ func NewMemoryStore(cfg MemoryStoreConfig) (*MemoryStore, error) {
 		cfg.Retention = 24 * time.Hour
 	}
 	s := &MemoryStore{cfg: cfg, seed: maphash.MakeSeed()}
+	epoch := time.Now()
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.max = (cfg.MaxKeys + memShards - 1) / memShards
+		sh.epoch, sh.retention = epoch, cfg.Retention
 		sh.entries = make(map[string]*memEntry)
 		sh.head.prev, sh.head.next = &sh.head, &sh.head
 	}
@@ -126,30 +130,33 @@ func (s *MemoryStore) Len() int {
 	return n
 }
 
-// Claim implements Store.
+// now reads only the monotonic clock, which is cheaper than time.Now.
+func (sh *memShard) now() time.Duration { return time.Since(sh.epoch) }
+
+// Claim implements Store. The key is kept as given, not copied.
 func (s *MemoryStore) Claim(_ context.Context, key string, lease time.Duration) (Claim, error) {
-	now := time.Now()
 	sh := s.shard(key)
+	now := sh.now()
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if e, ok := sh.entries[key]; ok {
 		switch {
-		case !now.Before(e.expires):
+		case now >= e.expires:
 			sh.remove(e)
 		case e.done:
 			return nil, ErrDuplicate
 		default:
-			return nil, &ClaimedError{Key: key, Until: e.expires}
+			return nil, &ClaimedError{Key: key, Until: sh.epoch.Add(e.expires)}
 		}
 	}
 	for len(sh.entries) >= sh.max {
 		oldest := sh.head.next
-		if !oldest.done && now.Before(oldest.expires) {
+		if !oldest.done && now < oldest.expires {
 			return nil, ErrStoreFull
 		}
 		sh.remove(oldest)
 	}
-	e := &memEntry{shard: sh, retention: s.cfg.Retention, key: key, expires: now.Add(lease)}
+	e := &memEntry{shard: sh, key: key, expires: now + lease}
 	sh.pushBack(e)
 	sh.entries[key] = e
 	return e, nil
@@ -171,32 +178,36 @@ func (sh *memShard) remove(e *memEntry) {
 }
 
 // owned reports whether the claim still holds its key; shard.mu is held.
-func (e *memEntry) owned() bool { return e.shard.entries[e.key] == e && !e.done }
+func (e *memEntry) owned() bool { return e.next != nil && !e.done }
 
 func (e *memEntry) Extend(_ context.Context, lease time.Duration) error {
-	e.shard.mu.Lock()
-	defer e.shard.mu.Unlock()
+	sh := e.shard
+	now := sh.now()
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
 	if !e.owned() {
 		return &ClaimedError{Key: e.key}
 	}
-	e.expires = time.Now().Add(lease)
+	e.expires = now + lease
 	return nil
 }
 
 func (e *memEntry) Done(context.Context) error {
 	sh := e.shard
+	now := sh.now()
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if cur, ok := sh.entries[e.key]; ok && cur != e {
-		return &ClaimedError{Key: e.key} // the lease expired and another delivery took the key
-	}
-	if e.next != nil {
+	if e.next != nil { // still linked: the key is ours, no map operation
 		sh.unlink(e)
+	} else { // the lease expired and the entry was dropped
+		if _, ok := sh.entries[e.key]; ok {
+			return &ClaimedError{Key: e.key} // another delivery took the key
+		}
+		sh.entries[e.key] = e
 	}
 	e.done = true
-	e.expires = time.Now().Add(e.retention)
+	e.expires = now + sh.retention
 	sh.pushBack(e)
-	sh.entries[e.key] = e
 	return nil
 }
 
