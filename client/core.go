@@ -21,6 +21,10 @@ import (
 // so that in-flight requests still count.
 const costFloor = 1000 // ns
 
+// minSampleWeight is the least weight a faster sample gets in the
+// estimate.
+const minSampleWeight = 1.0 / 8
+
 // endpoint is one instance as the balancer sees it. The latency and load
 // fields are atomics read on the pick path; the fields under "core.mu" are
 // only touched with the core's lock held.
@@ -81,7 +85,10 @@ func (e *endpoint) observe(rtt float64, now int64, tau float64, typical float64)
 		nw = min(rtt, 4*typical)
 	} else if e.observed.Load() && rtt < old {
 		dt := max(now-e.stamp.Load(), 0)
-		w := decay(float64(dt) / tau)
+		// Each sample also moves the estimate at least 1/8 of the way,
+		// so that at high rates one slow answer is forgotten after a
+		// few calls rather than after DecayTime.
+		w := min(decay(float64(dt)/tau), 1-minSampleWeight)
 		nw = old*w + rtt*(1-w)
 	}
 	e.ewma.Store(math.Float64bits(nw))
@@ -150,6 +157,27 @@ func (s *callState) add(e *endpoint) {
 }
 
 type callKey struct{}
+
+// callCtx carries a callState: one allocation for both the state and the
+// context that holds it.
+type callCtx struct {
+	context.Context
+	cs callState
+}
+
+func (c *callCtx) Value(key any) any {
+	if key == (callKey{}) {
+		return &c.cs
+	}
+	return c.Context.Value(key)
+}
+
+func (c *callCtx) String() string { return "client.callContext" }
+
+func withCall(ctx context.Context) (context.Context, *callState) {
+	c := &callCtx{Context: ctx}
+	return c, &c.cs
+}
 
 func callFrom(ctx context.Context) *callState {
 	s, _ := ctx.Value(callKey{}).(*callState)

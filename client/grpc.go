@@ -74,7 +74,8 @@ func NewGRPC(ctx context.Context, service string, opts ...Option) (*grpc.ClientC
 		core:   c,
 		o:      &o,
 	}
-	ci := &callInterceptor{caller: o.caller, pin: o.balancing.Pin, sticky: o.balancing.Sticky}
+	ci := &callInterceptor{caller: o.caller, pin: o.balancing.Pin, sticky: o.balancing.Sticky,
+		callerMD: metadata.Pairs(resilience.CallerMetadataKey, o.caller)}
 	unary := []grpc.UnaryClientInterceptor{ci.unary}
 	stream := []grpc.StreamClientInterceptor{ci.stream}
 	if o.policies != nil {
@@ -105,13 +106,21 @@ func NewGRPC(ctx context.Context, service string, opts ...Option) (*grpc.ClientC
 // logical call the state its attempts share (instances tried, routing
 // keys) and adds the caller's identity.
 type callInterceptor struct {
-	caller string
-	pin    *Pin
-	sticky *Sticky
+	caller   string
+	callerMD metadata.MD
+	pin      *Pin
+	sticky   *Sticky
 }
 
 func (ci *callInterceptor) prepare(ctx context.Context) context.Context {
-	cs := &callState{}
+	if ci.caller != "" {
+		if _, ok := metadata.FromOutgoingContext(ctx); ok {
+			ctx = metadata.AppendToOutgoingContext(ctx, resilience.CallerMetadataKey, ci.caller)
+		} else {
+			ctx = metadata.NewOutgoingContext(ctx, ci.callerMD) // shared, never modified
+		}
+	}
+	ctx, cs := withCall(ctx)
 	if ci.pin != nil || ci.sticky != nil {
 		md, _ := metadata.FromOutgoingContext(ctx)
 		if ci.pin != nil {
@@ -123,10 +132,6 @@ func (ci *callInterceptor) prepare(ctx context.Context) context.Context {
 		if ci.sticky != nil {
 			cs.sticky = first(md.Get(ci.sticky.Header))
 		}
-	}
-	ctx = context.WithValue(ctx, callKey{}, cs)
-	if ci.caller != "" {
-		ctx = metadata.AppendToOutgoingContext(ctx, resilience.CallerMetadataKey, ci.caller)
 	}
 	return ctx
 }

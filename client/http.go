@@ -137,7 +137,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, err
 	}
-	cs := &callState{}
+	cctx, cs := withCall(ctx)
 	if t.pin != nil {
 		cs.pin = req.Header.Get(t.pin.Header)
 		if cs.pin == "" && t.pin.Baggage != "-" {
@@ -147,7 +147,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if t.sticky != nil {
 		cs.sticky = req.Header.Get(t.sticky.Header)
 	}
-	r := req.WithContext(context.WithValue(ctx, callKey{}, cs))
+	r := req.WithContext(cctx)
 	if t.caller != "" {
 		r.Header = req.Header.Clone()
 		if r.Header == nil {

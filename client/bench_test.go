@@ -1,0 +1,263 @@
+package client_test
+
+import (
+	"context"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/stats"
+	"google.golang.org/grpc/test/bufconn"
+
+	"github.com/vitamin-go/vitamin/client"
+	"github.com/vitamin-go/vitamin/discovery"
+	"github.com/vitamin-go/vitamin/internal/testenv"
+	"github.com/vitamin-go/vitamin/resilience"
+)
+
+// BenchmarkUnary compares one unary call over an in-process listener made
+// with bare grpc-go and with Vitamin's client (discovery, balancer, caller
+// identity; no tracing): without a policy, with retry and circuit breaker,
+// and with a per-attempt timeout on top. The budget: ≤ 1.05 × bare
+// latency, ≤ +25 allocs. The ratio sub-benchmarks interleave bare and
+// Vitamin calls so that both see the same machine.
+func BenchmarkUnary(b *testing.B) {
+	lis := bufconn.Listen(1 << 20)
+	srv := grpc.NewServer()
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
+	dialer := grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) })
+
+	bare, err := grpc.NewClient("passthrough:///bufnet", dialer, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bare.Close()
+
+	reg := newRegistry(b)
+	register(b, reg, discovery.Instance{ID: "inventory-1", Service: "inventory", Address: "127.0.0.1", Port: 1})
+	retryBreaker := resilience.Policy{
+		Retry:          &resilience.Retry{MaxAttempts: 3},
+		CircuitBreaker: &resilience.CircuitBreaker{WindowSize: 100, FailureRate: 0.5, MinRequests: 20, OpenFor: time.Second},
+	}
+	withTimeout := retryBreaker
+	withTimeout.Timeout = time.Second
+	variants := []struct {
+		name string
+		opts []client.Option
+	}{
+		{"no-policy", nil},
+		{"retry+breaker", []client.Option{client.WithPolicies(policies(b, retryBreaker))}},
+		{"retry+breaker+timeout", []client.Option{client.WithPolicies(policies(b, withTimeout))}},
+	}
+	req := &healthpb.HealthCheckRequest{}
+	call := func(conn *grpc.ClientConn) {
+		var resp healthpb.HealthCheckResponse
+		if err := conn.Invoke(context.Background(), "/grpc.health.v1.Health/Check", req, &resp); err != nil {
+			b.Fatal(err)
+		}
+	}
+	call(bare)
+	b.Run("bare", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			call(bare)
+		}
+	})
+	for _, v := range variants {
+		conn, err := client.NewGRPC(context.Background(), "inventory", append([]client.Option{client.WithWatcher(reg),
+			client.WithCaller("bench"), client.WithoutTracing(), client.WithDialOptions(dialer)}, v.opts...)...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer conn.Close()
+		call(conn)
+		b.Run("vitamin/"+v.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				call(conn)
+			}
+		})
+		b.Run("ratio/"+v.name, func(b *testing.B) {
+			var tb, tv time.Duration
+			for b.Loop() {
+				s := time.Now()
+				call(bare)
+				m := time.Now()
+				call(conn)
+				tv += time.Since(m)
+				tb += m.Sub(s)
+			}
+			b.ReportMetric(float64(tv)/float64(tb), "vitamin/bare")
+		})
+	}
+}
+
+// latencies runs n calls from workers goroutines and returns their sorted
+// latencies.
+func latencies(b *testing.B, conn *grpc.ClientConn, workers, n int) []time.Duration {
+	var next atomic.Int64
+	out := make([]time.Duration, n)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(n) {
+					return
+				}
+				s := time.Now()
+				if err := check(context.Background(), conn); err != nil {
+					b.Error(err)
+					return
+				}
+				out[i] = time.Since(s)
+			}
+		})
+	}
+	wg.Wait()
+	slices.Sort(out)
+	return out
+}
+
+func p99(d []time.Duration) float64 { return float64(d[len(d)*99/100]) / float64(time.Millisecond) }
+
+// BenchmarkSlowInstance measures the p99 latency with five instances at
+// 1 ms, then with one of them at 10 ms, for Vitamin's balancer and for
+// round robin. The budget: p99 with the slow instance ≤ 1.5 × all-healthy.
+// Each iteration makes 3 × 2,000 measured calls from 8 goroutines.
+func BenchmarkSlowInstance(b *testing.B) {
+	const calls, workers = 2000, 8
+	run := func(alg client.Algorithm, slow bool) float64 {
+		reg := newRegistry(b)
+		var bs []*backend
+		for i := range 5 {
+			be := startGRPC(b, "i"+itoa(i))
+			be.delay.Store(int64(time.Millisecond))
+			register(b, reg, be.instance(svc, nil))
+			bs = append(bs, be)
+		}
+		if slow {
+			bs[0].delay.Store(int64(10 * time.Millisecond))
+		}
+		conn, err := client.NewGRPC(context.Background(), svc, client.WithWatcher(reg), client.WithoutTracing(),
+			client.WithBalancing(client.Balancing{Algorithm: alg}))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer conn.Close()
+		latencies(b, conn, workers, 200) // warm up: connections and estimates
+		defer func() {
+			for _, be := range bs {
+				be.Stop()
+			}
+		}()
+		return p99(latencies(b, conn, workers, calls))
+	}
+	var healthy, p2c, rr float64
+	for b.Loop() {
+		healthy = run(client.PowerOfTwo, false)
+		p2c = run(client.PowerOfTwo, true)
+		rr = run(client.RoundRobin, true)
+	}
+	b.ReportMetric(healthy, "p99-healthy-ms")
+	b.ReportMetric(p2c, "p99-slow-p2c-ms")
+	b.ReportMetric(rr, "p99-slow-rr-ms")
+	b.ReportMetric(p2c/healthy, "p2c/healthy")
+}
+
+// victimWatch records when attempts went to one address (a stats handler
+// sees each attempt's peer).
+type victimWatch struct {
+	addr string
+	last atomic.Int64 // unix nanoseconds of the last attempt to addr
+}
+
+func (v *victimWatch) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
+func (v *victimWatch) HandleRPC(_ context.Context, s stats.RPCStats) {
+	if h, ok := s.(*stats.OutHeader); ok && h.Client && h.RemoteAddr != nil && h.RemoteAddr.String() == v.addr {
+		v.last.Store(time.Now().UnixNano())
+	}
+}
+func (v *victimWatch) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+func (v *victimWatch) HandleConn(context.Context, stats.ConnStats)                       {}
+
+// BenchmarkKillUnderLoad kills one of three instances while 6 goroutines
+// call at full speed (1 ms per call) and reports the calls that failed
+// (budget 0) and the time from the kill to the last attempt sent to the
+// dead instance (budget ≤ 1 s).
+func BenchmarkKillUnderLoad(b *testing.B) {
+	var failedTotal int64
+	var worst time.Duration
+	for b.Loop() {
+		reg := newRegistry(b)
+		var bs []*backend
+		for i := range 3 {
+			be := startGRPC(b, "k"+itoa(i))
+			be.delay.Store(int64(time.Millisecond))
+			register(b, reg, be.instance(svc, nil))
+			bs = append(bs, be)
+		}
+		victim := bs[2]
+		vw := &victimWatch{addr: "127.0.0.1:" + itoa(victim.port)}
+		conn, err := client.NewGRPC(context.Background(), svc, client.WithWatcher(reg), client.WithoutTracing(),
+			client.WithDialOptions(grpc.WithStatsHandler(vw)),
+			client.WithPolicies(policies(b, resilience.Policy{Retry: &resilience.Retry{MaxAttempts: 3}})))
+		if err != nil {
+			b.Fatal(err)
+		}
+		var killedAt atomic.Int64
+		failed, _ := load(conn, 6, 3000, func(i int64) {
+			if i == 1000 {
+				victim.Stop()
+				killedAt.Store(time.Now().UnixNano())
+			}
+		})
+		failedTotal += failed
+		if d := time.Duration(vw.last.Load() - killedAt.Load()); d > worst {
+			worst = d
+		}
+		_ = conn.Close()
+		for _, be := range bs {
+			be.Stop()
+		}
+	}
+	b.ReportMetric(float64(failedTotal), "failed-calls")
+	b.ReportMetric(float64(worst)/float64(time.Millisecond), "ms-to-no-new-calls")
+}
+
+// BenchmarkDiscoveryChange measures how long an instance registered in
+// Consul takes to reach the picker (the first call that lands on it).
+// Budget: p99 < 200 ms.
+func BenchmarkDiscoveryChange(b *testing.B) {
+	c := testenv.StartConsul(b)
+	w := newConsulWatcher(b, c)
+	r := newConsulRegistrar(b, c)
+	first := startHTTP(b, "first")
+	register(b, r, first.instance(svc, nil))
+	hc := newHTTP(b, client.WithWatcher(w), client.WithoutTracing())
+	var ds []time.Duration
+	for b.Loop() {
+		be := startHTTP(b, "new-"+itoa(len(ds)))
+		s := time.Now()
+		reg := register(b, r, be.instance(svc, nil))
+		for be.calls.Load() == 0 {
+			if code, _, err := get(hc, "GET", "http://orders/x", nil); err != nil || code != 200 {
+				b.Fatal(code, err)
+			}
+		}
+		ds = append(ds, time.Since(s))
+		_ = reg.Deregister(context.Background())
+		be.Stop()
+	}
+	slices.Sort(ds)
+	b.ReportMetric(float64(ds[len(ds)*99/100])/float64(time.Millisecond), "p99-ms")
+}
