@@ -131,6 +131,7 @@ type callState struct {
 	n      int
 	pin    string
 	sticky string
+	stream bool
 }
 
 func (s *callState) has(e *endpoint) bool {
@@ -304,6 +305,18 @@ func (c *core) update(instances []discovery.Instance) {
 	c.updated = make(chan struct{})
 	if c.logger != nil && (added > 0 || removed > 0) {
 		c.logger.Info("client: instances changed", "service", c.service, "instances", len(c.eps), "added", added, "removed", removed)
+	}
+}
+
+// unblock lets calls waiting for a first membership update go on (and
+// fail) when the watch cannot deliver one.
+func (c *core) unblock() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.seen {
+		c.seen = true
+		close(c.updated)
+		c.updated = make(chan struct{})
 	}
 }
 

@@ -20,6 +20,10 @@ var (
 	// *NoInstancesError; gRPC calls fail with status UNAVAILABLE and its
 	// message.
 	ErrNoInstances = errors.New("client: no instances")
+
+	// ErrClosed is returned by requests sent through a Transport after
+	// its Close.
+	ErrClosed = errors.New("client: closed")
 )
 
 // ConfigError names a bad option or setting and says what is wrong with it.

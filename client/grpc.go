@@ -37,6 +37,17 @@ import (
 // connections never share state through the registry.
 const BalancerName = "vitamin_balancer"
 
+// RegisterBalancer registers Vitamin's balancer builder in grpc-go's
+// balancer registry under BalancerName, if it is not there yet. NewGRPC
+// calls it; grpc-go's registry is not safe for concurrent use, so a program
+// that starts gRPC connections from several goroutines at once may call it
+// first, in main, before any of them. The builder is stateless.
+func RegisterBalancer() {
+	if balancer.Get(BalancerName) == nil {
+		balancer.Register(balancerBuilder{})
+	}
+}
+
 const serviceConfig = `{"loadBalancingConfig":[{"` + BalancerName + `":{}}]}`
 
 // NewGRPC returns a gRPC client connection to service, built with
@@ -65,9 +76,7 @@ func NewGRPC(ctx context.Context, service string, opts ...Option) (*grpc.ClientC
 	if err != nil {
 		return nil, err
 	}
-	if balancer.Get(BalancerName) == nil {
-		balancer.Register(balancerBuilder{})
-	}
+	RegisterBalancer()
 	c := newCore(service, o.balancing, true, o.logger, o.meter)
 	rb := &resolverBuilder{
 		scheme: fmt.Sprintf("vitamin-%016x", rand.Uint64()),
@@ -148,7 +157,9 @@ func (ci *callInterceptor) unary(ctx context.Context, method string, req, reply 
 }
 
 func (ci *callInterceptor) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	return streamer(ci.prepare(ctx), desc, cc, method, opts...)
+	ctx = ci.prepare(ctx)
+	callFrom(ctx).stream = true
+	return streamer(ctx, desc, cc, method, opts...)
 }
 
 // resolverBuilder builds the resolver of one connection.
@@ -208,11 +219,15 @@ func follow(ctx context.Context, c *core, o *options, push func([]discovery.Inst
 		if ctx.Err() != nil {
 			return
 		}
+		c.unblock() // calls waiting for a first answer fail instead of hanging
 		if o.logger != nil {
 			o.logger.Warn("client: watch failed", "service", c.service, "error", err)
 		}
 		if report != nil {
 			report(fmt.Errorf("client: watch %q: %w", c.service, err))
+		}
+		if errors.Is(err, discovery.ErrClosed) {
+			return // the watcher was closed: nothing will come any more
 		}
 		t := time.NewTimer(backoff)
 		select {
@@ -397,7 +412,8 @@ func (b *grpcBalancer) Close() {
 type picker struct{ c *core }
 
 func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
-	m, err := p.c.pick(callFrom(info.Ctx))
+	cs := callFrom(info.Ctx)
+	m, err := p.c.pick(cs)
 	if err != nil {
 		return balancer.PickResult{}, err
 	}
@@ -406,8 +422,14 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	}
 	start := p.c.start(m.ep)
 	c := p.c
+	stream := cs != nil && cs.stream
 	return balancer.PickResult{SubConn: m.sc, Done: func(di balancer.DoneInfo) {
-		c.finish(m.ep, start, grpcOutcome(di.Err))
+		o := grpcOutcome(di.Err)
+		if stream && o != outcomeFailure {
+			// A stream's length says nothing about the instance's latency.
+			o = outcomeIgnore
+		}
+		c.finish(m.ep, start, o)
 	}}, nil
 }
 

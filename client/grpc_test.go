@@ -438,3 +438,23 @@ func TestGRPCTraceAndCaller(t *testing.T) {
 		t.Fatalf("server saw caller %q on %d calls, want 1", "checkout", n)
 	}
 }
+
+func TestGRPCStream(t *testing.T) {
+	reg := newRegistry(t)
+	a, b := startGRPC(t, "a"), startGRPC(t, "b")
+	register(t, reg, a.instance(svc, nil))
+	register(t, reg, b.instance(svc, nil))
+	conn := dial(t, client.WithWatcher(reg), client.WithPolicies(policies(t, resilience.Policy{})))
+	for range 10 {
+		ctx, cancel := context.WithCancel(context.Background())
+		st, err := healthpb.NewHealthClient(conn).Watch(ctx, &healthpb.HealthCheckRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := st.Recv()
+		if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("stream: %v %v", resp, err)
+		}
+		cancel()
+	}
+}

@@ -119,8 +119,6 @@ func (t *Transport) CloseIdleConnections() {
 	}
 }
 
-var errTransportClosed = errors.New("client: transport closed")
-
 // RoundTrip sends req to an instance of the service.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Hostname() != t.service {
@@ -129,7 +127,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	select {
 	case <-t.done:
 		closeBody(req)
-		return nil, errTransportClosed
+		return nil, ErrClosed
 	default:
 	}
 	ctx := req.Context()

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
@@ -324,5 +325,49 @@ func TestHTTPTracePropagationAndPassThrough(t *testing.T) {
 	u := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", srv.port), Path: "/direct"}
 	if code, _, err := get(hc, http.MethodGet, u.String(), nil); err != nil || code != 200 {
 		t.Fatalf("direct call: %d %v", code, err)
+	}
+}
+
+func TestHTTPPinByBaggageAndClose(t *testing.T) {
+	reg := newRegistry(t)
+	v1, v2 := startHTTP(t, "v1"), startHTTP(t, "v2")
+	register(t, reg, v1.instance(svc, map[string]string{discovery.MetaVersion: "v1"}))
+	register(t, reg, v2.instance(svc, map[string]string{discovery.MetaVersion: "v2"}))
+	hc, err := client.NewHTTP(svc, client.WithWatcher(reg), client.WithBalancing(client.Balancing{Pin: &client.Pin{}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := baggage.NewMember("vitamin.pin", "v2")
+	bag, _ := baggage.New(m)
+	ctx := baggage.ContextWithBaggage(context.Background(), bag)
+	for range 20 {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://orders/x", nil)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != "v2" {
+			t.Fatalf("call with baggage vitamin.pin=v2 served by %s", body)
+		}
+	}
+	if err := client.CloseHTTP(hc); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hc.Get("http://orders/x"); !errors.Is(err, client.ErrClosed) {
+		t.Fatalf("after Close: %v, want ErrClosed", err)
+	}
+}
+
+func TestHTTPClosedWatcherFailsCalls(t *testing.T) {
+	reg := newRegistry(t)
+	_ = reg.Close()
+	hc := newHTTP(t, client.WithWatcher(reg))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://orders/x", nil)
+	if _, err := hc.Do(req); !errors.Is(err, client.ErrNoInstances) {
+		t.Fatalf("with a closed watcher: %v, want ErrNoInstances", err)
 	}
 }
