@@ -133,8 +133,8 @@ type Executor struct {
 	latency      *latencies             // with Hedge.Quantile
 	hedges       *timerList             // starts hedges
 	deadlines    *timerList             // ends hedged attempts that time out
-	never        chan struct{}          // never closed; see deadline.Done
-	closed       chan struct{}          // closed; see deadline.Done
+	closed       chan struct{}          // closed; see attemptCtx.end
+	causeKey     any                    // see attemptCtx.Value
 	fs           failsafe.Executor[any] // retry; nil without it
 }
 
@@ -204,9 +204,10 @@ func newExecutor(name string, p Policy, o *options, inst *instruments, prev *Exe
 		e.hedges = newTimerList()
 		if e.timeout > 0 {
 			e.deadlines = newTimerList()
-			e.never, e.closed = make(chan struct{}), make(chan struct{})
-			close(e.closed)
 		}
+		e.closed = make(chan struct{})
+		close(e.closed)
+		e.causeKey = causeKey()
 		e.hedgeDelay = h.Delay
 		e.maxHedges = max(h.MaxHedges, 1)
 		if h.Quantile > 0 {

@@ -24,9 +24,10 @@ import (
 // The winner's attempt context is left alone, so a result that outlives the
 // attempt (GetDetached) stays usable until its owner calls cancel.
 //
-// The attempts' timeouts are enforced by the executor's deadline timer
-// list rather than by context.WithTimeout, so that a hedged call that
-// succeeds at once adds and stops no runtime timer at all.
+// The attempts' contexts are attemptCtx values, whose timeouts are kept by
+// the executor's deadline timer list rather than by context.WithTimeout,
+// so that a hedged call that succeeds at once adds and stops no runtime
+// timer and allocates nothing for its context.
 
 const (
 	latencyRing   = 64 // recent successful attempts a Quantile delay is computed from
@@ -105,7 +106,8 @@ func hedged[T any](ctx context.Context, e *Executor, fn attemptFunc[T]) (T, erro
 	}
 	g := &hedgeGroup[T]{e: e, ctx: ctx, fn: fn, delay: delay, running: 1}
 	now := time.Now()
-	actx, cancel := e.hedgeContext(ctx, &g.dl, now)
+	actx := &g.actx
+	cancel := actx.start(e, ctx, now)
 	permit, err := e.Acquire(actx)
 	if err != nil {
 		cancel()
@@ -134,7 +136,7 @@ type hedgeGroup[T any] struct {
 	fn      attemptFunc[T]
 	delay   time.Duration
 	cancel0 context.CancelFunc // the first attempt's
-	dl      deadline           // the first attempt's, if the policy has a timeout
+	actx    attemptCtx         // the first attempt's context
 	entry   timerEntry         // in e.hedges
 
 	mu      sync.Mutex
@@ -159,7 +161,8 @@ func (g *hedgeGroup[T]) expire() {
 	g.hedges++
 	i := g.hedges
 	now := time.Now()
-	actx, cancel := e.hedgeContext(g.ctx, new(deadline), now)
+	actx := new(attemptCtx)
+	cancel := actx.start(e, g.ctx, now)
 	g.cancels = append(g.cancels, cancel)
 	g.running++
 	if g.done == nil {
@@ -198,7 +201,7 @@ func (g *hedgeGroup[T]) expire() {
 // run runs attempt i, admitted by permit, and delivers its result. Unless
 // the group is decided when it returns, it returns the channel that will be
 // closed when it is.
-func (g *hedgeGroup[T]) run(i int, actx context.Context, cancel context.CancelFunc, permit Permit) chan struct{} {
+func (g *hedgeGroup[T]) run(i int, actx *attemptCtx, cancel context.CancelFunc, permit Permit) chan struct{} {
 	e := g.e
 	var start time.Time
 	if e.latency != nil {
@@ -266,16 +269,4 @@ func (g *hedgeGroup[T]) decide(i int, v T, err error) {
 	if done != nil {
 		close(done)
 	}
-}
-
-// hedgeContext returns the context of a hedged group's attempt starting
-// now: cancellable, and bounded by the policy's timeout if it has one,
-// enforced by the executor's deadline list through d (see deadline).
-func (e *Executor) hedgeContext(ctx context.Context, d *deadline, now time.Time) (context.Context, context.CancelFunc) {
-	if e.timeout > 0 {
-		if at, ok := ctx.Deadline(); !ok || now.Add(e.timeout).Before(at) {
-			return d.start(e, ctx, now)
-		}
-	}
-	return context.WithCancel(ctx) // the caller's deadline comes first
 }

@@ -389,8 +389,15 @@ func TestHedgedAttemptTimeout(t *testing.T) {
 	parent, cancel := context.WithCancel(context.WithValue(context.Background(), ctxKey{}, "v"))
 	defer cancel()
 	before := time.Now()
-	var child, grandchild context.Context
+	var attemptCtx, child, grandchild context.Context
+	afterFunc := make(chan struct{})
 	err := e.Run(parent, func(ctx context.Context) error {
+		attemptCtx = ctx
+		context.AfterFunc(ctx, func() { close(afterFunc) })
+		stopped := context.AfterFunc(ctx, func() { panic("a stopped AfterFunc ran") })
+		if !stopped() {
+			return resilience.Permanent(errors.New("AfterFunc could not be stopped"))
+		}
 		dl, ok := ctx.Deadline()
 		if !ok || dl.Before(before) || dl.After(time.Now().Add(5*time.Millisecond)) {
 			return resilience.Permanent(fmt.Errorf("attempt deadline %v, %v; want the policy's timeout from now", dl, ok))
@@ -409,9 +416,17 @@ func TestHedgedAttemptTimeout(t *testing.T) {
 	if !errors.Is(err, resilience.ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("got %v, want ErrTimeout wrapping context.DeadlineExceeded", err)
 	}
-	if c := context.Cause(grandchild); !errors.Is(c, context.DeadlineExceeded) {
-		t.Fatalf("cause %v, want context.DeadlineExceeded", c)
+	for _, c := range []context.Context{attemptCtx, child, grandchild} {
+		select {
+		case <-c.Done():
+		default:
+			t.Fatal("Done is not closed after the deadline")
+		}
+		if !errors.Is(c.Err(), context.DeadlineExceeded) || !errors.Is(context.Cause(c), context.DeadlineExceeded) {
+			t.Fatalf("err %v, cause %v; want context.DeadlineExceeded", c.Err(), context.Cause(c))
+		}
 	}
+	await(t, afterFunc, "context.AfterFunc on the attempt's context")
 	if parent.Err() != nil {
 		t.Fatal("the attempt's timeout cancelled the caller's context")
 	}
@@ -427,13 +442,26 @@ func TestHedgedAttemptFollowsTheCaller(t *testing.T) {
 			defer stop()
 			cancel(cause)
 			<-child.Done()
-			if c := context.Cause(child); !errors.Is(c, cause) {
-				return resilience.Permanent(fmt.Errorf("cause %v, want the caller's", c))
+			<-ctx.Done()
+			for _, c := range []context.Context{ctx, child} {
+				if c := context.Cause(c); !errors.Is(c, cause) {
+					return resilience.Permanent(fmt.Errorf("cause %v, want the caller's", c))
+				}
 			}
 			return child.Err()
 		})
 		if !errors.Is(err, context.Canceled) || errors.Is(err, resilience.ErrTimeout) {
 			t.Fatalf("got %v, want context.Canceled", err)
+		}
+	})
+	t.Run("own cancel", func(t *testing.T) {
+		var attemptCtx context.Context
+		if err := e.Run(context.Background(), func(ctx context.Context) error { attemptCtx = ctx; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		// Run cancels the attempt's context once the function returned.
+		if !errors.Is(attemptCtx.Err(), context.Canceled) || !errors.Is(context.Cause(attemptCtx), context.Canceled) {
+			t.Fatalf("err %v, cause %v; want context.Canceled", attemptCtx.Err(), context.Cause(attemptCtx))
 		}
 	})
 	t.Run("earlier deadline", func(t *testing.T) {

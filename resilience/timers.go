@@ -3,6 +3,7 @@ package resilience
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -131,120 +132,191 @@ func (t *timerList) fire() {
 	}
 }
 
-// deadline is the parent of an attempt's context when the attempt's
-// timeout is enforced by a timerList instead of a runtime timer of its own.
-// The attempt's context is a standard cancel context derived from it
-// (context.WithCancel), so the function sees standard behaviour: Deadline
-// reports the attempt's deadline, and when it passes Err and Cause report
-// context.DeadlineExceeded. deadline propagates the caller's cancellation
-// (Err and Cause are then the caller's) and hands both to its child through
-// AfterFunc, which the context package uses for parents of its own kind.
+// attemptCtx is the context of an attempt of a hedged group. It behaves
+// as context.WithTimeout(parent, timeout) would (or context.WithCancel
+// without a timeout, or when the parent's deadline comes first), but its
+// deadline is kept by the executor's deadline timer list instead of a
+// runtime timer of its own, and nothing is allocated for it until somebody
+// asks for its Done channel or derives a cancellable context from it.
 //
-// Only its child sees a deadline: Done returns a channel that is never
-// closed (the context package reads it only to see that the parent can be
-// cancelled, and learns of the cancellation through AfterFunc), so that no
-// channel is made per attempt. Its fields after mu are guarded by mu.
-type deadline struct {
+// Contexts derived from it (context.WithCancel and the like) register
+// through its AfterFunc method, as the context package does for parents of
+// their own kind, and are cancelled with its error and cause. Err is
+// context.DeadlineExceeded when the deadline passed, context.Canceled when
+// its cancel function was called, and the parent's error when the parent
+// ended first; context.Cause reports the parent's cause in that last case
+// and the error otherwise.
+//
+// It is safe for concurrent use; its fields after mu are guarded by mu.
+type attemptCtx struct {
 	parent context.Context
-	at     time.Time
-	list   *timerList
-	entry  timerEntry
-	never  chan struct{} // the executor's; never closed
-	closed chan struct{} // the executor's; closed
+	e      *Executor
+	at     time.Time  // its own deadline; zero when the parent's applies
+	entry  timerEntry // in e.deadlines while at is pending
 
+	ended      atomic.Bool
 	mu         sync.Mutex
+	done       chan struct{} // made on demand
 	err        error
-	child      func()      // registered by AfterFunc
-	stopParent func() bool // from context.AfterFunc on parent
+	byParent   bool         // ended because the parent did
+	funcs      []*afterFunc // registered by AfterFunc
+	stopParent func() bool  // from context.AfterFunc on parent
 }
 
-// start makes d the deadline of an attempt starting now and returns the
-// attempt's context. d must be new.
-func (d *deadline) start(e *Executor, parent context.Context, now time.Time) (context.Context, context.CancelFunc) {
-	d.parent, d.at, d.list = parent, now.Add(e.timeout), e.deadlines
-	d.never, d.closed = e.never, e.closed
-	d.entry.owner = d
-	d.list.add(&d.entry, now, e.timeout)
-	if parent.Done() != nil {
-		stop := context.AfterFunc(parent, func() { d.cancel(parent.Err()) })
-		d.mu.Lock()
-		if d.err == nil {
-			d.stopParent, stop = stop, nil
+// start makes a the context of an attempt starting now, and returns its
+// cancel function. a must be new.
+func (a *attemptCtx) start(e *Executor, parent context.Context, now time.Time) context.CancelFunc {
+	a.parent, a.e = parent, e
+	if e.timeout > 0 {
+		at := now.Add(e.timeout)
+		if pd, ok := parent.Deadline(); !ok || at.Before(pd) {
+			a.at = at
+			a.entry.owner = a
+			e.deadlines.add(&a.entry, now, e.timeout)
 		}
-		d.mu.Unlock()
-		if stop != nil { // already cancelled
+	}
+	if parent.Done() != nil {
+		stop := context.AfterFunc(parent, func() { a.end(parent.Err(), true) })
+		a.mu.Lock()
+		if a.err == nil {
+			a.stopParent, stop = stop, nil
+		}
+		a.mu.Unlock()
+		if stop != nil { // the parent had already ended
 			stop()
 		}
 	}
-	return context.WithCancel(d)
+	return a.cancel
 }
 
-func (d *deadline) Deadline() (time.Time, bool) { return d.at, true }
-func (d *deadline) Value(key any) any           { return d.parent.Value(key) }
-
-func (d *deadline) Done() <-chan struct{} {
-	if d.Err() != nil {
-		return d.closed
+// Deadline implements context.Context.
+func (a *attemptCtx) Deadline() (time.Time, bool) {
+	if !a.at.IsZero() {
+		return a.at, true
 	}
-	return d.never
+	return a.parent.Deadline()
 }
 
-func (d *deadline) Err() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.err
+// Done implements context.Context.
+func (a *attemptCtx) Done() <-chan struct{} {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.done == nil {
+		a.done = make(chan struct{})
+	}
+	return a.done
 }
 
-// AfterFunc arranges for f to run once d is cancelled; the context package
-// calls it for the attempt's context.
-func (d *deadline) AfterFunc(f func()) func() bool {
-	d.mu.Lock()
-	if d.err != nil {
-		d.mu.Unlock()
+// Err implements context.Context.
+func (a *attemptCtx) Err() error {
+	if !a.ended.Load() {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.err
+}
+
+// Value implements context.Context. The context package finds the cause
+// of a context through the value of an internal key; a answers it only
+// when it ended because its parent did, so that context.Cause reports the
+// parent's cause then and a's own error otherwise.
+func (a *attemptCtx) Value(key any) any {
+	if key == a.e.causeKey && key != nil {
+		a.mu.Lock()
+		byParent := a.byParent
+		a.mu.Unlock()
+		if !byParent {
+			return nil
+		}
+	}
+	return a.parent.Value(key)
+}
+
+func (a *attemptCtx) String() string { return "resilience.attemptContext" }
+
+type afterFunc struct {
+	a *attemptCtx
+	f func()
+}
+
+// AfterFunc arranges for f to run once a has ended, on the goroutine that
+// ends it; the context package calls it for contexts derived from a.
+func (a *attemptCtx) AfterFunc(f func()) func() bool {
+	r := &afterFunc{a: a, f: f}
+	a.mu.Lock()
+	if a.err != nil {
+		a.mu.Unlock()
 		go f()
 		return func() bool { return false }
 	}
-	d.child = f
-	d.mu.Unlock()
-	return d.stop
+	a.funcs = append(a.funcs, r)
+	a.mu.Unlock()
+	return r.stop
 }
 
-// stop is called when the attempt's context is cancelled by its own cancel
-// function: it unregisters the child and lets go of the timer and the
-// parent.
-func (d *deadline) stop() bool {
-	d.mu.Lock()
-	registered := d.child != nil
-	d.child = nil
-	stopParent := d.stopParent
-	d.stopParent = nil
-	d.mu.Unlock()
-	d.release(stopParent)
-	return registered
+func (r *afterFunc) stop() bool {
+	a := r.a
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i, x := range a.funcs {
+		if x == r {
+			a.funcs = append(a.funcs[:i], a.funcs[i+1:]...)
+			return true
+		}
+	}
+	return false
 }
 
-func (d *deadline) release(stopParent func() bool) {
-	d.list.remove(&d.entry)
+func (a *attemptCtx) cancel() { a.end(context.Canceled, false) }
+
+// expire is called by the deadline list when the deadline passes.
+func (a *attemptCtx) expire() { a.end(context.DeadlineExceeded, false) }
+
+func (a *attemptCtx) end(err error, byParent bool) {
+	a.mu.Lock()
+	if a.err != nil {
+		a.mu.Unlock()
+		return
+	}
+	a.err, a.byParent = err, byParent
+	a.ended.Store(true)
+	if a.done == nil {
+		a.done = a.e.closed
+	} else {
+		close(a.done)
+	}
+	funcs, stopParent := a.funcs, a.stopParent
+	a.funcs, a.stopParent = nil, nil
+	a.mu.Unlock()
+	if !a.at.IsZero() {
+		a.e.deadlines.remove(&a.entry)
+	}
 	if stopParent != nil {
 		stopParent()
 	}
+	for _, r := range funcs {
+		r.f()
+	}
 }
 
-// expire is called by the timer list when the deadline passes.
-func (d *deadline) expire() { d.cancel(context.DeadlineExceeded) }
+// causeKey returns the key under which the context package looks up the
+// cancellation cause of a context (see attemptCtx.Value), or nil if it
+// cannot be found.
+func causeKey() any {
+	p := &keyProbe{Context: context.Background()}
+	_ = context.Cause(p)
+	return p.key
+}
 
-func (d *deadline) cancel(err error) {
-	d.mu.Lock()
-	if d.err != nil {
-		d.mu.Unlock()
-		return
+type keyProbe struct {
+	context.Context
+	key any
+}
+
+func (p *keyProbe) Value(key any) any {
+	if p.key == nil {
+		p.key = key
 	}
-	d.err = err
-	f, stopParent := d.child, d.stopParent
-	d.child, d.stopParent = nil, nil
-	d.mu.Unlock()
-	d.release(stopParent)
-	if f != nil {
-		f()
-	}
+	return nil
 }
