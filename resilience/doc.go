@@ -41,11 +41,13 @@
 // returned. When every attempt started has failed with a retryable error,
 // the group fails with the last one and Retry, if set, retries the whole
 // group. Attempts run concurrently, so each must write to its own result
-// (resiliencegrpc decodes each into its own reply). The timeouts of hedged
-// attempts and the hedge delays are kept by two timer lists per executor
+// (resiliencegrpc decodes each into its own reply). The hedge delays and
+// the timeouts of hedged attempts are kept by two timer lists per executor
 // (one runtime timer each) instead of a runtime timer per attempt; the
-// attempt's context is a standard one all the same, with the deadline and
-// context.DeadlineExceeded when it passes.
+// attempt's context behaves as context.WithTimeout's would (its Deadline,
+// context.DeadlineExceeded and context.Cause, the caller's cancellation,
+// contexts derived from it), so a hedged call that succeeds at once costs
+// no goroutine, no timer and no allocation for its context.
 //
 // # Retry budgets
 //
