@@ -33,7 +33,11 @@ const (
 )
 
 // Balancing configures the balancer of a client: the algorithm, outlier
-// ejection and the subsets calls are routed to. The zero value gives the
+// ejection and the subsets calls are routed to. A call's subset is chosen in
+// this order: its pin value if Pin is set and the call carries one, else its
+// sticky key's group if Sticky is set and the call carries a key, else the
+// canary or the other instances by Canary's weight, else the instances in
+// the caller's Zone; within the subset, Algorithm picks the instance. The zero value gives the
 // documented defaults. It is plain data with yaml and json tags, safe to copy
 // and to read concurrently.
 type Balancing struct {
@@ -69,8 +73,9 @@ type Balancing struct {
 // Outlier configures per-instance outlier ejection. An instance that fails
 // Consecutive calls in a row (connection errors, gRPC UNAVAILABLE, HTTP 5xx)
 // is taken out of rotation for BaseEjection × the number of times it was
-// ejected (at most MaxEjection). The zero value gives the defaults; it is
-// plain data.
+// ejected (at most MaxEjection). An HTTP instance that refuses a connection
+// (nothing listens at its address any more) is ejected at once. The zero
+// value gives the defaults; it is plain data.
 type Outlier struct {
 	// Disabled switches outlier ejection off.
 	Disabled bool `yaml:"disabled,omitempty" json:"disabled,omitempty"`

@@ -371,3 +371,22 @@ func TestHTTPClosedWatcherFailsCalls(t *testing.T) {
 		t.Fatalf("with a closed watcher: %v, want ErrNoInstances", err)
 	}
 }
+
+func TestHTTPSlowInstance(t *testing.T) {
+	reg := newRegistry(t)
+	bs := []*backend{startHTTP(t, "a"), startHTTP(t, "b"), startHTTP(t, "slow")}
+	for _, b := range bs {
+		b.delay.Store(int64(2 * time.Millisecond))
+		register(t, reg, b.instance(svc, nil))
+	}
+	slow := bs[2]
+	slow.delay.Store(int64(20 * time.Millisecond))
+	hc := newHTTP(t, client.WithWatcher(reg), client.WithoutTracing())
+	if failed, err := loadHTTP(hc, 4, 800, nil); failed > 0 {
+		t.Fatalf("%d calls failed: %v", failed, err)
+	}
+	share := float64(slow.calls.Load()) / 800
+	if share > 0.1 {
+		t.Fatalf("the slow instance got %.1f%% of the calls, want < 10%%: %v", 100*share, counts(bs...))
+	}
+}
