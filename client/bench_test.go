@@ -177,14 +177,16 @@ func BenchmarkSlowInstance(b *testing.B) {
 // victimWatch records when attempts went to one address (a stats handler
 // sees each attempt's peer).
 type victimWatch struct {
-	addr string
-	last atomic.Int64 // unix nanoseconds of the last attempt to addr
+	addr     string
+	last     atomic.Int64 // unix nanoseconds of the last attempt to addr
+	attempts atomic.Int64
 }
 
 func (v *victimWatch) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
 func (v *victimWatch) HandleRPC(_ context.Context, s stats.RPCStats) {
 	if h, ok := s.(*stats.OutHeader); ok && h.Client && h.RemoteAddr != nil && h.RemoteAddr.String() == v.addr {
 		v.last.Store(time.Now().UnixNano())
+		v.attempts.Add(1)
 	}
 }
 func (v *victimWatch) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }

@@ -7,7 +7,8 @@ import (
 	"github.com/vitamin-go/vitamin/discovery"
 )
 
-// Algorithm names how the balancer chooses among eligible instances.
+// Algorithm names how the balancer chooses among eligible instances. It is
+// a string value.
 type Algorithm string
 
 // Algorithms.

@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/vitamin-go/vitamin/discovery/consul"
 	"github.com/vitamin-go/vitamin/internal/testenv"
@@ -9,7 +10,7 @@ import (
 
 func newConsulWatcher(t testing.TB, c *testenv.Consul) *consul.Watcher {
 	t.Helper()
-	w, err := consul.NewWatcher(c.Client, consul.WatcherConfig{})
+	w, err := consul.NewWatcher(c.Client, consul.WatcherConfig{WaitTime: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

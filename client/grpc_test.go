@@ -155,7 +155,8 @@ func TestGRPCKillUnderLoad(t *testing.T) {
 		register(t, reg, b.instance(svc, nil))
 	}
 	victim := bs[2]
-	conn := dial(t, client.WithWatcher(reg), client.WithoutTracing(),
+	vw := &victimWatch{addr: "127.0.0.1:" + itoa(victim.port)}
+	conn := dial(t, client.WithWatcher(reg), client.WithoutTracing(), client.WithDialOptions(grpc.WithStatsHandler(vw)),
 		client.WithPolicies(policies(t, resilience.Policy{Retry: &resilience.Retry{MaxAttempts: 3}})))
 	testenv.Eventually(t, 5*time.Second, func() error { return check(context.Background(), conn) })
 
@@ -174,6 +175,14 @@ func TestGRPCKillUnderLoad(t *testing.T) {
 	}
 	if atKill == 0 {
 		t.Fatalf("the victim got no calls before it was killed: %v", counts(bs...))
+	}
+	// No attempt is even sent to the dead instance any more.
+	before := vw.attempts.Load()
+	if failed, err := load(conn, 4, 300, nil); failed > 0 {
+		t.Fatalf("%d calls failed: %v", failed, err)
+	}
+	if n := vw.attempts.Load() - before; n > 0 {
+		t.Fatalf("%d attempts went to the dead instance", n)
 	}
 }
 
