@@ -143,9 +143,11 @@ func (s *callState) has(e *endpoint) bool {
 	return false
 }
 
-func (s *callState) add(e *endpoint) {
+// add records e as tried and reports whether it was tried before.
+func (s *callState) add(e *endpoint) (again bool) {
 	s.mu.Lock()
-	if !s.has(e) {
+	defer s.mu.Unlock()
+	if again = s.has(e); !again {
 		if s.n < len(s.tried) {
 			s.tried[s.n] = e
 			s.n++
@@ -154,7 +156,7 @@ func (s *callState) add(e *endpoint) {
 			s.tried[len(s.tried)-1] = e
 		}
 	}
-	s.mu.Unlock()
+	return again
 }
 
 type callKey struct{}
@@ -468,16 +470,23 @@ func mix(x uint64) uint64 {
 // pick chooses an instance for one attempt of the call cs (nil: a call
 // without routing keys or retries).
 func (c *core) pick(cs *callState) (member, error) {
+	m, _, err := c.pickAgain(cs)
+	return m, err
+}
+
+// pickAgain is pick that also reports whether the call already tried the
+// chosen instance (every eligible one was tried).
+func (c *core) pickAgain(cs *callState) (member, bool, error) {
 	s := c.set.Load()
 	if len(s.all) == 0 {
-		return member{}, s.err
+		return member{}, false, s.err
 	}
 	list := s.all
 	switch {
 	case cs != nil && cs.pin != "" && s.pinned != nil:
 		list = s.pinned[cs.pin]
 		if len(list) == 0 {
-			return member{}, &NoInstancesError{Service: c.service, Subset: c.cfg.Pin.MetaKey + "=" + cs.pin, Reason: "no instances"}
+			return member{}, false, &NoInstancesError{Service: c.service, Subset: c.cfg.Pin.MetaKey + "=" + cs.pin, Reason: "no instances"}
 		}
 	case cs != nil && cs.sticky != "" && len(s.groups) > 0:
 		k := hashString(cs.sticky)
@@ -500,10 +509,11 @@ func (c *core) pick(cs *callState) (member, error) {
 		list = s.local
 	}
 	m := c.choose(list, cs)
+	again := false
 	if cs != nil {
-		cs.add(m.ep)
+		again = cs.add(m.ep)
 	}
-	return m, nil
+	return m, again, nil
 }
 
 func (c *core) choose(list []member, cs *callState) member {

@@ -267,10 +267,11 @@ func (balancerBuilder) Build(cc balancer.ClientConn, _ balancer.BuildOptions) ba
 }
 
 type subConn struct {
-	addr  string
-	sc    balancer.SubConn
-	state connectivity.State
-	err   error
+	addr   string
+	sc     balancer.SubConn
+	state  connectivity.State
+	err    error
+	failed bool // it was in TRANSIENT_FAILURE at least once
 }
 
 // grpcBalancer keeps one SubConn per instance and hands the core's picker
@@ -335,6 +336,7 @@ func (b *grpcBalancer) onState(s *subConn, st balancer.SubConnState) {
 	s.state = st.ConnectivityState
 	if st.ConnectivityState == connectivity.TransientFailure {
 		s.err = st.ConnectionError
+		s.failed = true
 	}
 	if st.ConnectivityState == connectivity.Idle {
 		s.sc.Connect()
@@ -344,7 +346,7 @@ func (b *grpcBalancer) onState(s *subConn, st balancer.SubConnState) {
 }
 
 func (b *grpcBalancer) updatePicker() {
-	var ready, connecting int
+	var ready, connecting, fresh int
 	var lastErr error
 	for _, s := range b.conns {
 		switch s.state {
@@ -352,6 +354,9 @@ func (b *grpcBalancer) updatePicker() {
 			ready++
 		case connectivity.Idle, connectivity.Connecting:
 			connecting++
+			if !s.failed {
+				fresh++
+			}
 		case connectivity.TransientFailure:
 			lastErr = s.err
 		}
@@ -359,7 +364,7 @@ func (b *grpcBalancer) updatePicker() {
 	var st balancer.State
 	switch {
 	case ready > 0:
-		st = balancer.State{ConnectivityState: connectivity.Ready, Picker: &picker{c: b.core}}
+		st = balancer.State{ConnectivityState: connectivity.Ready, Picker: &picker{c: b.core, connecting: fresh > 0}}
 	case len(b.conns) == 0:
 		var err error = &NoInstancesError{Service: b.core.service, Reason: "no instances"}
 		if b.resErr != nil {
@@ -409,13 +414,23 @@ func (b *grpcBalancer) Close() {
 }
 
 // picker asks the core for an instance and reports each call's outcome.
-type picker struct{ c *core }
+type picker struct {
+	c          *core
+	connecting bool // some new instances are connecting for the first time
+}
 
 func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	cs := callFrom(info.Ctx)
-	m, err := p.c.pick(cs)
+	m, again, err := p.c.pickAgain(cs)
 	if err != nil {
 		return balancer.PickResult{}, err
+	}
+	if again && p.connecting {
+		// A retry or hedge would go back to an instance the call already
+		// tried while new ones are still connecting: wait for them (gRPC
+		// picks again when the next picker arrives, at the latest when
+		// their first connection attempt ends).
+		return balancer.PickResult{}, balancer.ErrNoSubConnAvailable
 	}
 	if m.sc == nil {
 		return balancer.PickResult{}, balancer.ErrNoSubConnAvailable

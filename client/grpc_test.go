@@ -186,6 +186,22 @@ func TestGRPCKillUnderLoad(t *testing.T) {
 	}
 }
 
+// allReady waits until every backend served a call through conn.
+func allReady(t *testing.T, conn *grpc.ClientConn, bs ...*backend) {
+	t.Helper()
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if err := check(context.Background(), conn); err != nil {
+			return err
+		}
+		for _, b := range bs {
+			if b.calls.Load() == 0 {
+				return fmt.Errorf("%s got no call yet", b.id)
+			}
+		}
+		return nil
+	})
+}
+
 func TestGRPCEjection(t *testing.T) {
 	reg := newRegistry(t)
 	bs := []*backend{startGRPC(t, "a"), startGRPC(t, "b"), startGRPC(t, "bad")}
@@ -196,7 +212,8 @@ func TestGRPCEjection(t *testing.T) {
 	conn := dial(t, client.WithWatcher(reg), client.WithoutTracing(),
 		client.WithBalancing(client.Balancing{Algorithm: client.RoundRobin, Outlier: client.Outlier{Consecutive: 3, BaseEjection: time.Minute}}),
 		client.WithPolicies(policies(t, resilience.Policy{Retry: &resilience.Retry{MaxAttempts: 3}})))
-	testenv.Eventually(t, 5*time.Second, func() error { return check(context.Background(), conn) })
+	allReady(t, conn, bs...)
+	bad.calls.Store(0)
 	bad.fail.Store(true) // answers UNAVAILABLE, connection stays up
 
 	if failed, err := load(conn, 2, 300, nil); failed > 0 {
