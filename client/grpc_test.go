@@ -83,7 +83,7 @@ func TestGRPCSpread(t *testing.T) {
 			}
 			conn := dial(t, client.WithWatcher(reg), client.WithoutTracing(),
 				client.WithBalancing(client.Balancing{Algorithm: alg}))
-			testenv.Eventually(t, 5*time.Second, func() error { return check(context.Background(), conn) })
+			allReady(t, conn, bs...)
 			for _, b := range bs {
 				b.calls.Store(0)
 			}
@@ -158,7 +158,7 @@ func TestGRPCKillUnderLoad(t *testing.T) {
 	vw := &victimWatch{addr: "127.0.0.1:" + itoa(victim.port)}
 	conn := dial(t, client.WithWatcher(reg), client.WithoutTracing(), client.WithDialOptions(grpc.WithStatsHandler(vw)),
 		client.WithPolicies(policies(t, resilience.Policy{Retry: &resilience.Retry{MaxAttempts: 3}})))
-	testenv.Eventually(t, 5*time.Second, func() error { return check(context.Background(), conn) })
+	allReady(t, conn, bs...)
 
 	var atKill int64
 	failed, err := load(conn, 6, 1500, func(i int64) {
@@ -190,8 +190,10 @@ func TestGRPCKillUnderLoad(t *testing.T) {
 func allReady(t *testing.T, conn *grpc.ClientConn, bs ...*backend) {
 	t.Helper()
 	testenv.Eventually(t, 5*time.Second, func() error {
-		if err := check(context.Background(), conn); err != nil {
-			return err
+		for range 20 {
+			if err := check(context.Background(), conn); err != nil {
+				return err
+			}
 		}
 		for _, b := range bs {
 			if b.calls.Load() == 0 {
@@ -239,9 +241,12 @@ func TestGRPCSlowInstance(t *testing.T) {
 		register(t, reg, b.instance(svc, nil))
 	}
 	slow := bs[2]
-	slow.delay.Store(int64(20 * time.Millisecond))
 	conn := dial(t, client.WithWatcher(reg), client.WithoutTracing())
-	testenv.Eventually(t, 5*time.Second, func() error { return check(context.Background(), conn) })
+	allReady(t, conn, bs...)
+	slow.delay.Store(int64(20 * time.Millisecond))
+	for _, b := range bs {
+		b.calls.Store(0)
+	}
 	if failed, err := load(conn, 4, 1000, nil); failed > 0 {
 		t.Fatalf("%d calls failed: %v", failed, err)
 	}
@@ -264,15 +269,7 @@ func TestGRPCCanaryPinSticky(t *testing.T) {
 		Pin:    &client.Pin{},
 		Sticky: &client.Sticky{},
 	}))
-	testenv.Eventually(t, 5*time.Second, func() error {
-		if err := check(context.Background(), conn); err != nil {
-			return err
-		}
-		if len(reg.Instances(svc)) != 4 {
-			return errors.New("not all registered")
-		}
-		return nil
-	})
+	allReady(t, conn, append(stable, canary)...)
 
 	t.Run("canary weight", func(t *testing.T) {
 		canary.calls.Store(0)
