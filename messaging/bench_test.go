@@ -29,8 +29,11 @@ const (
 // and number of goroutines running the handler: Workers 1 is compared
 // with a Consume callback that acks, Workers 8 with a callback that hands
 // each message to 8 goroutines that ack. The raw consumer runs before and
-// after Vitamin's and the mean counts, which evens out drift. The first
-// benchWarmup messages of each run are not timed.
+// after Vitamin's and the faster of its two runs counts: that is the
+// stricter reference, and it is robust to a run hit by jetstream's
+// occasional stall (Consume then waits for the missed-heartbeat timeout,
+// 30s, before pulling again). The first benchWarmup messages of each run
+// are not timed.
 //
 // Metrics: msgs/s (Vitamin), raw-msgs/s, and x-raw, their ratio: the budget
 // is x-raw ≥ 0.8 with the memory store. ns/op is Vitamin's time per message.
@@ -60,7 +63,7 @@ func BenchmarkConsumerThroughput(b *testing.B) {
 			raw1 := benchRaw(b, e, "raw1", tc.workers)
 			vit := benchVitamin(b, e, "vitamin", tc.workers, store)
 			raw2 := benchRaw(b, e, "raw2", tc.workers)
-			raw := (raw1 + raw2) / 2
+			raw := max(raw1, raw2)
 			b.ReportMetric(1e9/vit, "ns/op")
 			b.ReportMetric(vit, "msgs/s")
 			b.ReportMetric(raw, "raw-msgs/s")
