@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"go.opentelemetry.io/otel/baggage"
@@ -41,7 +42,8 @@ type Transport struct {
 	retryAll bool
 
 	cancel    context.CancelFunc
-	done      chan struct{}
+	done      chan struct{} // closed when the watch goroutine ends
+	closed    atomic.Bool
 	closeOnce sync.Once
 }
 
@@ -104,6 +106,7 @@ func CloseHTTP(c *http.Client) error {
 // idle connections. Requests after Close fail. It always returns nil.
 func (t *Transport) Close() error {
 	t.closeOnce.Do(func() {
+		t.closed.Store(true)
 		t.cancel()
 		<-t.done
 		t.core.close()
@@ -124,11 +127,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Hostname() != t.service {
 		return t.base.RoundTrip(req)
 	}
-	select {
-	case <-t.done:
+	if t.closed.Load() {
 		closeBody(req)
 		return nil, ErrClosed
-	default:
 	}
 	ctx := req.Context()
 	if err := t.core.waitFirst(ctx); err != nil {
