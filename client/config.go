@@ -24,7 +24,7 @@ const (
 
 // Defaults of Balancing and Outlier.
 const (
-	DefaultDecayTime       = time.Second
+	DefaultDecayTime       = 10 * time.Second
 	DefaultFailurePenalty  = 100 * time.Millisecond
 	DefaultConsecutive     = 5
 	DefaultBaseEjection    = 30 * time.Second
@@ -44,11 +44,12 @@ const (
 type Balancing struct {
 	// Algorithm is PowerOfTwo (default) or RoundRobin.
 	Algorithm Algorithm `yaml:"algorithm,omitempty" json:"algorithm,omitempty"`
-	// DecayTime is the time constant of the peak-EWMA latency: an
-	// instance's latency estimate forgets a sample after about this long,
-	// and the estimate of an instance that is not called decays toward
-	// zero with it, so that a slow instance is probed again now and then.
-	// Default 1s.
+	// DecayTime is the time constant of the peak-EWMA latency. A slower
+	// sample replaces an instance's estimate at once; a faster one pulls
+	// it down by the share of DecayTime elapsed since the last sample, and
+	// by at least an eighth. The estimate of an instance that is not
+	// called decays toward zero over DecayTime, so that an instance
+	// avoided for being slow is probed again now and then. Default 10s.
 	DecayTime time.Duration `yaml:"decay_time,omitempty" json:"decay_time,omitempty"`
 	// FailurePenalty is the latency a failed call (connection error,
 	// UNAVAILABLE, 5xx) counts as when it failed faster than that, so that
