@@ -3,8 +3,6 @@ package messaging_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -14,8 +12,8 @@ import (
 )
 
 func ExamplePublisher_Publish() {
-	t := newExampleT()
-	defer t.close()
+	t := testenv.NewDetached("example")
+	defer t.Close()
 	srv := testenv.StartNATS(t) // a real NATS server with JetStream
 	js, _ := jetstream.New(srv.Connect(t))
 	ctx := context.Background()
@@ -48,8 +46,8 @@ func ExamplePublisher_Publish() {
 }
 
 func ExampleSQLStore() {
-	t := newExampleT()
-	defer t.close()
+	t := testenv.NewDetached("example")
+	defer t.Close()
 	srv := testenv.StartNATS(t)
 	pg := testenv.StartPostgres(t) // a fresh schema on the local PostgreSQL
 	js, _ := jetstream.New(srv.Connect(t))
@@ -104,35 +102,4 @@ func ExampleSQLStore() {
 	// shipped o-1
 	// shipped o-2
 	// shipments: 2
-}
-
-// exampleT gives testenv what it needs outside a test: cleanups run by
-// close, failures as panics.
-type exampleT struct {
-	testing.TB // not set: only the methods below are called
-	cleanups   []func()
-}
-
-func newExampleT() *exampleT { return &exampleT{} }
-
-func (t *exampleT) Helper()                   {}
-func (t *exampleT) Cleanup(f func())          { t.cleanups = append(t.cleanups, f) }
-func (t *exampleT) Failed() bool              { return false }
-func (t *exampleT) Logf(string, ...any)       {}
-func (t *exampleT) Fatalf(f string, a ...any) { panic(fmt.Sprintf(f, a...)) }
-func (t *exampleT) Errorf(f string, a ...any) { panic(fmt.Sprintf(f, a...)) }
-func (t *exampleT) Skipf(f string, a ...any)  { panic(fmt.Sprintf(f, a...)) }
-func (t *exampleT) TempDir() string {
-	dir, err := os.MkdirTemp("", "vitamin-example-")
-	if err != nil {
-		panic(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
-func (t *exampleT) close() {
-	for i := len(t.cleanups) - 1; i >= 0; i-- {
-		t.cleanups[i]()
-	}
 }
