@@ -236,16 +236,25 @@ func BenchmarkKillUnderLoad(b *testing.B) {
 	b.ReportMetric(float64(worst)/float64(time.Millisecond), "ms-to-no-new-calls")
 }
 
-// BenchmarkDiscoveryChange measures how long an instance registered in
-// Consul takes to reach the picker (the first call that lands on it).
-// Budget: p99 < 200 ms.
+// BenchmarkDiscoveryChange measures how long a newly registered instance
+// takes to reach the picker (the first call that lands on it), with Consul
+// and with the in-memory registry. Budget: p99 < 200 ms.
 func BenchmarkDiscoveryChange(b *testing.B) {
-	c := testenv.StartConsul(b)
-	w := newConsulWatcher(b, c)
-	r := newConsulRegistrar(b, c)
+	b.Run("consul", func(b *testing.B) {
+		c := testenv.StartConsul(b)
+		discoveryChange(b, newConsulWatcher(b, c), newConsulRegistrar(b, c))
+	})
+	b.Run("memory", func(b *testing.B) {
+		reg := newRegistry(b)
+		discoveryChange(b, reg, reg)
+	})
+}
+
+func discoveryChange(b *testing.B, w discovery.Watcher, r discovery.Registrar) {
 	first := startHTTP(b, "first")
 	register(b, r, first.instance(svc, nil))
-	hc := newHTTP(b, client.WithWatcher(w), client.WithoutTracing())
+	hc := newHTTP(b, client.WithWatcher(w), client.WithoutTracing(),
+		client.WithPolicies(policies(b, resilience.Policy{Retry: &resilience.Retry{MaxAttempts: 3}})))
 	var ds []time.Duration
 	for b.Loop() {
 		be := startHTTP(b, "new-"+itoa(len(ds)))

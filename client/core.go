@@ -255,16 +255,9 @@ func (c *core) update(instances []discovery.Instance) {
 	if c.closed {
 		return
 	}
-	// New instances start at the average estimate of the known ones, so
+	// New instances start at the typical latency of successful calls, so
 	// they neither attract nor repel traffic before their first answer.
-	var sum float64
-	var n int
-	for _, e := range c.eps {
-		if e.observed.Load() {
-			sum += math.Float64frombits(e.ewma.Load())
-			n++
-		}
-	}
+	typical := c.typical.Load()
 	now := c.now()
 	keep := make(map[string]bool, len(instances))
 	added, removed := 0, 0
@@ -277,9 +270,7 @@ func (c *core) update(instances []discovery.Instance) {
 		e := c.eps[addr]
 		if e == nil {
 			e = &endpoint{addr: addr, ready: !c.needConn}
-			if n > 0 {
-				e.ewma.Store(math.Float64bits(sum / float64(n)))
-			}
+			e.ewma.Store(typical)
 			e.stamp.Store(now)
 			c.eps[addr] = e
 			added++

@@ -170,3 +170,25 @@ func BenchmarkPickAndRecord(b *testing.B) {
 		}
 	})
 }
+
+func TestNewInstanceIsNotStarved(t *testing.T) {
+	c, ins := testCore(t, Balancing{Outlier: Outlier{Disabled: true}}, 2, nil)
+	eps := c.set.Load().all
+	for range 20 {
+		c.finish(eps[0].ep, c.start(eps[0].ep)-int64(time.Millisecond), outcomeSuccess)
+		c.finish(eps[1].ep, c.start(eps[1].ep), outcomeFailure) // penalised peer
+	}
+	// A new instance starts at the typical latency of successful calls,
+	// not at an average that includes the failing peer's penalty.
+	added := discovery.Instance{ID: "i999", Service: "orders", Address: "10.0.0.2", Port: 2000}
+	c.update(append(ins, added))
+	n := 0
+	for range 300 {
+		if m, _ := c.pick(nil); m.ep.addr == added.Endpoint() {
+			n++
+		}
+	}
+	if n < 50 {
+		t.Fatalf("the new instance got %d of 300 picks", n)
+	}
+}

@@ -323,7 +323,11 @@ func (b *grpcBalancer) UpdateClientConnState(s balancer.ClientConnState) error {
 		if !want[addr] {
 			s.sc.Shutdown()
 			delete(b.conns, addr)
+			continue
 		}
+		// The resolver may have replaced the core's endpoint for addr
+		// (removed and added again): tell it about the live SubConn.
+		b.core.setConn(addr, s.sc, s.state == connectivity.Ready)
 	}
 	b.updatePicker()
 	return nil

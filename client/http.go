@@ -26,6 +26,8 @@ import (
 // request with an Idempotency-Key header) are retried or hedged, unless
 // WithRetryNonIdempotent says otherwise; a retry goes to another instance.
 // The latency the balancer learns from is the time to the response headers.
+// For https URLs, certificates are checked against the instance's address
+// unless the base transport's TLSClientConfig.ServerName says otherwise.
 //
 // A Transport follows the service's instances from construction until
 // Close. It is safe for concurrent use.
