@@ -25,7 +25,6 @@ const (
 // Defaults of Balancing and Outlier.
 const (
 	DefaultDecayTime       = 10 * time.Second
-	DefaultFailurePenalty  = 100 * time.Millisecond
 	DefaultConsecutive     = 5
 	DefaultBaseEjection    = 30 * time.Second
 	DefaultMaxEjection     = 5 * time.Minute
@@ -53,7 +52,11 @@ type Balancing struct {
 	DecayTime time.Duration `yaml:"decay_time,omitempty" json:"decay_time,omitempty"`
 	// FailurePenalty is the latency a failed call (connection error,
 	// UNAVAILABLE, 5xx) counts as when it failed faster than that, so that
-	// an instance that fails fast does not attract traffic. Default 100ms.
+	// an instance that fails fast does not attract traffic. Default: five
+	// times the typical latency of the service's successful calls (1ms
+	// before there is one), enough to steer calls elsewhere without
+	// shunning the instance for long after a single failure; outlier
+	// ejection deals with instances that keep failing.
 	FailurePenalty time.Duration `yaml:"failure_penalty,omitempty" json:"failure_penalty,omitempty"`
 	// Outlier configures outlier ejection.
 	Outlier Outlier `yaml:"outlier,omitempty" json:"outlier,omitempty"`
@@ -155,9 +158,6 @@ func (b Balancing) withDefaults() (Balancing, error) {
 	}
 	if b.FailurePenalty < 0 {
 		return b, configError("Balancing.FailurePenalty", "must not be negative")
-	}
-	if b.FailurePenalty == 0 {
-		b.FailurePenalty = DefaultFailurePenalty
 	}
 	o := &b.Outlier
 	if o.Consecutive < 0 {

@@ -21,6 +21,10 @@ import (
 // so that in-flight requests still count.
 const costFloor = 1000 // ns
 
+// penaltyFactor times the typical latency is what a fast failure counts
+// as when Balancing.FailurePenalty is not set.
+const penaltyFactor = 5
+
 // minSampleWeight is the least weight a faster sample gets in the
 // estimate.
 const minSampleWeight = 1.0 / 8
@@ -585,8 +589,15 @@ func (c *core) finish(e *endpoint, start int64, o outcome) {
 			e.consec.Store(int32(c.cfg.Outlier.Consecutive))
 		}
 	}
-	if o == outcomeFailure && rtt < c.penalty {
-		rtt = c.penalty
+	if o == outcomeFailure {
+		penalty := c.penalty
+		if penalty == 0 { // relative to the typical latency
+			penalty = penaltyFactor * math.Float64frombits(c.typical.Load())
+			if penalty == 0 {
+				penalty = float64(time.Millisecond)
+			}
+		}
+		rtt = max(rtt, penalty)
 	}
 	e.observe(rtt, now, c.tau, math.Float64frombits(c.typical.Load()))
 	if o != outcomeFailure {

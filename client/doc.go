@@ -27,9 +27,10 @@
 // By default the balancer samples two eligible instances at random and
 // takes the cheaper: peak-EWMA latency × (requests in flight + 1), the
 // power of two choices. A latency estimate jumps to a slower sample at once
-// and comes down with faster ones (see Balancing.DecayTime); an instance that
-// fails faster than Balancing.FailurePenalty counts as that slow, so failing
-// fast does not attract traffic. RoundRobin is the alternative.
+// and comes down with faster ones (see Balancing.DecayTime); a failed call
+// counts as at least Balancing.FailurePenalty slow (by default five times
+// the typical latency), so failing fast does not attract traffic.
+// RoundRobin is the alternative.
 //
 // # Outlier ejection
 //
