@@ -346,13 +346,20 @@ func (c *core) setConn(addr string, sc balancer.SubConn, ready bool) {
 	c.rebuildLocked()
 }
 
-// resetConns forgets all SubConns (the gRPC balancer closed).
+// resetConns forgets all SubConns and ejections: the gRPC balancer closed,
+// because the connection closed or went idle.
 func (c *core) resetConns() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, e := range c.eps {
 		e.sc, e.ready = nil, false
+		if e.timer != nil {
+			e.timer.Stop()
+			e.timer = nil
+		}
+		e.ejected = false
 	}
+	c.ejected = 0
 	c.rebuildLocked()
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -15,6 +16,8 @@ import (
 
 	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vitamin-go/vitamin/client"
@@ -389,4 +392,59 @@ func TestHTTPSlowInstance(t *testing.T) {
 	if share > 0.1 {
 		t.Fatalf("the slow instance got %.1f%% of the calls, want < 10%%: %v", 100*share, counts(bs...))
 	}
+}
+
+func TestEjectionIsLoggedAndCounted(t *testing.T) {
+	reg := newRegistry(t)
+	good, bad := startHTTP(t, "good"), startHTTP(t, "bad")
+	bad.fail.Store(true)
+	register(t, reg, good.instance(svc, nil))
+	register(t, reg, bad.instance(svc, nil))
+	var logs syncBuffer
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	defer mp.Shutdown(context.Background())
+	hc := newHTTP(t, client.WithWatcher(reg), client.WithoutTracing(),
+		client.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))), client.WithMeterProvider(mp),
+		client.WithBalancing(client.Balancing{Algorithm: client.RoundRobin, Outlier: client.Outlier{Consecutive: 2}}))
+	for range 10 {
+		_, _, _ = get(hc, http.MethodGet, "http://orders/x", nil)
+	}
+	if !strings.Contains(logs.String(), "instance ejected") || !strings.Contains(logs.String(), "instance=bad") {
+		t.Errorf("no ejection in the log:\n%s", logs.String())
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	var ejections int64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name == client.MetricEjections {
+				for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+					ejections += dp.Value
+				}
+			}
+		}
+	}
+	if ejections != 1 {
+		t.Errorf("%s = %d, want 1", client.MetricEjections, ejections)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
