@@ -79,6 +79,7 @@ func TestGRPCSpread(t *testing.T) {
 			reg := newRegistry(t)
 			bs := []*backend{startGRPC(t, "a"), startGRPC(t, "b"), startGRPC(t, "c")}
 			for _, b := range bs {
+				b.delay.Store(int64(time.Millisecond)) // equal service times
 				register(t, reg, b.instance(svc, nil))
 			}
 			conn := dial(t, client.WithWatcher(reg), client.WithoutTracing(),

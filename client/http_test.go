@@ -122,6 +122,7 @@ func TestHTTPSpreadAndCaller(t *testing.T) {
 	reg := newRegistry(t)
 	bs := []*backend{startHTTP(t, "a"), startHTTP(t, "b"), startHTTP(t, "c")}
 	for _, b := range bs {
+		b.delay.Store(int64(time.Millisecond)) // equal service times
 		register(t, reg, b.instance(svc, nil))
 	}
 	hc := newHTTP(t, client.WithWatcher(reg), client.WithCaller("checkout"))
