@@ -59,7 +59,8 @@ type NoInstancesError struct {
 	// Subset describes the subset the call was limited to, such as
 	// "version=v2"; empty when the call could go to any instance.
 	Subset string
-	// Reason says why there was none: "no instances", "no instance ready"…
+	// Reason says why there was none: "no instances" (none known, or none
+	// in the subset) or "no reachable instance" (all unreachable).
 	Reason string
 }
 

@@ -133,9 +133,11 @@ func WithHTTPTracing(opts ...tracinghttp.Option) Option {
 
 // WithDialOptions adds gRPC dial options, applied after the client's own:
 // transport credentials (the default is insecure, for plaintext traffic
-// inside a trusted network), interceptors that run inside the client's,
-// keepalive settings… Options that replace the resolver or the load
-// balancing policy break the client.
+// inside a trusted network), keepalive settings, interceptors (those given
+// with grpc.WithChainUnaryInterceptor run inside the client's, once per
+// attempt; one given with grpc.WithUnaryInterceptor runs outside, once per
+// call)… Options that replace the resolver or the default service config
+// break the client.
 func WithDialOptions(opts ...grpc.DialOption) Option {
 	return func(o *options) { o.dialOpts = append(o.dialOpts, opts...) }
 }
