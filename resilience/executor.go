@@ -132,7 +132,7 @@ type Executor struct {
 	maxHedges    int
 	latency      *latencies             // with Hedge.Quantile
 	hedges       *timerList             // starts hedges
-	deadlines    *timerList             // ends hedged attempts that time out
+	deadlines    *timerList             // ends attempts that time out
 	closed       chan struct{}          // closed; see attemptCtx.end
 	causeKey     any                    // see attemptCtx.Value
 	fs           failsafe.Executor[any] // retry; nil without it
@@ -195,6 +195,16 @@ func newExecutor(name string, p Policy, o *options, inst *instruments, prev *Exe
 		}
 	}
 
+	if e.timeout > 0 || p.Hedge != nil {
+		// Attempts run in an attemptCtx, whose deadline is kept by one
+		// timer list per executor instead of a runtime timer per attempt.
+		if e.timeout > 0 {
+			e.deadlines = newTimerList()
+		}
+		e.closed = make(chan struct{})
+		close(e.closed)
+		e.causeKey = causeKey()
+	}
 	if r := p.Retry; r != nil && r.MaxAttempts > 1 {
 		e.retryOn = slices.Clone(r.On)
 		e.fs = failsafe.With(e.buildRetry(*r))
@@ -202,12 +212,6 @@ func newExecutor(name string, p Policy, o *options, inst *instruments, prev *Exe
 	if h := p.Hedge; h != nil {
 		e.hedged = true
 		e.hedges = newTimerList()
-		if e.timeout > 0 {
-			e.deadlines = newTimerList()
-		}
-		e.closed = make(chan struct{})
-		close(e.closed)
-		e.causeKey = causeKey()
 		e.hedgeDelay = h.Delay
 		e.maxHedges = max(h.MaxHedges, 1)
 		if h.Quantile > 0 {
@@ -389,7 +393,9 @@ func attempt[T any](ctx context.Context, e *Executor, fn attemptFunc[T]) (T, err
 	}
 	actx, cancel := ctx, context.CancelFunc(noop)
 	if e.timeout > 0 {
-		actx, cancel = context.WithTimeout(ctx, e.timeout)
+		a := new(attemptCtx)
+		cancel = a.start(e, ctx, time.Now())
+		actx = a
 	}
 	v, err := fn(actx, cancel)
 	if err != nil {

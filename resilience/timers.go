@@ -132,7 +132,8 @@ func (t *timerList) fire() {
 	}
 }
 
-// attemptCtx is the context of an attempt of a hedged group. It behaves
+// attemptCtx is the context of an attempt when the policy has a timeout or
+// hedges. It behaves
 // as context.WithTimeout(parent, timeout) would (or context.WithCancel
 // without a timeout, or when the parent's deadline comes first), but its
 // deadline is kept by the executor's deadline timer list instead of a
