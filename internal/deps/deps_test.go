@@ -32,6 +32,10 @@ var rules = []struct {
 	{"discovery", []string{consul, nats, grpc, otelSDK, otelExporters}},
 	{"config", []string{consul, nats, grpc, otelSDK, otelExporters}},
 	{"messaging", []string{consul, grpc, otelSDK, otelExporters}},
+	{"client", []string{consul, nats, otelSDK, otelExporters}},
+	{"tracing/tracinggrpc", []string{consul, nats, otelSDK, otelExporters}},
+	{"tracing/tracinghttp", []string{consul, nats, grpc, otelSDK, otelExporters}},
+	{"tracing/tracingnats", []string{consul, grpc, otelSDK, otelExporters}},
 }
 
 func TestPackagesKeepTheirDependenciesLight(t *testing.T) {

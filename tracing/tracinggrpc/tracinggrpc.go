@@ -8,8 +8,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/stats"
-
-	"github.com/vitamin-go/vitamin/tracing"
 )
 
 // Option configures the handlers.
@@ -20,10 +18,19 @@ type config struct {
 	filter otelgrpc.Filter
 }
 
+// Telemetry is what WithTelemetry takes; *tracing.Telemetry has these
+// methods. The interface keeps this package free of the OpenTelemetry SDK
+// and exporters that package tracing brings in.
+type Telemetry interface {
+	TracerProvider() trace.TracerProvider
+	MeterProvider() metric.MeterProvider
+	Propagator() propagation.TextMapPropagator
+}
+
 // WithTelemetry takes the tracer provider, meter provider and propagator
-// from t. Without it (or the single-purpose options), the handlers use
+// from t, usually the *tracing.Telemetry that tracing.New returned. Without it (or the single-purpose options), the handlers use
 // the OpenTelemetry globals, as installed by tracing.Setup.
-func WithTelemetry(t *tracing.Telemetry) Option {
+func WithTelemetry(t Telemetry) Option {
 	return func(c *config) {
 		c.otel = append(c.otel,
 			otelgrpc.WithTracerProvider(t.TracerProvider()),
