@@ -95,7 +95,7 @@ func run(port int) error {
 	defer client.CloseHTTP(inventory)
 
 	// Events for billing.
-	nc, err := nats.Connect(platform.Getenv("NATS_URL", nats.DefaultURL), nats.MaxReconnects(-1))
+	nc, err := nats.Connect(platform.Getenv("NATS_URL", nats.DefaultURL), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))
 	if err != nil {
 		return err
 	}
