@@ -390,8 +390,10 @@ func TestHTTPSlowInstance(t *testing.T) {
 		t.Fatalf("%d calls failed: %v", failed, err)
 	}
 	share := float64(slow.calls.Load()) / 800
-	if share > 0.1 {
-		t.Fatalf("the slow instance got %.1f%% of the calls, want < 10%%: %v", 100*share, counts(bs...))
+	// An even spread would give it a third; a loaded CI machine blurs the
+	// tenfold difference, so the bound leaves room for that.
+	if share > 0.15 {
+		t.Fatalf("the slow instance got %.1f%% of the calls, want < 15%% (an even share is 33%%): %v", 100*share, counts(bs...))
 	}
 }
 
