@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/vitamin-go/vitamin/discovery"
+	"github.com/vitamin-go/vitamin/internal/testenv"
 )
 
 func testCore(t testing.TB, b Balancing, n int, meta func(i int) map[string]string) (*core, []discovery.Instance) {
@@ -70,13 +71,12 @@ func TestEjectionCapAndExpiry(t *testing.T) {
 		}
 	}
 	// The ejection ends by itself.
-	deadline := time.Now().Add(5 * time.Second)
-	for len(c.set.Load().all) != 4 {
-		if time.Now().After(deadline) {
-			t.Fatal("ejected instances did not come back")
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if n := len(c.set.Load().all); n != 4 {
+			return fmt.Errorf("%d of 4 instances eligible; the ejected ones did not come back", n)
 		}
-		time.Sleep(5 * time.Millisecond) // polling for the timer
-	}
+		return nil
+	})
 	// A second ejection lasts longer.
 	fail(eps[0].ep)
 	c.mu.Lock()

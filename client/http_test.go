@@ -16,8 +16,6 @@ import (
 
 	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/propagation"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vitamin-go/vitamin/client"
@@ -403,12 +401,10 @@ func TestEjectionIsLoggedAndCounted(t *testing.T) {
 	bad.fail.Store(true)
 	register(t, reg, good.instance(svc, nil))
 	register(t, reg, bad.instance(svc, nil))
-	var logs syncBuffer
-	reader := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	defer mp.Shutdown(context.Background())
+	var logs testenv.Buffer
+	metrics := testenv.NewMetrics(t)
 	hc := newHTTP(t, client.WithWatcher(reg), client.WithoutTracing(),
-		client.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))), client.WithMeterProvider(mp),
+		client.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))), client.WithMeterProvider(metrics.Provider),
 		client.WithBalancing(client.Balancing{Algorithm: client.RoundRobin, Outlier: client.Outlier{Consecutive: 2}}))
 	for range 10 {
 		_, _, _ = get(hc, http.MethodGet, "http://orders/x", nil)
@@ -416,38 +412,8 @@ func TestEjectionIsLoggedAndCounted(t *testing.T) {
 	if !strings.Contains(logs.String(), "instance ejected") || !strings.Contains(logs.String(), "instance=bad") {
 		t.Errorf("no ejection in the log:\n%s", logs.String())
 	}
-	var rm metricdata.ResourceMetrics
-	if err := reader.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
-	var ejections int64
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if m.Name == client.MetricEjections {
-				for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
-					ejections += dp.Value
-				}
-			}
-		}
-	}
+	ejections := metrics.Sum(t, client.MetricEjections)
 	if ejections != 1 {
 		t.Errorf("%s = %d, want 1", client.MetricEjections, ejections)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -14,8 +14,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"go.opentelemetry.io/otel/attribute"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.uber.org/goleak"
 
 	"github.com/vitamin-go/vitamin/config"
@@ -275,14 +273,11 @@ func TestOnChangeFiresOncePerRealChangeAndDeleteRestoresDefault(t *testing.T) {
 }
 
 func TestInvalidValueIsRejectedReportedAndCounted(t *testing.T) {
-	reader := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	defer mp.Shutdown(context.Background())
-
+	metrics := testenv.NewMetrics(t)
 	mem := config.NewMemory(map[string]any{"db.pool.max": 5, "timeout": "1s"})
 	reported := make(chan error, 10)
 	cfg, err := config.Load(context.Background(), config.Layers{Sources: []config.Source{mem}},
-		config.WithMeterProvider(mp), config.WithErrorHandler(func(err error) { reported <- err }))
+		config.WithMeterProvider(metrics.Provider), config.WithErrorHandler(func(err error) { reported <- err }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,21 +313,9 @@ func TestInvalidValueIsRejectedReportedAndCounted(t *testing.T) {
 		t.Errorf("OnChange calls = %d, timeout = %v; want 1 and 1s", calls.Load(), timeout.Get())
 	}
 
-	var rm metricdata.ResourceMetrics
-	if err := reader.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
 	got := map[string]int64{}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if m.Name != "vitamin.config.rejections" {
-				continue
-			}
-			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
-				k, _ := dp.Attributes.Value(attribute.Key("key"))
-				got[k.AsString()] += dp.Value
-			}
-		}
+	for _, key := range []string{"db.pool.max", "timeout"} {
+		got[key] = metrics.Sum(t, "vitamin.config.rejections", attribute.String("key", key))
 	}
 	if diff := cmp.Diff(map[string]int64{"db.pool.max": 2, "timeout": 1}, got); diff != "" {
 		t.Errorf("vitamin.config.rejections (-want +got):\n%s", diff)

@@ -293,7 +293,8 @@ func TestCrashBetweenSideEffectAndAck(t *testing.T) {
 			<-crash
 			stopA()
 
-			metrics, withMetrics := newMetricReader()
+			metrics := testenv.NewMetrics(t)
+			withMetrics := WithMeterProvider(metrics.Provider)
 			b, err := NewConsumer(ctx, e.js, fastConfig("pay"), handler("b"), WithStore(store), withMetrics)
 			if err != nil {
 				t.Fatal(err)
@@ -302,10 +303,10 @@ func TestCrashBetweenSideEffectAndAck(t *testing.T) {
 			settled(t, e.js, "events", "pay", 20*time.Second)
 			stopB()
 
-			if got := metrics.sum(t, "vitamin.messaging.duplicates"); got < 1 {
+			if got := metrics.Sum(t, "vitamin.messaging.duplicates"); got < 1 {
 				t.Errorf("instance b suppressed %d duplicates, want the crashed message's redelivery", got)
 			}
-			if got := metrics.sum(t, "vitamin.messaging.processed"); got != n-1 {
+			if got := metrics.Sum(t, "vitamin.messaging.processed"); got != n-1 {
 				t.Errorf("instance b processed %d messages, want %d", got, n-1)
 			}
 			for i := range n {

@@ -10,8 +10,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.uber.org/goleak"
 
 	"github.com/vitamin-go/vitamin/internal/testenv"
@@ -193,39 +191,3 @@ func (c *counter) keys() int {
 // withBeforeAck runs f after the idempotency mark and before the ack; when
 // f returns false the ack is skipped, as if it was lost.
 func withBeforeAck(f func(*Message) bool) Option { return func(o *options) { o.beforeAck = f } }
-
-// metricReader records a consumer's metrics in memory.
-type metricReader struct{ r *sdkmetric.ManualReader }
-
-func newMetricReader() (metricReader, Option) {
-	r := sdkmetric.NewManualReader()
-	return metricReader{r}, WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(r)))
-}
-
-// sum returns the value of a counter, or the count of a histogram.
-func (m metricReader) sum(t testing.TB, name string) int64 {
-	t.Helper()
-	var rm metricdata.ResourceMetrics
-	if err := m.r.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
-	var n int64
-	for _, sm := range rm.ScopeMetrics {
-		for _, md := range sm.Metrics {
-			if md.Name != name {
-				continue
-			}
-			switch d := md.Data.(type) {
-			case metricdata.Sum[int64]:
-				for _, p := range d.DataPoints {
-					n += p.Value
-				}
-			case metricdata.Histogram[float64]:
-				for _, p := range d.DataPoints {
-					n += int64(p.Count)
-				}
-			}
-		}
-	}
-	return n
-}

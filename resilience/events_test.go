@@ -1,48 +1,27 @@
 package resilience_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.opentelemetry.io/otel/attribute"
 
+	"github.com/vitamin-go/vitamin/internal/testenv"
 	"github.com/vitamin-go/vitamin/resilience"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestEventsReachLogsMetricsAndSnapshot(t *testing.T) {
-	reader := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	defer func() { _ = mp.Shutdown(context.Background()) }()
-	var logs syncBuffer
+	metrics := testenv.NewMetrics(t)
+	var logs testenv.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 	r, err := resilience.NewRegistry(resilience.Config{Default: resilience.Policy{
 		Retry:          &resilience.Retry{MaxAttempts: 2},
 		CircuitBreaker: &resilience.CircuitBreaker{WindowSize: 2, FailureRate: 1, MinRequests: 2, OpenFor: time.Hour},
-	}}, resilience.WithLogger(logger), resilience.WithMeterProvider(mp))
+	}}, resilience.WithLogger(logger), resilience.WithMeterProvider(metrics.Provider))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,39 +46,21 @@ func TestEventsReachLogsMetricsAndSnapshot(t *testing.T) {
 		}
 	}
 
-	var rm metricdata.ResourceMetrics
-	if err := reader.Collect(ctx, &rm); err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]int64{}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			sum, ok := m.Data.(metricdata.Sum[int64])
-			if !ok {
-				continue
-			}
-			for _, dp := range sum.DataPoints {
-				key := m.Name
-				for _, kv := range dp.Attributes.ToSlice() {
-					if kv.Key != "policy" {
-						key += " " + string(kv.Key) + "=" + kv.Value.AsString()
-					}
-				}
-				got[key] += dp.Value
-			}
-		}
-	}
-	for key, n := range map[string]int64{
-		resilience.MetricCalls + " outcome=success":          1,
-		resilience.MetricCalls + " outcome=failure":          1,
-		resilience.MetricCalls + " outcome=circuit_open":     1,
-		resilience.MetricRetries:                             1,
-		resilience.MetricRejections + " reason=circuit_open": 1,
-		resilience.MetricFallbacks + " cause=failure":        1,
-		resilience.MetricCircuitTransitions + " state=open":  1,
+	for _, m := range []struct {
+		name string
+		attr []attribute.KeyValue
+		want int64
+	}{
+		{resilience.MetricCalls, []attribute.KeyValue{attribute.String("outcome", "success")}, 1},
+		{resilience.MetricCalls, []attribute.KeyValue{attribute.String("outcome", "failure")}, 1},
+		{resilience.MetricCalls, []attribute.KeyValue{attribute.String("outcome", "circuit_open")}, 1},
+		{resilience.MetricRetries, nil, 1},
+		{resilience.MetricRejections, []attribute.KeyValue{attribute.String("reason", "circuit_open")}, 1},
+		{resilience.MetricFallbacks, []attribute.KeyValue{attribute.String("cause", "failure")}, 1},
+		{resilience.MetricCircuitTransitions, []attribute.KeyValue{attribute.String("state", "open")}, 1},
 	} {
-		if got[key] != n {
-			t.Errorf("metric %q = %d, want %d (all: %v)", key, got[key], n, got)
+		if got := metrics.Sum(t, m.name, m.attr...); got != m.want {
+			t.Errorf("metric %s %v = %d, want %d", m.name, m.attr, got, m.want)
 		}
 	}
 }

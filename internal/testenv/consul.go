@@ -60,7 +60,7 @@ type Consul struct {
 
 	bin  string
 	args []string
-	log  *logBuffer
+	log  *Buffer
 
 	mu   sync.Mutex
 	proc *exec.Cmd
@@ -102,7 +102,7 @@ func StartConsul(t testing.TB, opts ...ConsulOption) *Consul {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	c := &Consul{bin: bin, log: &logBuffer{}, Node: "vitamin-test"}
+	c := &Consul{bin: bin, log: &Buffer{}, Node: "vitamin-test"}
 	attachOnFailure(t, "consul agent", c.log)
 	t.Cleanup(c.Stop)
 

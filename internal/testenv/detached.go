@@ -30,6 +30,7 @@ type Stopped struct {
 	Msg  string // the message given
 }
 
+// Error returns the message.
 func (s *Stopped) Error() string { return s.Msg }
 
 // NewDetached returns a Detached named name (used for temporary
@@ -89,50 +90,65 @@ func catch(f func()) (stopped *Stopped) {
 	return nil
 }
 
-func (d *Detached) Helper()      {}
+// Helper does nothing: there is no test log whose lines it could mark.
+func (d *Detached) Helper() {}
+
+// Name returns the name given to NewDetached.
 func (d *Detached) Name() string { return d.name }
 
+// Cleanup registers f to run on Close.
 func (d *Detached) Cleanup(f func()) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.cleanups = append(d.cleanups, f)
 }
 
+// Failed reports whether Error, Errorf, Fatal or Fatalf was called.
 func (d *Detached) Failed() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.failed
 }
 
-func (d *Detached) Log(args ...any)                 { fmt.Fprintln(os.Stderr, args...) }
+// Log writes args to standard error.
+func (d *Detached) Log(args ...any) { fmt.Fprintln(os.Stderr, args...) }
+
+// Logf writes a formatted line to standard error.
 func (d *Detached) Logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
 
+// Error marks d failed and logs args.
 func (d *Detached) Error(args ...any) {
 	d.fail()
 	d.Log(args...)
 }
 
+// Errorf marks d failed and logs a formatted line.
 func (d *Detached) Errorf(format string, args ...any) {
 	d.fail()
 	d.Logf(format, args...)
 }
 
+// Fatal marks d failed and panics with a *Stopped.
 func (d *Detached) Fatal(args ...any) {
 	d.fail()
 	panic(&Stopped{Msg: fmt.Sprint(args...)})
 }
 
+// Fatalf marks d failed and panics with a *Stopped.
 func (d *Detached) Fatalf(format string, args ...any) {
 	d.fail()
 	panic(&Stopped{Msg: fmt.Sprintf(format, args...)})
 }
 
+// Skip panics with a *Stopped whose Skip is true.
 func (d *Detached) Skip(args ...any) { panic(&Stopped{Skip: true, Msg: fmt.Sprint(args...)}) }
 
+// Skipf panics with a *Stopped whose Skip is true.
 func (d *Detached) Skipf(format string, args ...any) {
 	panic(&Stopped{Skip: true, Msg: fmt.Sprintf(format, args...)})
 }
 
+// TempDir returns a new directory, removed on Close.
 func (d *Detached) TempDir() string {
 	dir, err := os.MkdirTemp("", "vitamin-"+d.name+"-")
 	if err != nil {

@@ -22,7 +22,7 @@ type NATS struct {
 	StoreDir string
 
 	opts server.Options
-	log  *logBuffer
+	log  *Buffer
 
 	mu  sync.Mutex
 	srv *server.Server
@@ -33,7 +33,7 @@ type NATS struct {
 // attached to the test output if the test failed.
 func StartNATS(t testing.TB) *NATS {
 	t.Helper()
-	n := &NATS{StoreDir: t.TempDir(), log: &logBuffer{}}
+	n := &NATS{StoreDir: t.TempDir(), log: &Buffer{}}
 	n.opts = server.Options{
 		ServerName: "vitamin-test",
 		Host:       "127.0.0.1",
@@ -117,8 +117,8 @@ func (n *NATS) Connect(t testing.TB, opts ...nats.Option) *nats.Conn {
 	return nc
 }
 
-// natsLogger writes the server's log lines into a logBuffer.
-type natsLogger struct{ w *logBuffer }
+// natsLogger writes the server's log lines into a Buffer.
+type natsLogger struct{ w *Buffer }
 
 func (l natsLogger) logf(level, format string, v ...any) {
 	fmt.Fprintf(l.w, "%s [%s] %s\n", time.Now().Format("15:04:05.000"), level, fmt.Sprintf(format, v...))

@@ -3,12 +3,10 @@ package testenv
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 )
@@ -88,32 +86,11 @@ func poll(ctx context.Context, timeout time.Duration, cond func() error) error {
 	}
 }
 
-// logBuffer collects a process's output so that it can be attached to the
-// test log when the test fails. It is safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.buf = append(l.buf, p...)
-	return len(p), nil
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return string(l.buf)
-}
-
-func attachOnFailure(t testing.TB, name string, l *logBuffer) {
+// attachOnFailure adds what l holds to the test log if the test failed.
+func attachOnFailure(t testing.TB, name string, l *Buffer) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("--- %s log ---\n%s--- end of %s log ---", name, l.String(), name)
 		}
 	})
 }
-
-func errorf(format string, args ...any) error { return fmt.Errorf("testenv: "+format, args...) }

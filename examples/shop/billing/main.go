@@ -1,7 +1,3 @@
-// Command billing charges each accepted order exactly once: an idempotent
-// JetStream consumer of orders.created whose processed keys live in a
-// JetStream key-value bucket, shared by all billing instances and kept
-// across restarts. GET /v1/charges shows what it charged.
 package main
 
 import (
@@ -12,9 +8,6 @@ import (
 	"os"
 	"sync"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vitamin-go/vitamin/examples/shop/events"
 	"github.com/vitamin-go/vitamin/examples/shop/platform"
@@ -38,23 +31,11 @@ func run(port int) error {
 	}
 	defer svc.Close()
 
-	nc, err := nats.Connect(platform.Getenv("NATS_URL", nats.DefaultURL), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))
+	nc, js, err := svc.JetStream(ctx, events.Streams)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	for _, s := range []messaging.StreamConfig{
-		{Name: events.Stream, Subjects: []string{events.AllOrders}},
-		{Name: events.DeadLetters, Subjects: []string{"deadletter.>"}},
-	} {
-		if _, err := messaging.EnsureStream(ctx, js, s); err != nil {
-			return err
-		}
-	}
 	store, err := messaging.NewKVStore(ctx, js, messaging.KVStoreConfig{Bucket: "billing_processed"})
 	if err != nil {
 		return err

@@ -1,5 +1,13 @@
-// Package events holds the messages the shop's services exchange.
 package events
+
+import "github.com/vitamin-go/vitamin/messaging"
+
+// Streams are the JetStream streams of the shop: the order events, and the
+// messages consumers gave up on.
+var Streams = []messaging.StreamConfig{
+	{Name: Stream, Subjects: []string{AllOrders}},
+	{Name: DeadLetters, Subjects: []string{"deadletter.>"}},
+}
 
 // Stream is the JetStream stream that keeps the shop's order events.
 const Stream = "ORDERS"

@@ -1,9 +1,3 @@
-// Command orders takes orders: POST /v1/orders {"sku":"tea","quantity":2}
-// checks the stock with the inventory service, found in Consul and called
-// through Vitamin's HTTP client (load balancing, retries on another
-// instance, a circuit breaker), then publishes orders.created for billing.
-// The largest quantity one order may ask for is a dynamic property, read
-// from Consul KV at config/orders/max_quantity and changed at run time.
 package main
 
 import (
@@ -17,9 +11,6 @@ import (
 	"net/http"
 	"os"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vitamin-go/vitamin/client"
 	"github.com/vitamin-go/vitamin/config"
@@ -95,18 +86,11 @@ func run(port int) error {
 	defer client.CloseHTTP(inventory)
 
 	// Events for billing.
-	nc, err := nats.Connect(platform.Getenv("NATS_URL", nats.DefaultURL), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))
+	nc, js, err := svc.JetStream(ctx, events.Streams)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	if _, err := messaging.EnsureStream(ctx, js, messaging.StreamConfig{Name: events.Stream, Subjects: []string{events.AllOrders}}); err != nil {
-		return err
-	}
 	pub, err := messaging.NewPublisher(js, messaging.PublisherConfig{}, messaging.WithCaller("orders"), messaging.WithLogger(svc.Log))
 	if err != nil {
 		return err

@@ -1,0 +1,2 @@
+// Package events holds the messages the shop's services exchange.
+package events
