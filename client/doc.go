@@ -12,8 +12,8 @@
 // or the in-memory discovery.Registry), picks an instance, applies the
 // target's resilience policy — retries and hedges go to another instance
 // than the attempts before them — propagates the trace context and sends
-// the caller's identity (resilience.CallerMetadataKey in gRPC metadata,
-// resilience.CallerHeader in HTTP).
+// the caller's identity (in a gRPC connection's user agent, see
+// WithCaller; in the resilience.CallerHeader header over HTTP).
 //
 // gRPC clients are plain *grpc.ClientConn values built with grpc.NewClient
 // and grpc-go's own extension points: a resolver given to the connection

@@ -61,7 +61,8 @@ const serviceConfig = `{"loadBalancingConfig":[{"` + BalancerName + `":{}}]}`
 //     retries and hedges go to other instances than the attempts before;
 //   - an OpenTelemetry stats handler traces each attempt (WithoutTracing
 //     leaves it out);
-//   - WithCaller's name travels in the metadata resilience.CallerMetadataKey.
+//   - WithCaller's name travels in the connection's user agent
+//     (resilience.CallerUserAgent), where resiliencegrpc.Caller finds it.
 //
 // A call while the service has no instance fails at once with status
 // UNAVAILABLE and a message naming the service; calls succeed again as soon
@@ -83,26 +84,27 @@ func NewGRPC(ctx context.Context, service string, opts ...Option) (*grpc.ClientC
 		core:   c,
 		o:      &o,
 	}
-	ci := &callInterceptor{caller: o.caller, pin: o.balancing.Pin, sticky: o.balancing.Sticky,
-		callerMD: metadata.Pairs(resilience.CallerMetadataKey, o.caller)}
-	unary := []grpc.UnaryClientInterceptor{ci.unary}
-	stream := []grpc.StreamClientInterceptor{ci.stream}
+	ci := &callInterceptor{pin: o.balancing.Pin, sticky: o.balancing.Sticky,
+		state: o.policies != nil || o.balancing.Pin != nil || o.balancing.Sticky != nil}
 	if o.policies != nil {
 		pick := resiliencegrpc.ForService(o.policies, service)
-		unary = append(unary, resiliencegrpc.UnaryClientInterceptor(pick))
-		stream = append(stream, resiliencegrpc.StreamClientInterceptor(pick))
+		ci.unaryPolicy = resiliencegrpc.UnaryClientInterceptor(pick)
+		ci.streamPolicy = resiliencegrpc.StreamClientInterceptor(pick)
 	}
 	dial := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithResolvers(rb),
 		grpc.WithDefaultServiceConfig(serviceConfig),
-		grpc.WithChainUnaryInterceptor(unary...),
-		grpc.WithChainStreamInterceptor(stream...),
+		grpc.WithChainUnaryInterceptor(ci.unary),
+		grpc.WithChainStreamInterceptor(ci.stream),
 	}
 	if o.tracing {
 		dial = append(dial, grpc.WithStatsHandler(tracinggrpc.ClientHandler(o.grpcTracing...)))
 	}
 	dial = append(dial, o.dialOpts...)
+	if o.caller != "" {
+		dial = append(dial, grpc.WithUserAgent(resilience.CallerUserAgent(o.caller)))
+	}
 	conn, err := grpc.NewClient(rb.scheme+":///"+service, dial...)
 	if err != nil {
 		return nil, fmt.Errorf("client: dial %q: %w", service, err)
@@ -111,24 +113,19 @@ func NewGRPC(ctx context.Context, service string, opts ...Option) (*grpc.ClientC
 	return conn, nil
 }
 
-// callInterceptor runs outside the resilience interceptors: it gives each
-// logical call the state its attempts share (instances tried, routing
-// keys) and adds the caller's identity.
+// callInterceptor is the connection's one interceptor (grpc-go chains
+// several through a closure per call): it gives each logical call the
+// state its attempts share (instances tried, routing keys), then runs it
+// under the resilience policy.
 type callInterceptor struct {
-	caller   string
-	callerMD metadata.MD
-	pin      *Pin
-	sticky   *Sticky
+	pin          *Pin
+	sticky       *Sticky
+	state        bool // unary calls need a callState: retries or hedges may come, or routing keys
+	unaryPolicy  grpc.UnaryClientInterceptor
+	streamPolicy grpc.StreamClientInterceptor
 }
 
-func (ci *callInterceptor) prepare(ctx context.Context) context.Context {
-	if ci.caller != "" {
-		if _, ok := metadata.FromOutgoingContext(ctx); ok {
-			ctx = metadata.AppendToOutgoingContext(ctx, resilience.CallerMetadataKey, ci.caller)
-		} else {
-			ctx = metadata.NewOutgoingContext(ctx, ci.callerMD) // shared, never modified
-		}
-	}
+func (ci *callInterceptor) prepare(ctx context.Context) (context.Context, *callState) {
 	ctx, cs := withCall(ctx)
 	if ci.pin != nil || ci.sticky != nil {
 		md, _ := metadata.FromOutgoingContext(ctx)
@@ -142,7 +139,7 @@ func (ci *callInterceptor) prepare(ctx context.Context) context.Context {
 			cs.sticky = first(md.Get(ci.sticky.Header))
 		}
 	}
-	return ctx
+	return ctx, cs
 }
 
 func first(v []string) string {
@@ -153,12 +150,21 @@ func first(v []string) string {
 }
 
 func (ci *callInterceptor) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	return invoker(ci.prepare(ctx), method, req, reply, cc, opts...)
+	if ci.state {
+		ctx, _ = ci.prepare(ctx)
+	}
+	if ci.unaryPolicy != nil {
+		return ci.unaryPolicy(ctx, method, req, reply, cc, invoker, opts...)
+	}
+	return invoker(ctx, method, req, reply, cc, opts...)
 }
 
 func (ci *callInterceptor) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	ctx = ci.prepare(ctx)
-	callFrom(ctx).stream = true
+	ctx, cs := ci.prepare(ctx)
+	cs.stream = true
+	if ci.streamPolicy != nil {
+		return ci.streamPolicy(ctx, desc, cc, method, streamer, opts...)
+	}
 	return streamer(ctx, desc, cc, method, opts...)
 }
 

@@ -377,6 +377,7 @@ func TestConfigErrors(t *testing.T) {
 		{"bad algorithm", []client.Option{client.WithWatcher(reg), client.WithBalancing(client.Balancing{Algorithm: "random"})}, "Balancing.Algorithm"},
 		{"bad share", []client.Option{client.WithWatcher(reg), client.WithBalancing(client.Balancing{Outlier: client.Outlier{MaxEjectedShare: 2}})}, "Balancing.Outlier.MaxEjectedShare"},
 		{"bad canary", []client.Option{client.WithWatcher(reg), client.WithBalancing(client.Balancing{Canary: &client.Canary{Weight: -1}})}, "Balancing.Canary.Weight"},
+		{"bad caller", []client.Option{client.WithWatcher(reg), client.WithCaller("check out")}, "WithCaller"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/vitamin-go/vitamin/discovery"
 	"github.com/vitamin-go/vitamin/resilience"
+	"github.com/vitamin-go/vitamin/resilience/resiliencegrpc"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -90,8 +91,8 @@ func startGRPC(t testing.TB, id string) *backend {
 		if v := metadata.ValueFromIncomingContext(ctx, "traceparent"); len(v) > 0 {
 			b.traceparent.Store(v[0])
 		}
-		if v := metadata.ValueFromIncomingContext(ctx, resilience.CallerMetadataKey); len(v) > 0 {
-			b.sawCaller(v[0])
+		if c := resiliencegrpc.Caller(ctx); c != "" {
+			b.sawCaller(c)
 		}
 		if err := b.serve(ctx); err != nil {
 			return nil, status.Error(codes.Unavailable, err.Error())

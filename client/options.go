@@ -86,11 +86,20 @@ func WithPolicies(r *resilience.Registry) Option {
 	return func(o *options) { o.policies = r }
 }
 
-// WithCaller names the calling service. It is sent on every call, as the
-// gRPC metadata resilience.CallerMetadataKey or the HTTP header
-// resilience.CallerHeader, so that servers can apply per-caller limits.
+// WithCaller names the calling service, so that servers can apply
+// per-caller limits and tell who calls them. HTTP requests carry it in the
+// header resilience.CallerHeader. A gRPC connection carries it in its user
+// agent (resilience.CallerUserAgent), which gRPC sends with every call at
+// no cost per call; servers read it with resiliencegrpc.Caller, where a
+// call's own resilience.CallerMetadataKey metadata takes precedence. The
+// name must satisfy resilience.ValidateCaller.
 func WithCaller(name string) Option {
-	return func(o *options) { o.caller = name }
+	return func(o *options) {
+		if err := resilience.ValidateCaller(name); err != nil {
+			o.badOption = configError("WithCaller", "%v", err)
+		}
+		o.caller = name
+	}
 }
 
 // WithBalancing configures the balancer: algorithm, outlier ejection,
@@ -137,7 +146,8 @@ func WithHTTPTracing(opts ...tracinghttp.Option) Option {
 // with grpc.WithChainUnaryInterceptor run inside the client's, once per
 // attempt; one given with grpc.WithUnaryInterceptor runs outside, once per
 // call)… Options that replace the resolver or the default service config
-// break the client.
+// break the client; with WithCaller, the caller's user agent replaces one
+// given with grpc.WithUserAgent.
 func WithDialOptions(opts ...grpc.DialOption) Option {
 	return func(o *options) { o.dialOpts = append(o.dialOpts, opts...) }
 }

@@ -2,7 +2,9 @@ package resilience
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -11,12 +13,53 @@ import (
 )
 
 // CallerHeader is the HTTP header that names the calling service. The
-// Vitamin client sends it on every call; servers key per-caller limits by
-// it. CallerMetadataKey is the same for gRPC metadata.
+// Vitamin HTTP client sends it on every request; servers key per-caller
+// limits by it. CallerMetadataKey is the same for gRPC metadata: a call
+// may carry it to name its caller explicitly, and it then takes precedence
+// over the caller named in the user agent (see CallerUserAgent).
 const (
 	CallerHeader      = "Vitamin-Caller"
 	CallerMetadataKey = "vitamin-caller"
 )
+
+// callerToken starts the user agent product token that names the caller.
+const callerToken = CallerMetadataKey + "/"
+
+// CallerUserAgent returns the user agent product token that names the
+// calling service: "vitamin-caller/" + name. The Vitamin gRPC client puts
+// it in front of its connection's user agent, which gRPC sends with every
+// call and HPACK reduces to an index after the first: the identity is
+// constant per connection, so it costs nothing per call, where a metadata
+// entry would be encoded, decoded and stored on both sides of each one.
+func CallerUserAgent(name string) string { return callerToken + name }
+
+// CallerFromUserAgent returns the caller named by a CallerUserAgent token
+// in the user agent ua, or "" if there is none.
+func CallerFromUserAgent(ua string) string {
+	for ua != "" {
+		var tok string
+		tok, ua, _ = strings.Cut(ua, " ")
+		if name, ok := strings.CutPrefix(tok, callerToken); ok {
+			return name
+		}
+	}
+	return ""
+}
+
+// ValidateCaller reports what is wrong with name as a caller identity: it
+// must be 1 to 128 characters of letters, digits and "-._~", so that it
+// travels unchanged in a header and a user agent token.
+func ValidateCaller(name string) error {
+	if name == "" || len(name) > 128 {
+		return fmt.Errorf("resilience: caller name %q must have 1 to 128 characters", name)
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-._~", r)) {
+			return fmt.Errorf("resilience: caller name %q: %q is not allowed (letters, digits and -._~ are)", name, r)
+		}
+	}
+	return nil
+}
 
 // OtherCallers is the caller name under which callers beyond
 // CallerLimits.MaxCallers share one limit.

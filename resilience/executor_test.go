@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -417,5 +418,30 @@ func TestSlowCallsOpenTheBreaker(t *testing.T) {
 	}
 	if err := e.Run(context.Background(), succeed); !errors.Is(err, resilience.ErrCircuitOpen) {
 		t.Fatalf("after two slow calls: %v, want ErrCircuitOpen", err)
+	}
+}
+
+func TestCallerUserAgent(t *testing.T) {
+	for ua, want := range map[string]string{
+		resilience.CallerUserAgent("orders") + " grpc-go/1.85.0":  "orders",
+		"grpc-go/1.85.0 " + resilience.CallerUserAgent("billing"): "billing",
+		"grpc-go/1.85.0":    "",
+		"":                  "",
+		"vitamin-caller":    "",
+		"xvitamin-caller/a": "",
+	} {
+		if got := resilience.CallerFromUserAgent(ua); got != want {
+			t.Errorf("CallerFromUserAgent(%q) = %q, want %q", ua, got, want)
+		}
+	}
+	for _, ok := range []string{"orders", "orders-v2", "a.b_c~d"} {
+		if err := resilience.ValidateCaller(ok); err != nil {
+			t.Errorf("ValidateCaller(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "two words", "a/b", "é", strings.Repeat("a", 129)} {
+		if err := resilience.ValidateCaller(bad); err == nil {
+			t.Errorf("ValidateCaller(%q) accepted it", bad)
+		}
 	}
 }

@@ -162,6 +162,13 @@ type attemptCtx struct {
 	byParent   bool         // ended because the parent did
 	funcs      []*afterFunc // registered by AfterFunc
 	stopParent func() bool  // from context.AfterFunc on parent
+
+	// The first AfterFunc registration — usually the only one, from the
+	// context grpc-go or net/http derive for the attempt — is kept here
+	// instead of in allocations of its own.
+	first     afterFunc
+	firstUsed bool
+	firstBuf  [1]*afterFunc
 }
 
 // start makes a the context of an attempt starting now, and returns its
@@ -244,13 +251,21 @@ type afterFunc struct {
 // AfterFunc arranges for f to run once a has ended, on the goroutine that
 // ends it; the context package calls it for contexts derived from a.
 func (a *attemptCtx) AfterFunc(f func()) func() bool {
-	r := &afterFunc{a: a, f: f}
 	a.mu.Lock()
 	if a.err != nil {
 		a.mu.Unlock()
 		go f()
 		return func() bool { return false }
 	}
+	var r *afterFunc
+	if !a.firstUsed {
+		a.firstUsed = true
+		r = &a.first
+		a.funcs = a.firstBuf[:0]
+	} else {
+		r = new(afterFunc)
+	}
+	r.a, r.f = a, f
 	a.funcs = append(a.funcs, r)
 	a.mu.Unlock()
 	return r.stop

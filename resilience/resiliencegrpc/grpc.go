@@ -206,10 +206,19 @@ func (s *clientStream) RecvMsg(m any) error {
 	return err
 }
 
-// callerOf returns the caller identity in the incoming metadata.
-func callerOf(ctx context.Context) string {
-	if v := metadata.ValueFromIncomingContext(ctx, resilience.CallerMetadataKey); len(v) > 0 {
+// Caller returns the identity of the service calling a server handler:
+// the incoming metadata resilience.CallerMetadataKey if the call carries
+// it, else the caller the user agent names (resilience.CallerUserAgent,
+// which the Vitamin client sends), else "".
+func Caller(ctx context.Context) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if v := md[resilience.CallerMetadataKey]; len(v) > 0 {
 		return v[0]
+	}
+	for _, ua := range md["user-agent"] {
+		if c := resilience.CallerFromUserAgent(ua); c != "" {
+			return c
+		}
 	}
 	return ""
 }
@@ -239,7 +248,7 @@ func admit(ctx context.Context, e *resilience.Executor, callers *resilience.Call
 	var cp resilience.CallerPermit
 	if callers != nil {
 		var err error
-		if cp, err = callers.Acquire(ctx, callerOf(ctx)); err != nil {
+		if cp, err = callers.Acquire(ctx, Caller(ctx)); err != nil {
 			return ctx, nil, shed(ctx, err)
 		}
 	}

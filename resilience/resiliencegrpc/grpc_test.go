@@ -311,3 +311,41 @@ func first(v []string) string {
 	}
 	return v[0]
 }
+
+func TestServerCaller(t *testing.T) {
+	var seen atomic.Value
+	remember := grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		seen.Store(resiliencegrpc.Caller(ctx))
+		return h(ctx, req)
+	})
+	for _, tc := range []struct {
+		name      string
+		userAgent string
+		md        string
+		want      string
+	}{
+		{"user agent", resilience.CallerUserAgent("orders"), "", "orders"},
+		{"metadata wins", resilience.CallerUserAgent("orders"), "gateway", "gateway"},
+		{"metadata only", "", "gateway", "gateway"},
+		{"neither", "", "", ""},
+		{"other user agent", "curl/8.0", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var dial []grpc.DialOption
+			if tc.userAgent != "" {
+				dial = append(dial, grpc.WithUserAgent(tc.userAgent))
+			}
+			c := serve(t, &healthServer{}, []grpc.ServerOption{remember}, dial...)
+			ctx := context.Background()
+			if tc.md != "" {
+				ctx = metadata.AppendToOutgoingContext(ctx, resilience.CallerMetadataKey, tc.md)
+			}
+			if _, err := c.Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+				t.Fatal(err)
+			}
+			if got := seen.Load(); got != tc.want {
+				t.Fatalf("Caller = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
