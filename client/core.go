@@ -12,9 +12,11 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/balancer"
 
 	"github.com/vitamin-go/vitamin/discovery"
+	"github.com/vitamin-go/vitamin/resilience"
 )
 
 // costFloor keeps the cost of an instance without latency data above zero,
@@ -136,7 +138,18 @@ type callState struct {
 	pin    string
 	sticky string
 	stream bool
+
+	// gRPC: the invoker the attempts go through, and whether an attempt
+	// found no instance to go to (see callInterceptor.invoke).
+	invoker     grpc.UnaryInvoker
+	noInstances atomic.Bool
 }
+
+// noInstances is the resilience outcome of an attempt that found no
+// instance: neither retried (there is nowhere else to go, and the caller
+// should learn it at once) nor a failure for the circuit breaker (which
+// would keep the service's returning instances waiting).
+var noInstances = resilience.Outcome{Code: "no_instances"}
 
 func (s *callState) has(e *endpoint) bool {
 	for i := 0; i < s.n; i++ {

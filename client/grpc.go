@@ -86,6 +86,7 @@ func NewGRPC(ctx context.Context, service string, opts ...Option) (*grpc.ClientC
 	}
 	ci := &callInterceptor{pin: o.balancing.Pin, sticky: o.balancing.Sticky,
 		state: o.policies != nil || o.balancing.Pin != nil || o.balancing.Sticky != nil}
+	ci.invokeFn = ci.invoke
 	if o.policies != nil {
 		pick := resiliencegrpc.ForService(o.policies, service)
 		ci.unaryPolicy = resiliencegrpc.UnaryClientInterceptor(pick)
@@ -123,6 +124,7 @@ type callInterceptor struct {
 	state        bool // unary calls need a callState: retries or hedges may come, or routing keys
 	unaryPolicy  grpc.UnaryClientInterceptor
 	streamPolicy grpc.StreamClientInterceptor
+	invokeFn     grpc.UnaryInvoker // ci.invoke, made once
 }
 
 func (ci *callInterceptor) prepare(ctx context.Context) (context.Context, *callState) {
@@ -150,13 +152,26 @@ func first(v []string) string {
 }
 
 func (ci *callInterceptor) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	if ci.state {
-		ctx, _ = ci.prepare(ctx)
+	if !ci.state {
+		return invoker(ctx, method, req, reply, cc, opts...)
 	}
-	if ci.unaryPolicy != nil {
-		return ci.unaryPolicy(ctx, method, req, reply, cc, invoker, opts...)
+	ctx, cs := ci.prepare(ctx)
+	if ci.unaryPolicy == nil {
+		return invoker(ctx, method, req, reply, cc, opts...)
 	}
-	return invoker(ctx, method, req, reply, cc, opts...)
+	cs.invoker = invoker
+	return resilience.StripOutcome(ci.unaryPolicy(ctx, method, req, reply, cc, ci.invokeFn, opts...))
+}
+
+// invoke runs one attempt of a call under a resilience policy and marks
+// its error as the noInstances outcome when the picker found no instance.
+func (ci *callInterceptor) invoke(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, opts ...grpc.CallOption) error {
+	cs := callFrom(ctx)
+	err := cs.invoker(ctx, method, req, reply, cc, opts...)
+	if err != nil && cs.noInstances.Load() && status.Code(err) == codes.Unavailable {
+		return resilience.WithOutcome(err, noInstances)
+	}
+	return err
 }
 
 func (ci *callInterceptor) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
@@ -380,7 +395,7 @@ func (b *grpcBalancer) updatePicker() {
 		if b.resErr != nil {
 			err = status.Errorf(codes.Unavailable, "client: no instances of service %q: %v", b.core.service, b.resErr)
 		}
-		st = balancer.State{ConnectivityState: connectivity.TransientFailure, Picker: base.NewErrPicker(err)}
+		st = balancer.State{ConnectivityState: connectivity.TransientFailure, Picker: noInstancesPicker{err}}
 	case connecting > 0:
 		st = balancer.State{ConnectivityState: connectivity.Connecting, Picker: base.NewErrPicker(balancer.ErrNoSubConnAvailable)}
 	default:
@@ -388,7 +403,7 @@ func (b *grpcBalancer) updatePicker() {
 		if lastErr != nil {
 			msg += ": " + lastErr.Error()
 		}
-		st = balancer.State{ConnectivityState: connectivity.TransientFailure, Picker: base.NewErrPicker(status.Error(codes.Unavailable, msg))}
+		st = balancer.State{ConnectivityState: connectivity.TransientFailure, Picker: noInstancesPicker{status.Error(codes.Unavailable, msg)}}
 	}
 	b.state = st.ConnectivityState
 	b.cc.UpdateState(st)
@@ -433,6 +448,9 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	cs := callFrom(info.Ctx)
 	m, again, err := p.c.pickAgain(cs)
 	if err != nil {
+		if cs != nil {
+			cs.noInstances.Store(true)
+		}
 		return balancer.PickResult{}, err
 	}
 	if again && p.connecting {
@@ -456,6 +474,17 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 		}
 		c.finish(m.ep, start, o)
 	}}, nil
+}
+
+// noInstancesPicker fails every call with err while the service has no
+// instance to call, and tells the call so (see callInterceptor.invoke).
+type noInstancesPicker struct{ err error }
+
+func (p noInstancesPicker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
+	if cs := callFrom(info.Ctx); cs != nil {
+		cs.noInstances.Store(true)
+	}
+	return balancer.PickResult{}, p.err
 }
 
 func grpcOutcome(err error) outcome {

@@ -366,6 +366,26 @@ func TestGRPCEmptySetFailsFastAndRecovers(t *testing.T) {
 	}
 }
 
+// TestGRPCEmptySetUnderPolicy checks that a policy neither retries calls
+// that found no instance nor lets them open its circuit, which would keep
+// the returning instances waiting for the breaker.
+func TestGRPCEmptySetUnderPolicy(t *testing.T) {
+	reg := newRegistry(t)
+	pol := policies(t, emptySetPolicy)
+	conn := dial(t, client.WithWatcher(reg), client.WithPolicies(pol), client.WithoutTracing())
+	for range 20 {
+		err := check(context.Background(), conn)
+		if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), `"orders"`) {
+			t.Fatalf("got %v, want UNAVAILABLE naming the service", err)
+		}
+	}
+	checkEmptySetSnapshot(t, pol.For(svc, "grpc.health.v1.Health/Check").Snapshot())
+
+	b := startGRPC(t, "b")
+	register(t, reg, b.instance(svc, nil))
+	testenv.Eventually(t, 5*time.Second, func() error { return check(context.Background(), conn) })
+}
+
 func TestConfigErrors(t *testing.T) {
 	reg := newRegistry(t)
 	tests := []struct {

@@ -198,3 +198,17 @@ func counts(bs ...*backend) map[string]int64 {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// emptySetPolicy retries and has a breaker that would open after five
+// failures and stay open for an hour.
+var emptySetPolicy = resilience.Policy{
+	Retry:          &resilience.Retry{MaxAttempts: 3, Backoff: 10 * time.Millisecond},
+	CircuitBreaker: &resilience.CircuitBreaker{WindowSize: 10, FailureRate: 0.5, MinRequests: 5, OpenFor: time.Hour},
+}
+
+func checkEmptySetSnapshot(t *testing.T, s resilience.Snapshot) {
+	t.Helper()
+	if s.Calls != 20 || s.Retries != 0 || s.Circuit != "closed" {
+		t.Fatalf("after 20 calls without instances: %d calls, %d retries, circuit %q; want 20, 0, closed", s.Calls, s.Retries, s.Circuit)
+	}
+}

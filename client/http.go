@@ -156,10 +156,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		r.Header.Set(resilience.CallerHeader, t.caller)
 	}
+	var resp *http.Response
+	var err error
 	if t.retryAll || idempotent(req) || t.exec == nil {
-		return t.policy.RoundTrip(r)
+		resp, err = t.policy.RoundTrip(r)
+	} else {
+		resp, err = t.once(r)
 	}
-	return t.once(r)
+	return resp, resilience.StripOutcome(err)
 }
 
 // once sends a request that must not be retried: the policy's breaker,
@@ -233,7 +237,7 @@ func (p *pickTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	m, err := p.core.pick(cs)
 	if err != nil {
 		closeBody(req)
-		return nil, err
+		return nil, resilience.WithOutcome(err, noInstances)
 	}
 	r := new(http.Request)
 	*r = *req

@@ -299,6 +299,30 @@ func TestHTTPEmptySetAndRecovery(t *testing.T) {
 	})
 }
 
+// TestHTTPEmptySetUnderPolicy is TestGRPCEmptySetUnderPolicy over HTTP.
+func TestHTTPEmptySetUnderPolicy(t *testing.T) {
+	reg := newRegistry(t)
+	pol := policies(t, emptySetPolicy)
+	hc := newHTTP(t, client.WithWatcher(reg), client.WithPolicies(pol), client.WithoutTracing())
+	for range 20 {
+		_, _, err := get(hc, http.MethodGet, "http://orders/x", nil)
+		if !errors.Is(err, client.ErrNoInstances) {
+			t.Fatalf("got %v, want ErrNoInstances", err)
+		}
+	}
+	checkEmptySetSnapshot(t, pol.For(svc, "").Snapshot())
+
+	b := startHTTP(t, "b")
+	register(t, reg, b.instance(svc, nil))
+	testenv.Eventually(t, 5*time.Second, func() error {
+		_, body, err := get(hc, http.MethodGet, "http://orders/x", nil)
+		if err != nil || body != "b" {
+			return fmt.Errorf("%q %v", body, err)
+		}
+		return nil
+	})
+}
+
 func TestHTTPTracePropagationAndPassThrough(t *testing.T) {
 	reg := newRegistry(t)
 	var got atomic.Value

@@ -52,6 +52,16 @@ type outcomeError struct {
 func (e *outcomeError) Error() string { return e.err.Error() }
 func (e *outcomeError) Unwrap() error { return e.err }
 
+// OutcomeOf returns the outcome WithOutcome attached to err or to an error
+// it wraps (the outermost one), and whether there was one.
+func OutcomeOf(err error) (Outcome, bool) {
+	var oe *outcomeError
+	if errors.As(err, &oe) {
+		return oe.o, true
+	}
+	return Outcome{}, false
+}
+
 // StripOutcome removes the annotation WithOutcome added, if err carries one
 // at its top.
 func StripOutcome(err error) error {
@@ -68,9 +78,8 @@ func StripOutcome(err error) error {
 // timeouts as "timeout" (a retryable failure); anything else as "error" (a
 // retryable failure).
 func DefaultClassifier(err error) Outcome {
-	var oe *outcomeError
-	if errors.As(err, &oe) {
-		return oe.o
+	if o, ok := OutcomeOf(err); ok {
+		return o
 	}
 	if IsPermanent(err) {
 		return Outcome{Code: "permanent", Failure: true}
@@ -397,7 +406,7 @@ func attempt[T any](ctx context.Context, e *Executor, fn attemptFunc[T]) (T, err
 		cancel = a.start(e, ctx, time.Now())
 		actx = a
 	}
-	v, err := fn(actx, cancel)
+	v, err := fn.attempt(actx, cancel)
 	if err != nil {
 		err = e.attemptError(ctx, actx, err)
 		cancel()
@@ -485,11 +494,7 @@ func (e *Executor) finish(ctx context.Context, err, last error) error {
 // nil on success, or the last attempt's error, or an *Error matching
 // ErrCircuitOpen, ErrRejected, ErrTimeout or ErrBudgetExhausted.
 func (e *Executor) Run(ctx context.Context, fn func(ctx context.Context) error) error {
-	_, err := execute(ctx, e, func(ctx context.Context, cancel context.CancelFunc) (struct{}, error) {
-		err := fn(ctx)
-		cancel()
-		return struct{}{}, err
-	})
+	_, err := execute[struct{}](ctx, e, runFunc(fn))
 	return err
 }
 
@@ -508,11 +513,7 @@ func (e *Executor) RunWithFallback(ctx context.Context, fn func(ctx context.Cont
 
 // Get is Run for a function with a result.
 func Get[T any](ctx context.Context, e *Executor, fn func(ctx context.Context) (T, error)) (T, error) {
-	return execute(ctx, e, func(ctx context.Context, cancel context.CancelFunc) (T, error) {
-		v, err := fn(ctx)
-		cancel()
-		return v, err
-	})
+	return execute[T](ctx, e, getFunc[T](fn))
 }
 
 // GetWithFallback is Get, then, if the call failed for any reason, the
@@ -538,5 +539,5 @@ func GetWithFallback[T any](ctx context.Context, e *Executor, fn func(ctx contex
 // does not leak; other results must likewise release what they hold when
 // their context is cancelled.
 func GetDetached[T any](ctx context.Context, e *Executor, fn func(ctx context.Context, cancel context.CancelFunc) (T, error)) (T, error) {
-	return execute(ctx, e, fn)
+	return execute[T](ctx, e, detachedFunc[T](fn))
 }

@@ -79,8 +79,37 @@ func (l *latencies) recompute(n uint64) {
 
 // attemptFunc is one attempt of a call: it receives the attempt's context
 // and cancel function, and must call cancel (now or later) when it returns
-// a nil error.
-type attemptFunc[T any] func(context.Context, context.CancelFunc) (T, error)
+// a nil error. It is an interface so that the function types below, which
+// are pointer-shaped, become one without an allocation: a closure adapting
+// Run's or Get's function would cost one per call.
+type attemptFunc[T any] interface {
+	attempt(context.Context, context.CancelFunc) (T, error)
+}
+
+// detachedFunc is GetDetached's function: it cancels by itself.
+type detachedFunc[T any] func(context.Context, context.CancelFunc) (T, error)
+
+func (f detachedFunc[T]) attempt(ctx context.Context, cancel context.CancelFunc) (T, error) {
+	return f(ctx, cancel)
+}
+
+// getFunc is Get's function: its attempt is over when it returns.
+type getFunc[T any] func(context.Context) (T, error)
+
+func (f getFunc[T]) attempt(ctx context.Context, cancel context.CancelFunc) (T, error) {
+	v, err := f(ctx)
+	cancel()
+	return v, err
+}
+
+// runFunc is Run's function: its attempt is over when it returns.
+type runFunc func(context.Context) error
+
+func (f runFunc) attempt(ctx context.Context, cancel context.CancelFunc) (struct{}, error) {
+	err := f(ctx)
+	cancel()
+	return struct{}{}, err
+}
 
 // once runs one attempt of a call, or one hedged group if the policy hedges.
 func once[T any](ctx context.Context, e *Executor, fn attemptFunc[T]) (T, error) {
@@ -207,7 +236,7 @@ func (g *hedgeGroup[T]) run(i int, actx *attemptCtx, cancel context.CancelFunc, 
 	if e.latency != nil {
 		start = time.Now()
 	}
-	v, err := g.fn(actx, cancel)
+	v, err := g.fn.attempt(actx, cancel)
 	if err != nil {
 		err = e.attemptError(g.ctx, actx, err)
 		cancel()

@@ -39,9 +39,13 @@ func CodeName(c codes.Code) string {
 }
 
 // Classify returns the outcome of a gRPC error (see the package
-// documentation). Errors without a gRPC status, and errors produced by a
-// resilience policy, are classified by resilience.DefaultClassifier.
+// documentation). An error already annotated with resilience.WithOutcome
+// keeps that outcome; errors without a gRPC status, and errors produced by
+// a resilience policy, are classified by resilience.DefaultClassifier.
 func Classify(err error) resilience.Outcome {
+	if o, ok := resilience.OutcomeOf(err); ok {
+		return o // classified closer to where it happened
+	}
 	var re *resilience.Error
 	if errors.As(err, &re) {
 		return resilience.DefaultClassifier(err)
