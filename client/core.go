@@ -139,9 +139,10 @@ type callState struct {
 	sticky string
 	stream bool
 
-	// gRPC: the invoker the attempts go through, and whether an attempt
-	// found no instance to go to (see callInterceptor.invoke).
+	// gRPC: what the attempts go through, and whether an attempt found no
+	// instance to go to (see callInterceptor.invoke).
 	invoker     grpc.UnaryInvoker
+	streamer    grpc.Streamer
 	noInstances atomic.Bool
 }
 

@@ -86,7 +86,7 @@ func NewGRPC(ctx context.Context, service string, opts ...Option) (*grpc.ClientC
 	}
 	ci := &callInterceptor{pin: o.balancing.Pin, sticky: o.balancing.Sticky,
 		state: o.policies != nil || o.balancing.Pin != nil || o.balancing.Sticky != nil}
-	ci.invokeFn = ci.invoke
+	ci.invokeFn, ci.streamFn = ci.invoke, ci.newStream
 	if o.policies != nil {
 		pick := resiliencegrpc.ForService(o.policies, service)
 		ci.unaryPolicy = resiliencegrpc.UnaryClientInterceptor(pick)
@@ -125,6 +125,7 @@ type callInterceptor struct {
 	unaryPolicy  grpc.UnaryClientInterceptor
 	streamPolicy grpc.StreamClientInterceptor
 	invokeFn     grpc.UnaryInvoker // ci.invoke, made once
+	streamFn     grpc.Streamer     // ci.newStream, made once
 }
 
 func (ci *callInterceptor) prepare(ctx context.Context) (context.Context, *callState) {
@@ -167,7 +168,12 @@ func (ci *callInterceptor) unary(ctx context.Context, method string, req, reply 
 // its error as the noInstances outcome when the picker found no instance.
 func (ci *callInterceptor) invoke(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, opts ...grpc.CallOption) error {
 	cs := callFrom(ctx)
-	err := cs.invoker(ctx, method, req, reply, cc, opts...)
+	return cs.noInstancesError(cs.invoker(ctx, method, req, reply, cc, opts...))
+}
+
+// noInstancesError returns err with the noInstances outcome if the picker
+// found no instance for the call.
+func (cs *callState) noInstancesError(err error) error {
 	if err != nil && cs.noInstances.Load() && status.Code(err) == codes.Unavailable {
 		return resilience.WithOutcome(err, noInstances)
 	}
@@ -177,10 +183,19 @@ func (ci *callInterceptor) invoke(ctx context.Context, method string, req, reply
 func (ci *callInterceptor) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	ctx, cs := ci.prepare(ctx)
 	cs.stream = true
-	if ci.streamPolicy != nil {
-		return ci.streamPolicy(ctx, desc, cc, method, streamer, opts...)
+	if ci.streamPolicy == nil {
+		return streamer(ctx, desc, cc, method, opts...)
 	}
-	return streamer(ctx, desc, cc, method, opts...)
+	cs.streamer = streamer
+	s, err := ci.streamPolicy(ctx, desc, cc, method, ci.streamFn, opts...)
+	return s, resilience.StripOutcome(err)
+}
+
+// newStream is invoke for streams.
+func (ci *callInterceptor) newStream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	cs := callFrom(ctx)
+	s, err := cs.streamer(ctx, desc, cc, method, opts...)
+	return s, cs.noInstancesError(err)
 }
 
 // resolverBuilder builds the resolver of one connection.

@@ -380,6 +380,15 @@ func TestGRPCEmptySetUnderPolicy(t *testing.T) {
 		}
 	}
 	checkEmptySetSnapshot(t, pol.For(svc, "grpc.health.v1.Health/Check").Snapshot())
+	for range 20 {
+		_, err := healthpb.NewHealthClient(conn).Watch(context.Background(), &healthpb.HealthCheckRequest{})
+		if status.Code(err) != codes.Unavailable {
+			t.Fatalf("stream: got %v, want UNAVAILABLE", err)
+		}
+	}
+	if c := pol.For(svc, "grpc.health.v1.Health/Watch").Snapshot().Circuit; c != "closed" {
+		t.Fatalf("streams without instances left the circuit %s", c)
+	}
 
 	b := startGRPC(t, "b")
 	register(t, reg, b.instance(svc, nil))
