@@ -290,10 +290,16 @@ func TestHTTPEmptySetAndRecovery(t *testing.T) {
 	})
 	b := startHTTP(t, "b")
 	register(t, reg, b.instance(svc, nil))
+	eventuallyServedBy(t, hc, "b")
+}
+
+// eventuallyServedBy waits until a GET is answered by the backend id.
+func eventuallyServedBy(t *testing.T, hc *http.Client, id string) {
+	t.Helper()
 	testenv.Eventually(t, 5*time.Second, func() error {
 		_, body, err := get(hc, http.MethodGet, "http://orders/x", nil)
-		if err != nil || body != "b" {
-			return fmt.Errorf("%q %v", body, err)
+		if err != nil || body != id {
+			return fmt.Errorf("got %q %v, want an answer from %s", body, err, id)
 		}
 		return nil
 	})
@@ -314,13 +320,7 @@ func TestHTTPEmptySetUnderPolicy(t *testing.T) {
 
 	b := startHTTP(t, "b")
 	register(t, reg, b.instance(svc, nil))
-	testenv.Eventually(t, 5*time.Second, func() error {
-		_, body, err := get(hc, http.MethodGet, "http://orders/x", nil)
-		if err != nil || body != "b" {
-			return fmt.Errorf("%q %v", body, err)
-		}
-		return nil
-	})
+	eventuallyServedBy(t, hc, "b")
 }
 
 func TestHTTPTracePropagationAndPassThrough(t *testing.T) {
