@@ -176,13 +176,7 @@ func BenchmarkSlowInstance(b *testing.B) {
 	const calls, workers = 2000, 8
 	run := func(alg client.Algorithm, slow bool) float64 {
 		reg := newRegistry(b)
-		var bs []*backend
-		for i := range 5 {
-			be := startGRPC(b, "i"+itoa(i))
-			be.delay.Store(int64(time.Millisecond))
-			register(b, reg, be.instance(svc, nil))
-			bs = append(bs, be)
-		}
+		bs := startFleet(b, reg, startGRPC, time.Millisecond, "i0", "i1", "i2", "i3", "i4")
 		if slow {
 			bs[0].delay.Store(int64(10 * time.Millisecond))
 		}
@@ -239,13 +233,7 @@ func BenchmarkKillUnderLoad(b *testing.B) {
 	var worst time.Duration
 	for b.Loop() {
 		reg := newRegistry(b)
-		var bs []*backend
-		for i := range 3 {
-			be := startGRPC(b, "k"+itoa(i))
-			be.delay.Store(int64(time.Millisecond))
-			register(b, reg, be.instance(svc, nil))
-			bs = append(bs, be)
-		}
+		bs := startFleet(b, reg, startGRPC, time.Millisecond, "k0", "k1", "k2")
 		victim := bs[2]
 		vw := &victimWatch{addr: "127.0.0.1:" + itoa(victim.port)}
 		conn, err := client.NewGRPC(context.Background(), svc, client.WithWatcher(reg), client.WithoutTracing(),

@@ -77,11 +77,7 @@ func TestGRPCSpread(t *testing.T) {
 	for _, alg := range []client.Algorithm{client.PowerOfTwo, client.RoundRobin} {
 		t.Run(string(alg), func(t *testing.T) {
 			reg := newRegistry(t)
-			bs := []*backend{startGRPC(t, "a"), startGRPC(t, "b"), startGRPC(t, "c")}
-			for _, b := range bs {
-				b.delay.Store(int64(time.Millisecond)) // equal service times
-				register(t, reg, b.instance(svc, nil))
-			}
+			bs := startFleet(t, reg, startGRPC, time.Millisecond, "a", "b", "c") // equal service times
 			conn := dial(t, client.WithWatcher(reg), client.WithoutTracing(),
 				client.WithBalancing(client.Balancing{Algorithm: alg}))
 			allReady(t, conn, bs...)
@@ -150,11 +146,7 @@ func TestGRPCConsulMembership(t *testing.T) {
 
 func TestGRPCKillUnderLoad(t *testing.T) {
 	reg := newRegistry(t)
-	bs := []*backend{startGRPC(t, "a"), startGRPC(t, "b"), startGRPC(t, "victim")}
-	for _, b := range bs {
-		b.delay.Store(int64(time.Millisecond))
-		register(t, reg, b.instance(svc, nil))
-	}
+	bs := startFleet(t, reg, startGRPC, time.Millisecond, "a", "b", "victim")
 	victim := bs[2]
 	vw := &victimWatch{addr: "127.0.0.1:" + itoa(victim.port)}
 	conn := dial(t, client.WithWatcher(reg), client.WithoutTracing(), client.WithDialOptions(grpc.WithStatsHandler(vw)),
@@ -236,11 +228,7 @@ func TestGRPCEjection(t *testing.T) {
 
 func TestGRPCSlowInstance(t *testing.T) {
 	reg := newRegistry(t)
-	bs := []*backend{startGRPC(t, "a"), startGRPC(t, "b"), startGRPC(t, "slow")}
-	for _, b := range bs {
-		b.delay.Store(int64(2 * time.Millisecond))
-		register(t, reg, b.instance(svc, nil))
-	}
+	bs := startFleet(t, reg, startGRPC, 2*time.Millisecond, "a", "b", "slow")
 	slow := bs[2]
 	conn := dial(t, client.WithWatcher(reg), client.WithoutTracing())
 	allReady(t, conn, bs...)

@@ -199,6 +199,19 @@ func counts(bs ...*backend) map[string]int64 {
 
 func itoa(i int) string { return strconv.Itoa(i) }
 
+// startFleet starts a backend per id with start (startGRPC or startHTTP),
+// each answering after delay, and registers them in reg.
+func startFleet(t testing.TB, reg discovery.Registrar, start func(testing.TB, string) *backend, delay time.Duration, ids ...string) []*backend {
+	t.Helper()
+	bs := make([]*backend, len(ids))
+	for i, id := range ids {
+		bs[i] = start(t, id)
+		bs[i].delay.Store(int64(delay))
+		register(t, reg, bs[i].instance(svc, nil))
+	}
+	return bs
+}
+
 // emptySetPolicy retries and has a breaker that would open after five
 // failures and stay open for an hour.
 var emptySetPolicy = resilience.Policy{

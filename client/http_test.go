@@ -118,11 +118,7 @@ func loadHTTP(hc *http.Client, workers, n int, during func(i int64)) (int64, err
 
 func TestHTTPSpreadAndCaller(t *testing.T) {
 	reg := newRegistry(t)
-	bs := []*backend{startHTTP(t, "a"), startHTTP(t, "b"), startHTTP(t, "c")}
-	for _, b := range bs {
-		b.delay.Store(int64(time.Millisecond)) // equal service times
-		register(t, reg, b.instance(svc, nil))
-	}
+	bs := startFleet(t, reg, startHTTP, time.Millisecond, "a", "b", "c") // equal service times
 	hc := newHTTP(t, client.WithWatcher(reg), client.WithCaller("checkout"))
 	if failed, err := loadHTTP(hc, 4, 600, nil); failed > 0 {
 		t.Fatalf("%d calls failed: %v", failed, err)
@@ -140,11 +136,7 @@ func TestHTTPSpreadAndCaller(t *testing.T) {
 
 func TestHTTPKillUnderLoad(t *testing.T) {
 	reg := newRegistry(t)
-	bs := []*backend{startHTTP(t, "a"), startHTTP(t, "b"), startHTTP(t, "victim")}
-	for _, b := range bs {
-		b.delay.Store(int64(time.Millisecond))
-		register(t, reg, b.instance(svc, nil))
-	}
+	bs := startFleet(t, reg, startHTTP, time.Millisecond, "a", "b", "victim")
 	victim := bs[2]
 	at := newAttempts()
 	hc := newHTTP(t, client.WithWatcher(reg), client.WithBaseTransport(at), client.WithoutTracing(),
@@ -400,11 +392,7 @@ func TestHTTPClosedWatcherFailsCalls(t *testing.T) {
 
 func TestHTTPSlowInstance(t *testing.T) {
 	reg := newRegistry(t)
-	bs := []*backend{startHTTP(t, "a"), startHTTP(t, "b"), startHTTP(t, "slow")}
-	for _, b := range bs {
-		b.delay.Store(int64(2 * time.Millisecond))
-		register(t, reg, b.instance(svc, nil))
-	}
+	bs := startFleet(t, reg, startHTTP, 2*time.Millisecond, "a", "b", "slow")
 	slow := bs[2]
 	slow.delay.Store(int64(20 * time.Millisecond))
 	hc := newHTTP(t, client.WithWatcher(reg), client.WithoutTracing())
