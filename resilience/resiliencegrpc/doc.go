@@ -24,9 +24,9 @@
 // handler runs: per-caller limits keyed by Caller (the
 // resilience.CallerMetadataKey metadata, else the caller the Vitamin
 // client names in its user agent) answer RESOURCE_EXHAUSTED, as does the
-// executor's rate limit; a
-// full bulkhead or an open circuit answers UNAVAILABLE. Both carry the
-// grpc-retry-pushback-ms trailer, gRPC's Retry-After.
+// executor's rate limit; a full bulkhead or an open circuit answers
+// UNAVAILABLE. Both carry the grpc-retry-pushback-ms trailer, gRPC's
+// Retry-After.
 //
 // # Classification
 //

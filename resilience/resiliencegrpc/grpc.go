@@ -215,11 +215,10 @@ func (s *clientStream) RecvMsg(m any) error {
 // it, else the caller the user agent names (resilience.CallerUserAgent,
 // which the Vitamin client sends), else "".
 func Caller(ctx context.Context) string {
-	md, _ := metadata.FromIncomingContext(ctx)
-	if v := md[resilience.CallerMetadataKey]; len(v) > 0 {
+	if v := metadata.ValueFromIncomingContext(ctx, resilience.CallerMetadataKey); len(v) > 0 {
 		return v[0]
 	}
-	for _, ua := range md["user-agent"] {
+	for _, ua := range metadata.ValueFromIncomingContext(ctx, "user-agent") {
 		if c := resilience.CallerFromUserAgent(ua); c != "" {
 			return c
 		}
