@@ -89,6 +89,7 @@ func ExampleSQLStore() {
 			panic(err)
 		}
 	}
+	// Workers handle messages concurrently: either may ship first.
 	fmt.Println("shipped", <-handled)
 	fmt.Println("shipped", <-handled)
 	stop()
@@ -98,7 +99,7 @@ func ExampleSQLStore() {
 	var n int
 	_ = pg.DB.QueryRowContext(ctx, "SELECT count(*) FROM shipments").Scan(&n)
 	fmt.Println("shipments:", n)
-	// Output:
+	// Unordered output:
 	// shipped o-1
 	// shipped o-2
 	// shipments: 2
