@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"math"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,36 +39,11 @@ func dial(t testing.TB, opts ...client.Option) *grpc.ClientConn {
 // load runs calls from workers goroutines until n calls were made and
 // returns the number that failed, with the first error.
 func load(conn *grpc.ClientConn, workers, n int, during func(done int64)) (int64, error) {
-	var next, failed atomic.Int64
-	var mu sync.Mutex
-	var firstErr error
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for {
-				i := next.Add(1)
-				if i > int64(n) {
-					return
-				}
-				if during != nil {
-					during(i)
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				err := check(ctx, conn)
-				cancel()
-				if err != nil {
-					failed.Add(1)
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
-				}
-			}
-		})
-	}
-	wg.Wait()
-	return failed.Load(), firstErr
+	return runLoad(workers, n, during, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return check(ctx, conn)
+	})
 }
 
 func TestGRPCSpread(t *testing.T) {

@@ -225,3 +225,34 @@ func checkEmptySetSnapshot(t *testing.T, s resilience.Snapshot) {
 		t.Fatalf("after 20 calls without instances: %d calls, %d retries, circuit %q; want 20, 0, closed", s.Calls, s.Retries, s.Circuit)
 	}
 }
+
+// runLoad runs call from workers goroutines until it was made n times,
+// calling during (if not nil) with each call's number first, and returns
+// how many calls failed, with the first error.
+func runLoad(workers, n int, during func(i int64), call func() error) (int64, error) {
+	var next, failed atomic.Int64
+	var first atomic.Pointer[error]
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := next.Add(1)
+				if i > int64(n) {
+					return
+				}
+				if during != nil {
+					during(i)
+				}
+				if err := call(); err != nil {
+					failed.Add(1)
+					first.CompareAndSwap(nil, &err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if p := first.Load(); p != nil {
+		return failed.Load(), *p
+	}
+	return 0, nil
+}

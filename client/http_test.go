@@ -85,35 +85,13 @@ func get(hc *http.Client, method, target string, header http.Header) (int, strin
 // loadHTTP sends n GETs from workers goroutines and returns how many failed
 // (error or non-200), with the first failure.
 func loadHTTP(hc *http.Client, workers, n int, during func(i int64)) (int64, error) {
-	var next, failed atomic.Int64
-	var first atomic.Pointer[error]
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for {
-				i := next.Add(1)
-				if i > int64(n) {
-					return
-				}
-				if during != nil {
-					during(i)
-				}
-				code, _, err := get(hc, http.MethodGet, "http://orders/v1/orders/42", nil)
-				if err == nil && code != http.StatusOK {
-					err = fmt.Errorf("status %d", code)
-				}
-				if err != nil {
-					failed.Add(1)
-					first.CompareAndSwap(nil, &err)
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if p := first.Load(); p != nil {
-		return failed.Load(), *p
-	}
-	return 0, nil
+	return runLoad(workers, n, during, func() error {
+		code, _, err := get(hc, http.MethodGet, "http://orders/v1/orders/42", nil)
+		if err == nil && code != http.StatusOK {
+			err = fmt.Errorf("status %d", code)
+		}
+		return err
+	})
 }
 
 func TestHTTPSpreadAndCaller(t *testing.T) {
