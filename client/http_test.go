@@ -188,10 +188,8 @@ func TestHTTPPostNotRetried(t *testing.T) {
 
 func TestHTTPRetryGoesElsewhere(t *testing.T) {
 	reg := newRegistry(t)
-	good, bad := startHTTP(t, "good"), startHTTP(t, "bad")
+	bad := startFleet(t, reg, startHTTP, 0, "good", "bad")[1]
 	bad.fail.Store(true)
-	register(t, reg, good.instance(svc, nil))
-	register(t, reg, bad.instance(svc, nil))
 	hc := newHTTP(t, client.WithWatcher(reg),
 		client.WithBalancing(client.Balancing{Algorithm: client.RoundRobin, Outlier: client.Outlier{Disabled: true}}),
 		client.WithPolicies(policies(t, resilience.Policy{Retry: &resilience.Retry{MaxAttempts: 2}})))
@@ -387,10 +385,8 @@ func TestHTTPSlowInstance(t *testing.T) {
 
 func TestEjectionIsLoggedAndCounted(t *testing.T) {
 	reg := newRegistry(t)
-	good, bad := startHTTP(t, "good"), startHTTP(t, "bad")
+	bad := startFleet(t, reg, startHTTP, 0, "good", "bad")[1]
 	bad.fail.Store(true)
-	register(t, reg, good.instance(svc, nil))
-	register(t, reg, bad.instance(svc, nil))
 	var logs testenv.Buffer
 	metrics := testenv.NewMetrics(t)
 	hc := newHTTP(t, client.WithWatcher(reg), client.WithoutTracing(),
