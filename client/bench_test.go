@@ -18,7 +18,7 @@ import (
 
 	"github.com/vitamin-go/vitamin/client"
 	"github.com/vitamin-go/vitamin/discovery"
-	"github.com/vitamin-go/vitamin/internal/testenv"
+	"github.com/vitamin-go/vitamin/vitamintest"
 	"github.com/vitamin-go/vitamin/resilience"
 )
 
@@ -277,7 +277,7 @@ func BenchmarkKillUnderLoad(b *testing.B) {
 // and with the in-memory registry. Budget: p99 < 200 ms.
 func BenchmarkDiscoveryChange(b *testing.B) {
 	b.Run("consul", func(b *testing.B) {
-		c := testenv.StartConsul(b)
+		c := vitamintest.StartConsul(b)
 		discoveryChange(b, newConsulWatcher(b, c), newConsulRegistrar(b, c))
 	})
 	b.Run("memory", func(b *testing.B) {

@@ -5,10 +5,10 @@ import (
 	"time"
 
 	"github.com/vitamin-go/vitamin/discovery/consul"
-	"github.com/vitamin-go/vitamin/internal/testenv"
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
-func newConsulWatcher(t testing.TB, c *testenv.Consul) *consul.Watcher {
+func newConsulWatcher(t testing.TB, c *vitamintest.Consul) *consul.Watcher {
 	t.Helper()
 	w, err := consul.NewWatcher(c.Client, consul.WatcherConfig{WaitTime: 5 * time.Second})
 	if err != nil {
@@ -18,7 +18,7 @@ func newConsulWatcher(t testing.TB, c *testenv.Consul) *consul.Watcher {
 	return w
 }
 
-func newConsulRegistrar(t testing.TB, c *testenv.Consul) *consul.Registrar {
+func newConsulRegistrar(t testing.TB, c *vitamintest.Consul) *consul.Registrar {
 	t.Helper()
 	r, err := consul.NewRegistrar(c.Client, consul.RegistrarConfig{})
 	if err != nil {

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/vitamin-go/vitamin/discovery"
-	"github.com/vitamin-go/vitamin/internal/testenv"
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 func testCore(t testing.TB, b Balancing, n int, meta func(i int) map[string]string) (*core, []discovery.Instance) {
@@ -71,7 +71,7 @@ func TestEjectionCapAndExpiry(t *testing.T) {
 		}
 	}
 	// The ejection ends by itself.
-	testenv.Eventually(t, 5*time.Second, func() error {
+	vitamintest.Eventually(t, 5*time.Second, func() error {
 		if n := len(c.set.Load().all); n != 4 {
 			return fmt.Errorf("%d of 4 instances eligible; the ejected ones did not come back", n)
 		}

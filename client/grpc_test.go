@@ -19,7 +19,7 @@ import (
 
 	"github.com/vitamin-go/vitamin/client"
 	"github.com/vitamin-go/vitamin/discovery"
-	"github.com/vitamin-go/vitamin/internal/testenv"
+	"github.com/vitamin-go/vitamin/vitamintest"
 	"github.com/vitamin-go/vitamin/resilience"
 	"github.com/vitamin-go/vitamin/tracing/tracinggrpc"
 )
@@ -70,18 +70,18 @@ func TestGRPCSpread(t *testing.T) {
 }
 
 func TestGRPCConsulMembership(t *testing.T) {
-	c := testenv.StartConsul(t)
+	c := vitamintest.StartConsul(t)
 	w := newConsulWatcher(t, c)
 	r := newConsulRegistrar(t, c)
 	a, b, n := startGRPC(t, "a"), startGRPC(t, "b"), startGRPC(t, "new")
 	register(t, r, a.instance(svc, nil))
 	rb := register(t, r, b.instance(svc, nil))
 	conn := dial(t, client.WithWatcher(w), client.WithoutTracing())
-	testenv.Eventually(t, 10*time.Second, func() error { return check(context.Background(), conn) })
+	vitamintest.Eventually(t, 10*time.Second, func() error { return check(context.Background(), conn) })
 
 	// A new instance registered in Consul starts receiving calls.
 	register(t, r, n.instance(svc, nil))
-	testenv.Eventually(t, 10*time.Second, func() error {
+	vitamintest.Eventually(t, 10*time.Second, func() error {
 		if err := check(context.Background(), conn); err != nil {
 			return err
 		}
@@ -95,7 +95,7 @@ func TestGRPCConsulMembership(t *testing.T) {
 	if err := rb.Deregister(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 10*time.Second, func() error {
+	vitamintest.Eventually(t, 10*time.Second, func() error {
 		before := b.calls.Load()
 		if failed, err := load(conn, 2, 60, nil); failed > 0 {
 			return err
@@ -155,7 +155,7 @@ func TestGRPCKillUnderLoad(t *testing.T) {
 // allReady waits until every backend served a call through conn.
 func allReady(t *testing.T, conn *grpc.ClientConn, bs ...*backend) {
 	t.Helper()
-	testenv.Eventually(t, 5*time.Second, func() error {
+	vitamintest.Eventually(t, 5*time.Second, func() error {
 		for range 20 {
 			if err := check(context.Background(), conn); err != nil {
 				return err
@@ -302,14 +302,14 @@ func TestGRPCEmptySetFailsFastAndRecovers(t *testing.T) {
 	a := startGRPC(t, "a")
 	ra := register(t, reg, a.instance(svc, nil))
 	conn := dial(t, client.WithWatcher(reg), client.WithoutTracing())
-	testenv.Eventually(t, 5*time.Second, func() error { return check(context.Background(), conn) })
+	vitamintest.Eventually(t, 5*time.Second, func() error { return check(context.Background(), conn) })
 
 	if err := ra.Deregister(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	// The call carries a long deadline: failing fast means UNAVAILABLE,
 	// not DEADLINE_EXCEEDED.
-	testenv.Eventually(t, 5*time.Second, func() error {
+	vitamintest.Eventually(t, 5*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		err := check(ctx, conn)
@@ -321,7 +321,7 @@ func TestGRPCEmptySetFailsFastAndRecovers(t *testing.T) {
 
 	b := startGRPC(t, "b")
 	register(t, reg, b.instance(svc, nil))
-	testenv.Eventually(t, 5*time.Second, func() error { return check(context.Background(), conn) })
+	vitamintest.Eventually(t, 5*time.Second, func() error { return check(context.Background(), conn) })
 	if b.calls.Load() == 0 {
 		t.Fatal("the returning instance got no call")
 	}
@@ -353,7 +353,7 @@ func TestGRPCEmptySetUnderPolicy(t *testing.T) {
 
 	b := startGRPC(t, "b")
 	register(t, reg, b.instance(svc, nil))
-	testenv.Eventually(t, 5*time.Second, func() error { return check(context.Background(), conn) })
+	vitamintest.Eventually(t, 5*time.Second, func() error { return check(context.Background(), conn) })
 }
 
 func TestConfigErrors(t *testing.T) {
@@ -397,7 +397,7 @@ func TestGRPCRetriesGoToOtherInstances(t *testing.T) {
 	conn := dial(t, client.WithWatcher(reg), client.WithoutTracing(),
 		client.WithBalancing(client.Balancing{FailurePenalty: time.Nanosecond, Outlier: client.Outlier{Disabled: true}}),
 		client.WithPolicies(policies(t, resilience.Policy{Retry: &resilience.Retry{MaxAttempts: 3}})))
-	testenv.Eventually(t, 5*time.Second, func() error {
+	vitamintest.Eventually(t, 5*time.Second, func() error {
 		if err := conn.Invoke(context.Background(), "/grpc.health.v1.Health/Check", &healthpb.HealthCheckRequest{}, &healthpb.HealthCheckResponse{}); err != nil {
 			return err
 		}
@@ -424,7 +424,7 @@ func TestGRPCHedgeGoesToAnotherInstance(t *testing.T) {
 	conn := dial(t, client.WithWatcher(reg), client.WithoutTracing(),
 		client.WithBalancing(client.Balancing{Algorithm: client.RoundRobin}),
 		client.WithPolicies(policies(t, resilience.Policy{Hedge: &resilience.Hedge{Delay: 2 * time.Millisecond}})))
-	testenv.Eventually(t, 5*time.Second, func() error { return check(context.Background(), conn) })
+	vitamintest.Eventually(t, 5*time.Second, func() error { return check(context.Background(), conn) })
 	fast.calls.Store(0)
 	slow.calls.Store(0)
 	for range 20 {

@@ -20,7 +20,7 @@ import (
 
 	"github.com/vitamin-go/vitamin/client"
 	"github.com/vitamin-go/vitamin/discovery"
-	"github.com/vitamin-go/vitamin/internal/testenv"
+	"github.com/vitamin-go/vitamin/vitamintest"
 	"github.com/vitamin-go/vitamin/resilience"
 	"github.com/vitamin-go/vitamin/tracing/tracinghttp"
 )
@@ -129,7 +129,7 @@ func TestHTTPKillUnderLoad(t *testing.T) {
 		t.Fatalf("%d calls failed after an instance was killed: %v", failed, err)
 	}
 	// Once ejected, the dead instance gets no new attempt.
-	testenv.Eventually(t, 15*time.Second, func() error {
+	vitamintest.Eventually(t, 15*time.Second, func() error {
 		before := at.to(victim)
 		if failed, err := loadHTTP(hc, 2, 50, nil); failed > 0 {
 			return err
@@ -217,7 +217,7 @@ func TestHTTPPinCanaryZone(t *testing.T) {
 		Canary: &client.Canary{Weight: 0},
 		Pin:    &client.Pin{},
 	}))
-	testenv.Eventually(t, 5*time.Second, func() error {
+	vitamintest.Eventually(t, 5*time.Second, func() error {
 		if n := len(reg.Instances(svc)); n != 3 {
 			return fmt.Errorf("%d instances", n)
 		}
@@ -248,7 +248,7 @@ func TestHTTPEmptySetAndRecovery(t *testing.T) {
 	if err := ra.Deregister(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 5*time.Second, func() error {
+	vitamintest.Eventually(t, 5*time.Second, func() error {
 		_, _, err := get(hc, http.MethodGet, "http://orders/x", nil)
 		var ne *client.NoInstancesError
 		if !errors.As(err, &ne) || ne.Service != svc {
@@ -264,7 +264,7 @@ func TestHTTPEmptySetAndRecovery(t *testing.T) {
 // eventuallyServedBy waits until a GET is answered by the backend id.
 func eventuallyServedBy(t *testing.T, hc *http.Client, id string) {
 	t.Helper()
-	testenv.Eventually(t, 5*time.Second, func() error {
+	vitamintest.Eventually(t, 5*time.Second, func() error {
 		_, body, err := get(hc, http.MethodGet, "http://orders/x", nil)
 		if err != nil || body != id {
 			return fmt.Errorf("got %q %v, want an answer from %s", body, err, id)
@@ -387,8 +387,8 @@ func TestEjectionIsLoggedAndCounted(t *testing.T) {
 	reg := newRegistry(t)
 	bad := startFleet(t, reg, startHTTP, 0, "good", "bad")[1]
 	bad.fail.Store(true)
-	var logs testenv.Buffer
-	metrics := testenv.NewMetrics(t)
+	var logs vitamintest.Buffer
+	metrics := vitamintest.NewMetrics(t)
 	hc := newHTTP(t, client.WithWatcher(reg), client.WithoutTracing(),
 		client.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))), client.WithMeterProvider(metrics.Provider),
 		client.WithBalancing(client.Balancing{Algorithm: client.RoundRobin, Outlier: client.Outlier{Consecutive: 2}}))

@@ -17,7 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/vitamin-go/vitamin/config"
-	"github.com/vitamin-go/vitamin/internal/testenv"
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -136,9 +136,9 @@ func TestLayersOverrideInOrderAndDefaultsFillGaps(t *testing.T) {
 	max := config.Int(cfg, "db.pool.max", 0)
 	min := config.Int(cfg, "db.pool.min", 0)
 	mem.Delete("db.pool.min")
-	testenv.Eventually(t, wait, equal(min, 2)) // falls through to the file
+	vitamintest.Eventually(t, wait, equal(min, 2)) // falls through to the file
 	replaceFile(t, file, "db:\n  pool:\n    max: 20\n")
-	testenv.Eventually(t, wait, equal(min, 1)) // falls through to the defaults
+	vitamintest.Eventually(t, wait, equal(min, 1)) // falls through to the defaults
 	mem.Set("db.pool.max", 30)
 	if got := max.Get(); got != 4 {
 		t.Errorf("db.pool.max = %d, want 4 from the environment", got)
@@ -178,7 +178,7 @@ func TestLoadRejectsInvalidSettings(t *testing.T) {
 	watch(t, cfg)
 	s := config.String(cfg, "mode", "none")
 	replaceFile(t, file, `{"mode": "fast"}`)
-	testenv.Eventually(t, wait, equal(s, "fast"))
+	vitamintest.Eventually(t, wait, equal(s, "fast"))
 }
 
 func TestFileReplacedByRenameIsReloadedAndMalformedFileRejected(t *testing.T) {
@@ -203,10 +203,10 @@ func TestFileReplacedByRenameIsReloadedAndMalformedFileRejected(t *testing.T) {
 			}
 
 			replaceFile(t, file, format.v2)
-			testenv.Eventually(t, wait, equal(pool, 7))
+			vitamintest.Eventually(t, wait, equal(pool, 7))
 
 			replaceFile(t, file, format.bad)
-			testenv.Eventually(t, wait, func() error {
+			vitamintest.Eventually(t, wait, func() error {
 				for _, err := range rejected.all() {
 					var re *config.RejectedError
 					if errors.As(err, &re) && re.Layer == "file:app."+format.ext {
@@ -221,7 +221,7 @@ func TestFileReplacedByRenameIsReloadedAndMalformedFileRejected(t *testing.T) {
 
 			// Written in place, and a key deleted: it really disappears.
 			writeFile(t, file, format.noName)
-			testenv.Eventually(t, wait, equal(name, ""))
+			vitamintest.Eventually(t, wait, equal(name, ""))
 			if pool.Get() != 5 {
 				t.Errorf("pool = %d, want 5", pool.Get())
 			}
@@ -273,7 +273,7 @@ func TestOnChangeFiresOncePerRealChangeAndDeleteRestoresDefault(t *testing.T) {
 }
 
 func TestInvalidValueIsRejectedReportedAndCounted(t *testing.T) {
-	metrics := testenv.NewMetrics(t)
+	metrics := vitamintest.NewMetrics(t)
 	mem := config.NewMemory(map[string]any{"db.pool.max": 5, "timeout": "1s"})
 	reported := make(chan error, 10)
 	cfg, err := config.Load(context.Background(), config.Layers{Sources: []config.Source{mem}},
@@ -308,7 +308,7 @@ func TestInvalidValueIsRejectedReportedAndCounted(t *testing.T) {
 	mem.Set("timeout", "soon")
 	<-reported
 	mem.Set("db.pool.max", 50)
-	testenv.Eventually(t, wait, equal(pool, 50))
+	vitamintest.Eventually(t, wait, equal(pool, 50))
 	if calls.Load() != 1 || timeout.Get() != time.Second {
 		t.Errorf("OnChange calls = %d, timeout = %v; want 1 and 1s", calls.Load(), timeout.Get())
 	}

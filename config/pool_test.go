@@ -7,13 +7,13 @@ import (
 	"testing"
 
 	"github.com/vitamin-go/vitamin/config"
-	"github.com/vitamin-go/vitamin/internal/testenv"
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 // The motivating case: the size of a real PostgreSQL pool follows a
 // property while connections are in use.
 func TestPoolSizeFollowsPropertyOnPostgres(t *testing.T) {
-	pg := testenv.StartPostgres(t)
+	pg := vitamintest.StartPostgres(t)
 	db := pg.DB
 	remote := config.NewMemory(map[string]any{"db.pool.max": 2})
 	cfg, err := config.Load(context.Background(), config.Layers{Sources: []config.Source{remote}})
@@ -57,7 +57,7 @@ func TestPoolSizeFollowsPropertyOnPostgres(t *testing.T) {
 		}
 		third <- err
 	}()
-	testenv.Eventually(t, wait, func() error {
+	vitamintest.Eventually(t, wait, func() error {
 		if s := db.Stats(); s.WaitCount < 1 {
 			return fmt.Errorf("third caller not waiting: %+v", s)
 		}
@@ -68,7 +68,7 @@ func TestPoolSizeFollowsPropertyOnPostgres(t *testing.T) {
 	// five are held together. (database/sql does not hand one to a caller
 	// already waiting until a connection is released.)
 	remote.Set("db.pool.max", "5")
-	testenv.Eventually(t, wait, func() error {
+	vitamintest.Eventually(t, wait, func() error {
 		if s := db.Stats(); s.MaxOpenConnections != 5 {
 			return fmt.Errorf("max open %d, want 5", s.MaxOpenConnections)
 		}
@@ -95,7 +95,7 @@ func TestPoolSizeFollowsPropertyOnPostgres(t *testing.T) {
 	// Lowered, and an invalid value rejected: the pool shrinks to 1.
 	remote.Set("db.pool.max", "0")
 	remote.Set("db.pool.max", "1")
-	testenv.Eventually(t, wait, func() error {
+	vitamintest.Eventually(t, wait, func() error {
 		if s := db.Stats(); s.MaxOpenConnections != 1 || s.OpenConnections > 1 {
 			return fmt.Errorf("stats %+v, want at most 1 open", s)
 		}

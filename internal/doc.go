@@ -1,4 +1,7 @@
-// Package internal holds code shared by Vitamin's own packages and tests
-// that users do not import: the test environment with real Consul, NATS and
-// PostgreSQL lives in [github.com/vitamin-go/vitamin/internal/testenv].
+// Package internal holds code shared by Vitamin's own packages that users do
+// not import: the one backoff ([github.com/vitamin-go/vitamin/internal/backoff]),
+// the one field-error shape ([github.com/vitamin-go/vitamin/internal/fielderr])
+// and the one telemetry seam ([github.com/vitamin-go/vitamin/internal/telemetry]).
+// The test kit users and Vitamin's own tests share is public:
+// [github.com/vitamin-go/vitamin/vitamintest].
 package internal

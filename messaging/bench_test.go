@@ -10,7 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/vitamin-go/vitamin/internal/testenv"
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 // Settings shared by the raw and the Vitamin consumers of the benchmark,
@@ -172,7 +172,7 @@ func benchVitamin(b *testing.B, e *env, durable string, workers int, store Store
 // benchEnv starts a server with the "events" stream holding n messages.
 func benchEnv(b *testing.B, n int) *env {
 	b.Helper()
-	srv := testenv.StartNATS(b)
+	srv := vitamintest.StartNATS(b)
 	e := &env{srv: srv, nc: srv.Connect(b)}
 	e.js = newJS(b, e.nc)
 	ctx := testCtx(b)

@@ -12,7 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/vitamin-go/vitamin/internal/testenv"
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 func publisher(t testing.TB, e *env) *Publisher {
@@ -154,7 +154,7 @@ func TestDeadLetterThatCannotBeStoredIsRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	run(t, c)
-	testenv.Eventually(t, 20*time.Second, func() error {
+	vitamintest.Eventually(t, 20*time.Second, func() error {
 		if n := calls.Load(); n < 2 {
 			return fmt.Errorf("handler ran %d times; the message must come back while its dead letter cannot be stored", n)
 		}
@@ -293,7 +293,7 @@ func TestCrashBetweenSideEffectAndAck(t *testing.T) {
 			<-crash
 			stopA()
 
-			metrics := testenv.NewMetrics(t)
+			metrics := vitamintest.NewMetrics(t)
 			withMetrics := WithMeterProvider(metrics.Provider)
 			b, err := NewConsumer(ctx, e.js, fastConfig("pay"), handler("b"), WithStore(store), withMetrics)
 			if err != nil {

@@ -7,14 +7,14 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/vitamin-go/vitamin/internal/testenv"
+	"github.com/vitamin-go/vitamin/vitamintest"
 	"github.com/vitamin-go/vitamin/messaging"
 )
 
 func ExamplePublisher_Publish() {
-	t := testenv.NewDetached("example")
+	t := vitamintest.NewDetached("example")
 	defer t.Close()
-	srv := testenv.StartNATS(t) // a real NATS server with JetStream
+	srv := vitamintest.StartNATS(t) // a real NATS server with JetStream
 	js, _ := jetstream.New(srv.Connect(t))
 	ctx := context.Background()
 
@@ -46,10 +46,10 @@ func ExamplePublisher_Publish() {
 }
 
 func ExampleSQLStore() {
-	t := testenv.NewDetached("example")
+	t := vitamintest.NewDetached("example")
 	defer t.Close()
-	srv := testenv.StartNATS(t)
-	pg := testenv.StartPostgres(t) // a fresh schema on the local PostgreSQL
+	srv := vitamintest.StartNATS(t)
+	pg := vitamintest.StartPostgres(t) // a fresh schema on the local PostgreSQL
 	js, _ := jetstream.New(srv.Connect(t))
 	ctx := context.Background()
 	if _, err := messaging.EnsureStream(ctx, js, messaging.StreamConfig{Name: "orders", Subjects: []string{"orders.>"}}); err != nil {

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vitamin-go/vitamin/internal/testenv"
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 // loadMessages is the number of messages of the load test:
@@ -92,7 +92,7 @@ func TestThreeInstancesUnderRedeliveries(t *testing.T) {
 				}
 				run(t, c)
 			}
-			testenv.Eventually(t, 90*time.Second, func() error {
+			vitamintest.Eventually(t, 90*time.Second, func() error {
 				got := effects.keys()
 				if kind == "sql" {
 					_, got = db.total(t)

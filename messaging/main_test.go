@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
-	"github.com/vitamin-go/vitamin/internal/testenv"
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -21,14 +21,14 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // (subjects events.>) and "deadletters" (deadletter.>).
 type env struct {
 	t   *testing.T
-	srv *testenv.NATS
+	srv *vitamintest.NATS
 	nc  *nats.Conn
 	js  jetstream.JetStream
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	srv := testenv.StartNATS(t)
+	srv := vitamintest.StartNATS(t)
 	e := &env{t: t, srv: srv}
 	e.nc = srv.Connect(t)
 	e.js = newJS(t, e.nc)
@@ -95,7 +95,7 @@ func run(t testing.TB, c *Consumer) func() {
 // lost during a reconnect is retried.
 func settled(t testing.TB, js jetstream.JetStream, stream, durable string, timeout time.Duration) {
 	t.Helper()
-	testenv.Eventually(t, timeout, func() error {
+	vitamintest.Eventually(t, timeout, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		cons, err := js.Consumer(ctx, stream, durable)
@@ -117,7 +117,7 @@ func settled(t testing.TB, js jetstream.JetStream, stream, durable string, timeo
 func streamMsgs(t testing.TB, js jetstream.JetStream, name string) uint64 {
 	t.Helper()
 	var n uint64
-	testenv.Eventually(t, 10*time.Second, func() error {
+	vitamintest.Eventually(t, 10*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		s, err := js.Stream(ctx, name)
@@ -137,7 +137,7 @@ func streamMsgs(t testing.TB, js jetstream.JetStream, name string) uint64 {
 // deadLetters reads every message on the dead-letter stream.
 func deadLetters(t testing.TB, js jetstream.JetStream, want int) []jetstream.Msg {
 	t.Helper()
-	testenv.Eventually(t, 10*time.Second, func() error {
+	vitamintest.Eventually(t, 10*time.Second, func() error {
 		if n := streamMsgs(t, js, "deadletters"); n < uint64(want) {
 			return fmt.Errorf("%d dead letters, want %d", n, want)
 		}

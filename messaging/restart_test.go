@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vitamin-go/vitamin/internal/testenv"
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 // TestServerRestartMidStream restarts the NATS server while messages are
@@ -47,7 +47,7 @@ func TestServerRestartMidStream(t *testing.T) {
 	}()
 
 	<-half
-	testenv.Eventually(t, 30*time.Second, func() error {
+	vitamintest.Eventually(t, 30*time.Second, func() error {
 		if got := effects.keys(); got < n/6 {
 			return fmt.Errorf("%d messages handled before the restart", got)
 		}
@@ -59,7 +59,7 @@ func TestServerRestartMidStream(t *testing.T) {
 	if err := <-published; err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 30*time.Second, func() error {
+	vitamintest.Eventually(t, 30*time.Second, func() error {
 		if got := effects.keys(); got < n {
 			return fmt.Errorf("%d of %d messages handled after the restart", got, n)
 		}

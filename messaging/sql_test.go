@@ -5,7 +5,7 @@ import (
 	"database/sql"
 	"testing"
 
-	"github.com/vitamin-go/vitamin/internal/testenv"
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 // sqlDB is a PostgreSQL schema with an SQLStore and a business table,
@@ -17,7 +17,7 @@ type sqlDB struct {
 
 func newSQLDB(t testing.TB) sqlDB {
 	t.Helper()
-	pg := testenv.StartPostgres(t)
+	pg := vitamintest.StartPostgres(t)
 	ctx := testCtx(t)
 	if _, err := pg.DB.ExecContext(ctx, "CREATE TABLE effects (id BIGSERIAL PRIMARY KEY, msg_key TEXT NOT NULL)"); err != nil {
 		t.Fatal(err)

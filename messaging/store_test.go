@@ -8,7 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/vitamin-go/vitamin/internal/testenv"
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 // TestStoresClaimMarkRelease checks the contract every Store keeps.
@@ -59,7 +59,7 @@ func TestStoresClaimMarkRelease(t *testing.T) {
 				t.Fatal(err)
 			}
 			var c Claim
-			testenv.Eventually(t, 10*time.Second, func() error {
+			vitamintest.Eventually(t, 10*time.Second, func() error {
 				c, err = s.Claim(ctx, "order:2", lease)
 				return err
 			})
@@ -113,7 +113,7 @@ func TestMemoryStoreForgetsAfterRetention(t *testing.T) {
 	if err := c.Done(ctx); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 5*time.Second, func() error {
+	vitamintest.Eventually(t, 5*time.Second, func() error {
 		c, err := s.Claim(ctx, "k", time.Minute)
 		if err == nil {
 			return c.Release(ctx)
@@ -177,7 +177,7 @@ func TestKVStoreAbandonedClaimsExpire(t *testing.T) {
 	if _, err := s.Claim(ctx, "abandoned", 10*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 15*time.Second, func() error {
+	vitamintest.Eventually(t, 15*time.Second, func() error {
 		_, err := s.kv.Get(ctx, kvKey("abandoned"))
 		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 			return nil

@@ -9,13 +9,13 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 
-	"github.com/vitamin-go/vitamin/internal/testenv"
+	"github.com/vitamin-go/vitamin/vitamintest"
 	"github.com/vitamin-go/vitamin/resilience"
 )
 
 func TestEventsReachLogsMetricsAndSnapshot(t *testing.T) {
-	metrics := testenv.NewMetrics(t)
-	var logs testenv.Buffer
+	metrics := vitamintest.NewMetrics(t)
+	var logs vitamintest.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 	r, err := resilience.NewRegistry(resilience.Config{Default: resilience.Policy{

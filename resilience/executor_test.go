@@ -15,7 +15,7 @@ import (
 	"github.com/failsafe-go/failsafe-go/circuitbreaker"
 	"github.com/failsafe-go/failsafe-go/ratelimiter"
 
-	"github.com/vitamin-go/vitamin/internal/testenv"
+	"github.com/vitamin-go/vitamin/vitamintest"
 	"github.com/vitamin-go/vitamin/resilience"
 )
 
@@ -37,7 +37,7 @@ func fail(context.Context) error    { return errBoom }
 func waitHalfOpen(t *testing.T, e *resilience.Executor, fn func(context.Context) error) error {
 	t.Helper()
 	var got error
-	testenv.Eventually(t, 5*time.Second, func() error {
+	vitamintest.Eventually(t, 5*time.Second, func() error {
 		got = e.Run(context.Background(), fn)
 		if errors.Is(got, resilience.ErrCircuitOpen) {
 			return got

@@ -41,7 +41,7 @@ func await[T any](t *testing.T, ch <-chan T, what string) T {
 }
 
 // eventually polls cond until it holds (true) or a generous limit passes
-// (false). Unlike testenv.Eventually it may run on any goroutine.
+// (false). Unlike vitamintest.Eventually it may run on any goroutine.
 func eventually(cond func() bool) bool {
 	limit := time.Now().Add(10 * time.Second)
 	for !cond() {

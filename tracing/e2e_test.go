@@ -20,7 +20,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 
-	"github.com/vitamin-go/vitamin/internal/testenv"
+	"github.com/vitamin-go/vitamin/vitamintest"
 	"github.com/vitamin-go/vitamin/tracing"
 	"github.com/vitamin-go/vitamin/tracing/tracinggrpc"
 	"github.com/vitamin-go/vitamin/tracing/tracinghttp"
@@ -76,7 +76,7 @@ func startChain(t *testing.T, frontend, orders, billing []string) *chain {
 		return tel
 	}
 	telF, telO, telB := tel("frontend", frontend), tel("orders", orders), tel("billing", billing)
-	ns := testenv.StartNATS(t)
+	ns := vitamintest.StartNATS(t)
 
 	// billing: a NATS subscriber.
 	ncB := ns.Connect(t)
@@ -164,7 +164,7 @@ func (c *chain) send(t *testing.T, ctx context.Context, client *http.Client, hea
 // waitSpans waits until n spans have ended.
 func (c *chain) waitSpans(t *testing.T, n int) []sdktrace.ReadOnlySpan {
 	t.Helper()
-	testenv.Eventually(t, 10*time.Second, func() error {
+	vitamintest.Eventually(t, 10*time.Second, func() error {
 		if got := len(c.rec.Ended()); got < n {
 			return fmt.Errorf("%d of %d spans ended", got, n)
 		}

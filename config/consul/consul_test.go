@@ -15,13 +15,13 @@ import (
 
 	"github.com/vitamin-go/vitamin/config"
 	"github.com/vitamin-go/vitamin/config/consul"
-	"github.com/vitamin-go/vitamin/internal/testenv"
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 const wait = 15 * time.Second
 
 // source returns a Source on c under a prefix named after the test.
-func source(t testing.TB, c *testenv.Consul, cfg consul.Config) *consul.Source {
+func source(t testing.TB, c *vitamintest.Consul, cfg consul.Config) *consul.Source {
 	t.Helper()
 	if cfg.Prefix == "" {
 		cfg.Prefix = "test/" + strings.ReplaceAll(t.Name(), "/", "-")
@@ -39,14 +39,14 @@ func source(t testing.TB, c *testenv.Consul, cfg consul.Config) *consul.Source {
 	return s
 }
 
-func put(t testing.TB, c *testenv.Consul, key, value string) {
+func put(t testing.TB, c *vitamintest.Consul, key, value string) {
 	t.Helper()
 	if _, err := c.Client.KV().Put(&api.KVPair{Key: key, Value: []byte(value)}, nil); err != nil {
 		t.Fatalf("put %s: %v", key, err)
 	}
 }
 
-func del(t testing.TB, c *testenv.Consul, key string) {
+func del(t testing.TB, c *vitamintest.Consul, key string) {
 	t.Helper()
 	if _, err := c.Client.KV().Delete(key, nil); err != nil {
 		t.Fatalf("delete %s: %v", key, err)
@@ -124,13 +124,13 @@ func TestPrecedenceAcrossAllFourLayers(t *testing.T) {
 	pool := config.Int(cfg, "db.pool", 0)
 	put(t, agent, prefix+"db/host", "consul")
 	put(t, agent, prefix+"db/pool", "30")
-	testenv.Eventually(t, wait, equal(host, "consul"))
+	vitamintest.Eventually(t, wait, equal(host, "consul"))
 	if pool.Get() != 4 {
 		t.Errorf("db.pool = %d, want 4 from the environment", pool.Get())
 	}
 	// Deleted from Consul: the file's value comes back.
 	del(t, agent, prefix+"db/host")
-	testenv.Eventually(t, wait, equal(host, "file"))
+	vitamintest.Eventually(t, wait, equal(host, "file"))
 }
 
 func TestPutUpdatesPropertyOnceAndDeleteRestoresDefault(t *testing.T) {
@@ -158,7 +158,7 @@ func TestPutUpdatesPropertyOnceAndDeleteRestoresDefault(t *testing.T) {
 	}
 	put(t, agent, prefix+"db/pool/max", "25") // written again, unchanged
 	put(t, agent, prefix+"db/other", "x")
-	testenv.Eventually(t, wait, func() error {
+	vitamintest.Eventually(t, wait, func() error {
 		if !cfg.Snapshot().Exists("db.other") {
 			return errors.New("db.other not there yet")
 		}
@@ -203,7 +203,7 @@ func TestInvalidValueInConsulIsRejected(t *testing.T) {
 		}
 	}
 	put(t, agent, prefix+"timeout", "3s")
-	testenv.Eventually(t, wait, equal(timeout, 3*time.Second))
+	vitamintest.Eventually(t, wait, equal(timeout, 3*time.Second))
 }
 
 func TestMissingPrefixIsEmpty(t *testing.T) {
@@ -215,7 +215,7 @@ func TestMissingPrefixIsEmpty(t *testing.T) {
 }
 
 func TestAgentStoppedAndRestartedLosesNoChange(t *testing.T) {
-	c := testenv.StartConsul(t)
+	c := vitamintest.StartConsul(t)
 	src := source(t, c, consul.Config{})
 	prefix := "test/" + t.Name() + "/"
 	put(t, c, prefix+"pool", "5")
@@ -223,10 +223,10 @@ func TestAgentStoppedAndRestartedLosesNoChange(t *testing.T) {
 	pool := config.Int(cfg, "pool", 1)
 	mode := config.String(cfg, "mode", "none")
 	put(t, c, prefix+"pool", "6")
-	testenv.Eventually(t, wait, equal(pool, 6))
+	vitamintest.Eventually(t, wait, equal(pool, 6))
 
 	c.Stop()
-	testenv.Eventually(t, wait, func() error {
+	vitamintest.Eventually(t, wait, func() error {
 		if !src.Stale() || !cfg.Stale() {
 			return errors.New("source not reported stale")
 		}
@@ -243,8 +243,8 @@ func TestAgentStoppedAndRestartedLosesNoChange(t *testing.T) {
 	for i := 7; i <= 30; i++ {
 		put(t, c, prefix+"pool", strconv.Itoa(i))
 	}
-	testenv.Eventually(t, wait, equal(pool, 30))
-	testenv.Eventually(t, wait, equal(mode, "fast"))
+	vitamintest.Eventually(t, wait, equal(pool, 30))
+	vitamintest.Eventually(t, wait, equal(mode, "fast"))
 	if src.Stale() || cfg.Stale() {
 		t.Error("still stale after Consul came back")
 	}
@@ -253,7 +253,7 @@ func TestAgentStoppedAndRestartedLosesNoChange(t *testing.T) {
 func TestACLTokenIsUsedForBlockingQueries(t *testing.T) {
 	// The test agent's own client takes its token from the environment.
 	t.Setenv("CONSUL_HTTP_TOKEN", "root-token")
-	c := testenv.StartConsul(t, testenv.ConsulHCL(`acl {
+	c := vitamintest.StartConsul(t, vitamintest.ConsulHCL(`acl {
   enabled = true
   default_policy = "deny"
   tokens { initial_management = "root-token" }
@@ -285,7 +285,7 @@ func TestACLTokenIsUsedForBlockingQueries(t *testing.T) {
 		t.Fatalf("pool = %d, want 5", pool.Get())
 	}
 	put(t, c, "config/orders/pool", "9")
-	testenv.Eventually(t, wait, equal(pool, 9))
+	vitamintest.Eventually(t, wait, equal(pool, 9))
 	if src.Stale() {
 		t.Error("source stale: its blocking queries were refused")
 	}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/vitamin-go/vitamin/discovery"
 	"github.com/vitamin-go/vitamin/discovery/consul"
-	"github.com/vitamin-go/vitamin/internal/testenv"
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 // BenchmarkPropagation measures the time from a registration change at the
@@ -26,7 +26,7 @@ func BenchmarkPropagation(b *testing.B) {
 }
 
 func benchmarkPropagation(b *testing.B, watches int) {
-	agent := testenv.StartConsul(b)
+	agent := vitamintest.StartConsul(b)
 	cl, _ := client(b, agent)
 	w := newWatcher(b, cl, consul.WatcherConfig{})
 	// Two instances that stay, so that the third coming and going is not a

@@ -19,7 +19,7 @@ import (
 
 	"github.com/vitamin-go/vitamin/discovery"
 	"github.com/vitamin-go/vitamin/discovery/consul"
-	"github.com/vitamin-go/vitamin/internal/testenv"
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 func register(t testing.TB, r discovery.Registrar, reg discovery.Registration) discovery.Registered {
@@ -34,7 +34,7 @@ func register(t testing.TB, r discovery.Registrar, reg discovery.Registration) d
 }
 
 func TestRegisterWatchDeregister(t *testing.T) {
-	agent := testenv.StartConsul(t)
+	agent := vitamintest.StartConsul(t)
 	cl, _ := client(t, agent)
 	reg, w := newRegistrar(t, cl), newWatcher(t, cl, consul.WatcherConfig{})
 	orders := watch(t, w, "orders")
@@ -77,7 +77,7 @@ func TestRegisterWatchDeregister(t *testing.T) {
 }
 
 func TestFilterByTagAndMetaSharesOneQuery(t *testing.T) {
-	agent := testenv.StartConsul(t)
+	agent := vitamintest.StartConsul(t)
 	cl, _ := client(t, agent)
 	wcl, queries := client(t, agent)
 	reg, w := newRegistrar(t, cl), newWatcher(t, wcl, consul.WatcherConfig{})
@@ -91,7 +91,7 @@ func TestFilterByTagAndMetaSharesOneQuery(t *testing.T) {
 		t.Cleanup(func() { deregister(t, h) })
 	}
 	// Let the agent sync all three to the catalog, so that the index stays.
-	testenv.Eventually(t, 10*time.Second, func() error {
+	vitamintest.Eventually(t, 10*time.Second, func() error {
 		entries, _, err := cl.Health().Service("pay", "", true, nil)
 		if err == nil && len(entries) != 3 {
 			err = errors.New(strconv.Itoa(len(entries)) + " instances in the catalog")
@@ -123,7 +123,7 @@ func TestFilterByTagAndMetaSharesOneQuery(t *testing.T) {
 }
 
 func TestFailingChecksRemoveTheInstance(t *testing.T) {
-	agent := testenv.StartConsul(t)
+	agent := vitamintest.StartConsul(t)
 	wcl, _ := client(t, agent)
 	w := newWatcher(t, wcl, consul.WatcherConfig{})
 
@@ -193,7 +193,7 @@ func TestFailingChecksRemoveTheInstance(t *testing.T) {
 }
 
 func TestAgentRestartRegistersAgainOnce(t *testing.T) {
-	agent := testenv.StartConsul(t)
+	agent := vitamintest.StartConsul(t)
 	cl, tr := client(t, agent)
 	reg := newRegistrar(t, cl)
 	ttl := register(t, reg, discovery.Registration{
@@ -213,7 +213,7 @@ func TestAgentRestartRegistersAgainOnce(t *testing.T) {
 
 	agent.Restart(t) // a dev agent comes back empty
 
-	testenv.Eventually(t, 15*time.Second, func() error {
+	vitamintest.Eventually(t, 15*time.Second, func() error {
 		entries, _, err := agent.Client.Health().Service("cart", "", true, nil)
 		if err != nil {
 			return err
@@ -229,7 +229,7 @@ func TestAgentRestartRegistersAgainOnce(t *testing.T) {
 	// Several more heartbeats and reconciliations pass: no further
 	// registration, no duplicate.
 	renewed, checked := tr.count("ok PUT /v1/agent/check/update/"), tr.count("ok GET /v1/agent/service/cart-http")
-	testenv.Eventually(t, 10*time.Second, func() error {
+	vitamintest.Eventually(t, 10*time.Second, func() error {
 		if tr.count("ok PUT /v1/agent/check/update/") < renewed+3 || tr.count("ok GET /v1/agent/service/cart-http") < checked+3 {
 			return errors.New("waiting for three more heartbeats and reconciliations")
 		}
@@ -247,7 +247,7 @@ func TestAgentRestartRegistersAgainOnce(t *testing.T) {
 }
 
 func TestStaleWhileAgentStopped(t *testing.T) {
-	agent := testenv.StartConsul(t)
+	agent := vitamintest.StartConsul(t)
 	cl, _ := client(t, agent)
 	reg, w := newRegistrar(t, cl), newWatcher(t, cl, consul.WatcherConfig{})
 	h := register(t, reg, discovery.Registration{
@@ -276,7 +276,7 @@ func TestStaleWhileAgentStopped(t *testing.T) {
 }
 
 func TestRegisterRejectsBadInput(t *testing.T) {
-	agent := testenv.StartConsul(t)
+	agent := vitamintest.StartConsul(t)
 	cl, _ := client(t, agent)
 	reg := newRegistrar(t, cl)
 	ok := discovery.Instance{ID: "dup", Service: "s", Address: "127.0.0.1", Port: 9500}
@@ -321,7 +321,7 @@ func TestRegisterRejectsBadInput(t *testing.T) {
 // TestManyWatchersShareOneQuery registers 1,000 instances of a service and
 // opens 100 watches of it: the watcher must run one blocking query loop.
 func TestManyWatchersShareOneQuery(t *testing.T) {
-	agent := testenv.StartConsul(t)
+	agent := vitamintest.StartConsul(t)
 	const instances, watchers = 1000, 100
 	registerMany(t, agent.Client, "catalog", instances)
 
@@ -387,7 +387,7 @@ func registerMany(t testing.TB, cl *api.Client, service string, n int) {
 }
 
 func TestRegisteringAgainSupersedes(t *testing.T) {
-	agent := testenv.StartConsul(t)
+	agent := vitamintest.StartConsul(t)
 	cl, tr := client(t, agent)
 	reg := newRegistrar(t, cl)
 	in := discovery.Instance{ID: "again", Service: "s", Address: "127.0.0.1", Port: 9600, Tags: []string{"v1"}}
@@ -400,7 +400,7 @@ func TestRegisteringAgainSupersedes(t *testing.T) {
 		t.Fatalf("after the superseded Deregister: %+v, %v; want the second registration", svc, err)
 	}
 	n := tr.count("ok PUT /v1/agent/check/update/")
-	testenv.Eventually(t, 5*time.Second, func() error {
+	vitamintest.Eventually(t, 5*time.Second, func() error {
 		if tr.count("ok PUT /v1/agent/check/update/") < n+2 {
 			return errors.New("waiting for heartbeats")
 		}

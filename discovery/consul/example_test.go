@@ -9,7 +9,7 @@ import (
 
 	"github.com/vitamin-go/vitamin/discovery"
 	"github.com/vitamin-go/vitamin/discovery/consul"
-	"github.com/vitamin-go/vitamin/internal/testenv"
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 // Register an instance with a TTL check that the registrar renews, watch
@@ -114,7 +114,7 @@ func ExampleWatcher() {
 // startAgent starts a Consul dev agent with the test environment and
 // returns its HTTP address and a function that stops it.
 func startAgent() (addr string, stop func()) {
-	tb := testenv.NewDetached("example")
-	agent := testenv.StartConsul(tb)
+	tb := vitamintest.NewDetached("example")
+	agent := vitamintest.StartConsul(tb)
 	return agent.Addr, tb.Close
 }

@@ -13,7 +13,7 @@ import (
 
 	"github.com/vitamin-go/vitamin/discovery"
 	"github.com/vitamin-go/vitamin/discovery/consul"
-	"github.com/vitamin-go/vitamin/internal/testenv"
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -78,7 +78,7 @@ func (c *counter) setFail(f func(*http.Request) bool) {
 
 // client returns a Consul client for the agent whose requests go through a
 // fresh counter. Its idle connections are closed when the test ends.
-func client(t testing.TB, agent *testenv.Consul) (*api.Client, *counter) {
+func client(t testing.TB, agent *vitamintest.Consul) (*api.Client, *counter) {
 	t.Helper()
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	t.Cleanup(tr.CloseIdleConnections)

@@ -17,7 +17,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 
-	"github.com/vitamin-go/vitamin/internal/testenv"
+	"github.com/vitamin-go/vitamin/vitamintest"
 	"github.com/vitamin-go/vitamin/tracing"
 	"github.com/vitamin-go/vitamin/tracing/tracinggrpc"
 )
@@ -77,7 +77,7 @@ func TestCallsAreTracedAndHealthChecksAreNot(t *testing.T) {
 	parent.End()
 	handlerSpan := <-ts.seen
 
-	testenv.Eventually(t, 5*time.Second, func() error {
+	vitamintest.Eventually(t, 5*time.Second, func() error {
 		if len(rec.Ended()) < 3 {
 			return errors.New("spans not ended")
 		}

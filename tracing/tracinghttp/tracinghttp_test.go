@@ -13,7 +13,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/goleak"
 
-	"github.com/vitamin-go/vitamin/internal/testenv"
+	"github.com/vitamin-go/vitamin/vitamintest"
 	"github.com/vitamin-go/vitamin/tracing"
 	"github.com/vitamin-go/vitamin/tracing/tracinghttp"
 )
@@ -56,7 +56,7 @@ func TestRequestsAreTracedAndHealthChecksAreNot(t *testing.T) {
 	parent.End()
 	handlerSpan := <-seen
 
-	testenv.Eventually(t, 5*time.Second, func() error {
+	vitamintest.Eventually(t, 5*time.Second, func() error {
 		if len(rec.Ended()) < 3 {
 			return errors.New("spans not ended")
 		}

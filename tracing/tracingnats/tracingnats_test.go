@@ -15,7 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/goleak"
 
-	"github.com/vitamin-go/vitamin/internal/testenv"
+	"github.com/vitamin-go/vitamin/vitamintest"
 	"github.com/vitamin-go/vitamin/tracing/tracingnats"
 )
 
@@ -60,7 +60,7 @@ func wait(t *testing.T, ch <-chan trace.SpanContext) trace.SpanContext {
 }
 
 func TestTraceHeadersAreReadInAnyLetterCase(t *testing.T) {
-	ns := testenv.StartNATS(t)
+	ns := vitamintest.StartNATS(t)
 	nc := ns.Connect(t)
 	const traceHex, spanHex = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 	tests := []struct {
@@ -87,7 +87,7 @@ func TestTraceHeadersAreReadInAnyLetterCase(t *testing.T) {
 			if sc.TraceID().String() != traceHex {
 				t.Errorf("handler ran in trace %s, want %s", sc.TraceID(), traceHex)
 			}
-			testenv.Eventually(t, 5*time.Second, func() error {
+			vitamintest.Eventually(t, 5*time.Second, func() error {
 				if len(rec.Ended()) == 0 {
 					return errors.New("consumer span not ended")
 				}
@@ -102,7 +102,7 @@ func TestTraceHeadersAreReadInAnyLetterCase(t *testing.T) {
 }
 
 func TestPublishAndProcessSpansFollowMessagingConventions(t *testing.T) {
-	ns := testenv.StartNATS(t)
+	ns := vitamintest.StartNATS(t)
 	nc := ns.Connect(t)
 	tr, rec := newTracer(t, w3c)
 	got := receive(t, nc, tr, "orders.placed", errors.New("out of stock"))
@@ -114,7 +114,7 @@ func TestPublishAndProcessSpansFollowMessagingConventions(t *testing.T) {
 		t.Fatal(err)
 	}
 	wait(t, got)
-	testenv.Eventually(t, 5*time.Second, func() error {
+	vitamintest.Eventually(t, 5*time.Second, func() error {
 		if len(rec.Ended()) < 2 {
 			return errors.New("spans not ended")
 		}

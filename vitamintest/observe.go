@@ -1,4 +1,4 @@
-package testenv
+package vitamintest
 
 import (
 	"context"
@@ -55,7 +55,7 @@ func (m *Metrics) Sum(t testing.TB, name string, attrs ...attribute.KeyValue) in
 	t.Helper()
 	var rm metricdata.ResourceMetrics
 	if err := m.reader.Collect(context.Background(), &rm); err != nil {
-		t.Fatalf("testenv: collect metrics: %v", err)
+		t.Fatalf("vitamintest: collect metrics: %v", err)
 	}
 	has := func(set attribute.Set) bool {
 		for _, kv := range attrs {

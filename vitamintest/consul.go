@@ -1,4 +1,4 @@
-package testenv
+package vitamintest
 
 import (
 	"context"
@@ -20,7 +20,7 @@ import (
 // binary to use instead of the one scripts/consul builds into .bin/.
 const ConsulBinEnv = "VITAMIN_CONSUL_BIN"
 
-const consulHow = "scripts/consul (it builds .bin/consul; scripts/test does it too)"
+const consulHow = "scripts/consul in the Vitamin repository (it builds .bin/consul), or install Consul on PATH, or set " + ConsulBinEnv
 
 // ConsulOption changes how StartConsul runs the agent.
 type ConsulOption func(*consulOptions)
@@ -67,8 +67,10 @@ type Consul struct {
 	done chan struct{} // closed when proc has exited
 }
 
-// ConsulBinary returns the path of the consul binary the helpers run, or an
-// error saying how to build it.
+// ConsulBinary returns the path of the consul binary StartConsul runs: the
+// one named by VITAMIN_CONSUL_BIN, else .bin/consul at the root of the
+// Vitamin repository (when the test runs inside it; scripts/consul builds
+// it), else the first consul on PATH. The error says how to get one.
 func ConsulBinary() (string, error) {
 	if p := os.Getenv(ConsulBinEnv); p != "" {
 		if _, err := os.Stat(p); err != nil {
@@ -76,13 +78,15 @@ func ConsulBinary() (string, error) {
 		}
 		return p, nil
 	}
-	root, err := RepoRoot()
-	if err != nil {
-		return "", err
+	if root, err := RepoRoot(); err == nil {
+		p := filepath.Join(root, ".bin", "consul")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
 	}
-	p := filepath.Join(root, ".bin", "consul")
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("no consul binary at .bin/consul: %w", err)
+	p, err := exec.LookPath("consul")
+	if err != nil {
+		return "", errors.New("no consul binary: none on PATH, none named by " + ConsulBinEnv + ", and no .bin/consul in the Vitamin repository")
 	}
 	return p, nil
 }
@@ -115,7 +119,7 @@ func StartConsul(t testing.TB, opts ...ConsulOption) *Consul {
 		}
 		c.Stop()
 	}
-	t.Fatalf("testenv: start consul: %v", lastErr)
+	t.Fatalf("vitamintest: start consul: %v", lastErr)
 	return nil
 }
 
@@ -229,9 +233,9 @@ func (c *Consul) Stop() {
 func (c *Consul) Restart(t testing.TB) {
 	t.Helper()
 	c.Stop()
-	fmt.Fprintf(c.log, "--- testenv: restarting consul agent ---\n")
+	fmt.Fprintf(c.log, "--- vitamintest: restarting consul agent ---\n")
 	if err := c.run(); err != nil {
-		t.Fatalf("testenv: restart consul: %v", err)
+		t.Fatalf("vitamintest: restart consul: %v", err)
 	}
 }
 

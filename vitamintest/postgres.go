@@ -1,4 +1,4 @@
-package testenv
+package vitamintest
 
 import (
 	"context"
@@ -47,7 +47,7 @@ func StartPostgres(t testing.TB) *Postgres {
 	}
 	admin, err := sql.Open("pgx", base)
 	if err != nil {
-		t.Fatalf("testenv: %s: %v", PostgresEnv, err)
+		t.Fatalf("vitamintest: %s: %v", PostgresEnv, err)
 	}
 	t.Cleanup(func() { admin.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -60,23 +60,23 @@ func StartPostgres(t testing.TB) *Postgres {
 	_, _ = rand.Read(b[:])
 	schema := "vitamin_test_" + hex.EncodeToString(b[:])
 	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("testenv: create schema %s: %v", schema, err)
+		t.Fatalf("vitamintest: create schema %s: %v", schema, err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if _, err := admin.ExecContext(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("testenv: drop schema %s: %v", schema, err)
+			t.Errorf("vitamintest: drop schema %s: %v", schema, err)
 		}
 	})
 
 	dsn, err := withSearchPath(base, schema)
 	if err != nil {
-		t.Fatalf("testenv: %s: %v", PostgresEnv, err)
+		t.Fatalf("vitamintest: %s: %v", PostgresEnv, err)
 	}
 	db, err := sql.Open("pgx", dsn)
 	if err != nil {
-		t.Fatalf("testenv: open %s: %v", redact(dsn), err)
+		t.Fatalf("vitamintest: open %s: %v", redact(dsn), err)
 	}
 	// Registered after the schema's cleanup, so it runs before it: the
 	// pool's connections are gone when the schema is dropped.

@@ -1,10 +1,10 @@
-package testenv_test
+package vitamintest_test
 
 import (
 	"os"
 	"testing"
 
-	"github.com/vitamin-go/vitamin/internal/testenv"
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 type runner struct{ ran bool }
@@ -28,7 +28,7 @@ func TestRunMain(t *testing.T) {
 			var dir string
 			cleaned := false
 			r := &runner{}
-			code := testenv.RunMain(r, func(tb testing.TB) {
+			code := vitamintest.RunMain(r, func(tb testing.TB) {
 				dir = tb.TempDir()
 				tb.Cleanup(func() { cleaned = true })
 				tt.setup(tb)

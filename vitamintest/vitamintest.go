@@ -1,4 +1,4 @@
-package testenv
+package vitamintest
 
 import (
 	"context"
@@ -28,7 +28,7 @@ func FreePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("testenv: find a free port: %v", err)
+		t.Fatalf("vitamintest: find a free port: %v", err)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
@@ -47,7 +47,7 @@ func RepoRoot() (string, error) {
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", errors.New("testenv: no go.mod of github.com/vitamin-go/vitamin above the working directory")
+			return "", errors.New("vitamintest: no go.mod of github.com/vitamin-go/vitamin above the working directory")
 		}
 		dir = parent
 	}

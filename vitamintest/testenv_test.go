@@ -1,4 +1,4 @@
-package testenv_test
+package vitamintest_test
 
 import (
 	"context"
@@ -11,13 +11,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
-	"github.com/vitamin-go/vitamin/internal/testenv"
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestConsulRegistersAndSurvivesRestart(t *testing.T) {
-	c := testenv.StartConsul(t)
+	c := vitamintest.StartConsul(t)
 
 	reg := &api.AgentServiceRegistration{ID: "orders-1", Name: "orders", Address: "127.0.0.1", Port: 8080}
 	if err := c.Client.Agent().ServiceRegister(reg); err != nil {
@@ -35,7 +35,7 @@ func TestConsulRegistersAndSurvivesRestart(t *testing.T) {
 			return nil
 		}
 	}
-	testenv.Eventually(t, 10*time.Second, ordersInCatalog(1))
+	vitamintest.Eventually(t, 10*time.Second, ordersInCatalog(1))
 
 	addr := c.Addr
 	c.Restart(t)
@@ -44,11 +44,11 @@ func TestConsulRegistersAndSurvivesRestart(t *testing.T) {
 	}
 	// A dev agent keeps nothing across a restart: the service is gone, and
 	// the agent answers again on the same address.
-	testenv.Eventually(t, 10*time.Second, ordersInCatalog(0))
+	vitamintest.Eventually(t, 10*time.Second, ordersInCatalog(0))
 	if err := c.Client.Agent().ServiceRegister(reg); err != nil {
 		t.Fatalf("register after restart: %v", err)
 	}
-	testenv.Eventually(t, 10*time.Second, ordersInCatalog(1))
+	vitamintest.Eventually(t, 10*time.Second, ordersInCatalog(1))
 
 	c.Stop()
 	if _, err := c.Client.Status().Leader(); err == nil {
@@ -57,7 +57,7 @@ func TestConsulRegistersAndSurvivesRestart(t *testing.T) {
 }
 
 func TestConsulGRPCAndDNSOffUnlessAsked(t *testing.T) {
-	c := testenv.StartConsul(t)
+	c := vitamintest.StartConsul(t)
 	if c.GRPCAddr != "" || c.DNSAddr != "" {
 		t.Fatalf("gRPC %q and DNS %q should be off by default", c.GRPCAddr, c.DNSAddr)
 	}
@@ -72,7 +72,7 @@ func TestConsulGRPCAndDNSOffUnlessAsked(t *testing.T) {
 }
 
 func TestNATSKeepsMessagesAcrossRestart(t *testing.T) {
-	n := testenv.StartNATS(t)
+	n := vitamintest.StartNATS(t)
 	nc := n.Connect(t)
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -94,7 +94,7 @@ func TestNATSKeepsMessagesAcrossRestart(t *testing.T) {
 	}
 
 	var msg *jetstream.RawStreamMsg
-	testenv.Eventually(t, 20*time.Second, func() error {
+	vitamintest.Eventually(t, 20*time.Second, func() error {
 		// A request sent while the client reconnects may be lost: bound
 		// each attempt.
 		ctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -112,7 +112,7 @@ func TestNATSKeepsMessagesAcrossRestart(t *testing.T) {
 }
 
 func TestNATSStoppedRefusesConnections(t *testing.T) {
-	n := testenv.StartNATS(t)
+	n := vitamintest.StartNATS(t)
 	n.Stop()
 	if nc, err := nats.Connect(n.URL); err == nil {
 		nc.Close()
@@ -125,7 +125,7 @@ func TestNATSStoppedRefusesConnections(t *testing.T) {
 func TestPostgresSchemaIsCreatedAndDropped(t *testing.T) {
 	var schema string
 	t.Run("test", func(t *testing.T) {
-		pg := testenv.StartPostgres(t)
+		pg := vitamintest.StartPostgres(t)
 		schema = pg.Schema
 		ctx := context.Background()
 		if _, err := pg.DB.ExecContext(ctx, "CREATE TABLE processed (key text PRIMARY KEY)"); err != nil {
@@ -140,7 +140,7 @@ func TestPostgresSchemaIsCreatedAndDropped(t *testing.T) {
 			t.Fatalf("unqualified table landed in schema %q, want %q", where, pg.Schema)
 		}
 	})
-	pg := testenv.StartPostgres(t)
+	pg := vitamintest.StartPostgres(t)
 	var n int
 	if err := pg.DB.QueryRow("SELECT count(*) FROM information_schema.schemata WHERE schema_name = $1", schema).Scan(&n); err != nil {
 		t.Fatal(err)

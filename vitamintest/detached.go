@@ -1,4 +1,4 @@
-package testenv
+package vitamintest
 
 import (
 	"fmt"
@@ -53,7 +53,7 @@ func (d *Detached) Close() {
 // all of a package's tests:
 //
 //	func TestMain(m *testing.M) {
-//		os.Exit(testenv.RunMain(m, func(tb testing.TB) { agent = testenv.StartConsul(tb) }))
+//		os.Exit(vitamintest.RunMain(m, func(tb testing.TB) { agent = vitamintest.StartConsul(tb) }))
 //	}
 //
 // When setup skips (a missing dependency outside CI), no test runs and the
@@ -152,7 +152,7 @@ func (d *Detached) Skipf(format string, args ...any) {
 func (d *Detached) TempDir() string {
 	dir, err := os.MkdirTemp("", "vitamin-"+d.name+"-")
 	if err != nil {
-		d.Fatalf("testenv: temporary directory: %v", err)
+		d.Fatalf("vitamintest: temporary directory: %v", err)
 	}
 	d.Cleanup(func() { os.RemoveAll(dir) })
 	return dir

@@ -1,4 +1,4 @@
-package testenv_test
+package vitamintest_test
 
 import (
 	"context"
@@ -7,17 +7,17 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/vitamin-go/vitamin/internal/testenv"
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 // A broker restart keeps what JetStream stored. In a test, pass the test's
 // t instead of a Detached.
 func ExampleStartNATS() {
-	t := testenv.NewDetached("example")
+	t := vitamintest.NewDetached("example")
 	defer t.Close()
 	ctx := context.Background()
 
-	n := testenv.StartNATS(t)
+	n := vitamintest.StartNATS(t)
 	js, _ := jetstream.New(n.Connect(t))
 	_, _ = js.CreateStream(ctx, jetstream.StreamConfig{Name: "ORDERS", Subjects: []string{"orders.>"}})
 	_, _ = js.Publish(ctx, "orders.created", []byte("order 42"))
@@ -25,7 +25,7 @@ func ExampleStartNATS() {
 	n.Restart(t)
 
 	var msg *jetstream.RawStreamMsg
-	testenv.Eventually(t, 20*time.Second, func() error {
+	vitamintest.Eventually(t, 20*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
 		s, err := js.Stream(ctx, "ORDERS")

@@ -15,4 +15,4 @@
 // When a dependency is missing (no Consul binary, no PostgreSQL server), a
 // test skips with one line naming the command that provides it. Under CI
 // (CI=true) it fails instead, so a broken machine cannot pass as green.
-package testenv
+package vitamintest

@@ -1,4 +1,4 @@
-package testenv
+package vitamintest
 
 import (
 	"fmt"
@@ -45,7 +45,7 @@ func StartNATS(t testing.TB) *NATS {
 	attachOnFailure(t, "nats server", n.log)
 	t.Cleanup(n.Stop)
 	if err := n.start(); err != nil {
-		t.Fatalf("testenv: start nats: %v", err)
+		t.Fatalf("vitamintest: start nats: %v", err)
 	}
 	// Keep the port the server chose, so that a restart comes back on it.
 	n.opts.Port = n.srv.Addr().(*net.TCPAddr).Port
@@ -95,9 +95,9 @@ func (n *NATS) Stop() {
 func (n *NATS) Restart(t testing.TB) {
 	t.Helper()
 	n.Stop()
-	fmt.Fprintf(n.log, "--- testenv: restarting nats server ---\n")
+	fmt.Fprintf(n.log, "--- vitamintest: restarting nats server ---\n")
 	if err := n.start(); err != nil {
-		t.Fatalf("testenv: restart nats: %v", err)
+		t.Fatalf("vitamintest: restart nats: %v", err)
 	}
 }
 
@@ -111,7 +111,7 @@ func (n *NATS) Connect(t testing.TB, opts ...nats.Option) *nats.Conn {
 	}, opts...)
 	nc, err := nats.Connect(n.URL, opts...)
 	if err != nil {
-		t.Fatalf("testenv: connect to nats at %s: %v", n.URL, err)
+		t.Fatalf("vitamintest: connect to nats at %s: %v", n.URL, err)
 	}
 	t.Cleanup(nc.Close)
 	return nc
