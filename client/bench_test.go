@@ -18,8 +18,8 @@ import (
 
 	"github.com/vitamin-go/vitamin/client"
 	"github.com/vitamin-go/vitamin/discovery"
-	"github.com/vitamin-go/vitamin/vitamintest"
 	"github.com/vitamin-go/vitamin/resilience"
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 // BenchmarkUnary compares one unary call over an in-process listener made

@@ -9,7 +9,7 @@
 // # What a client does for each call
 //
 // It follows the service's instances through a discovery.Watcher (Consul's,
-// or the in-memory discovery.Registry), picks an instance, applies the
+// or the in-memory vitamintest.Registry), picks an instance, applies the
 // target's resilience policy — retries and hedges go to another instance
 // than the attempts before them — propagates the trace context and sends
 // the caller's identity (in a gRPC connection's user agent, see

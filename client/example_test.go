@@ -17,10 +17,11 @@ import (
 	"github.com/vitamin-go/vitamin/client"
 	"github.com/vitamin-go/vitamin/discovery"
 	"github.com/vitamin-go/vitamin/resilience"
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 // announce registers an instance of service listening at addr.
-func announce(reg *discovery.Registry, service, id, addr string, meta map[string]string) {
+func announce(reg *vitamintest.Registry, service, id, addr string, meta map[string]string) {
 	host, port, _ := net.SplitHostPort(addr)
 	p, _ := strconv.Atoi(port)
 	_, err := reg.Register(context.Background(), discovery.Registration{Instance: discovery.Instance{
@@ -34,7 +35,7 @@ func announce(reg *discovery.Registry, service, id, addr string, meta map[string
 func ExampleNewGRPC() {
 	// Two instances of "inventory" on loopback, announced in an in-memory
 	// registry (a discovery/consul Watcher works the same way).
-	reg, _ := discovery.NewRegistry()
+	reg, _ := vitamintest.NewRegistry(vitamintest.RegistryConfig{})
 	defer reg.Close()
 	for _, id := range []string{"inventory-1", "inventory-2"} {
 		lis, _ := net.Listen("tcp", "127.0.0.1:0")
@@ -69,7 +70,7 @@ func ExampleNewGRPC() {
 }
 
 func ExampleNewHTTP() {
-	reg, _ := discovery.NewRegistry()
+	reg, _ := vitamintest.NewRegistry(vitamintest.RegistryConfig{})
 	defer reg.Close()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "order %s for %s", r.URL.Path[len("/v1/orders/"):], r.Header.Get(resilience.CallerHeader))
@@ -97,7 +98,7 @@ func ExampleNewHTTP() {
 }
 
 func ExampleCanary() {
-	reg, _ := discovery.NewRegistry()
+	reg, _ := vitamintest.NewRegistry(vitamintest.RegistryConfig{})
 	defer reg.Close()
 	for _, version := range []string{"v1", "canary"} {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -139,7 +140,7 @@ func ExampleCanary() {
 }
 
 func ExampleFanOut() {
-	reg, _ := discovery.NewRegistry()
+	reg, _ := vitamintest.NewRegistry(vitamintest.RegistryConfig{})
 	defer reg.Close()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, "3 items")

@@ -19,9 +19,9 @@ import (
 
 	"github.com/vitamin-go/vitamin/client"
 	"github.com/vitamin-go/vitamin/discovery"
-	"github.com/vitamin-go/vitamin/vitamintest"
 	"github.com/vitamin-go/vitamin/resilience"
 	"github.com/vitamin-go/vitamin/tracing/tracinggrpc"
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 const svc = "orders"

@@ -24,6 +24,7 @@ import (
 	"github.com/vitamin-go/vitamin/discovery"
 	"github.com/vitamin-go/vitamin/resilience"
 	"github.com/vitamin-go/vitamin/resilience/resiliencegrpc"
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -146,9 +147,9 @@ func (b *backend) instance(service string, meta map[string]string) discovery.Ins
 	return discovery.Instance{ID: b.id, Service: service, Address: "127.0.0.1", Port: b.port, Meta: meta}
 }
 
-func newRegistry(t testing.TB) *discovery.Registry {
+func newRegistry(t testing.TB) *vitamintest.Registry {
 	t.Helper()
-	r, err := discovery.NewRegistry(discovery.WithSelfPreservation(discovery.SelfPreservation{ConfirmAfter: 10 * time.Millisecond}))
+	r, err := vitamintest.NewRegistry(vitamintest.RegistryConfig{SelfPreservation: discovery.SelfPreservation{ConfirmAfter: 10 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}

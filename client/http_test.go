@@ -20,9 +20,9 @@ import (
 
 	"github.com/vitamin-go/vitamin/client"
 	"github.com/vitamin-go/vitamin/discovery"
-	"github.com/vitamin-go/vitamin/vitamintest"
 	"github.com/vitamin-go/vitamin/resilience"
 	"github.com/vitamin-go/vitamin/tracing/tracinghttp"
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 func newHTTP(t testing.TB, opts ...client.Option) *http.Client {

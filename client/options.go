@@ -65,7 +65,7 @@ func buildOptions(service string, opts []Option) (options, error) {
 }
 
 // WithWatcher sets where the client finds the service's instances: a
-// discovery/consul Watcher, or a discovery.Registry in tests and
+// discovery/consul Watcher, or a vitamintest.Registry in tests and
 // single-process systems. It is required. opts narrow the watch (by tags,
 // metadata or a filter).
 func WithWatcher(w discovery.Watcher, opts ...discovery.WatchOption) Option {

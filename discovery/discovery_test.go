@@ -10,6 +10,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/vitamin-go/vitamin/discovery"
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -105,9 +106,9 @@ func TestGuard(t *testing.T) {
 	}
 }
 
-func newRegistry(t *testing.T, opts ...discovery.RegistryOption) *discovery.Registry {
+func newRegistry(t *testing.T, cfg vitamintest.RegistryConfig) *vitamintest.Registry {
 	t.Helper()
-	r, err := discovery.NewRegistry(opts...)
+	r, err := vitamintest.NewRegistry(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +137,7 @@ func ids(s discovery.Snapshot) []string {
 
 func TestRegistryRegisterWatchDeregister(t *testing.T) {
 	ctx := context.Background()
-	r := newRegistry(t)
+	r := newRegistry(t, vitamintest.RegistryConfig{})
 	w, err := r.Watch(ctx, "orders")
 	if err != nil {
 		t.Fatal(err)
@@ -153,11 +154,11 @@ func TestRegistryRegisterWatchDeregister(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	testenvEventually(t, w, []string{"a", "b"})
+	nextUntil(t, w, []string{"a", "b"})
 	if err := b.Deregister(ctx); err != nil {
 		t.Fatal(err)
 	}
-	testenvEventually(t, w, []string{"a"})
+	nextUntil(t, w, []string{"a"})
 	// The last instance going away empties the set: held, then confirmed.
 	if err := a.Deregister(ctx); err != nil {
 		t.Fatal(err)
@@ -172,8 +173,8 @@ func TestRegistryRegisterWatchDeregister(t *testing.T) {
 	}
 }
 
-// testenvEventually reads snapshots until the instance IDs are want.
-func testenvEventually(t *testing.T, w discovery.Watch, want []string) {
+// nextUntil reads snapshots until the instance IDs are want.
+func nextUntil(t *testing.T, w discovery.Watch, want []string) {
 	t.Helper()
 	for {
 		s := next(t, w)
@@ -185,7 +186,7 @@ func testenvEventually(t *testing.T, w discovery.Watch, want []string) {
 
 func TestRegistryRejectsDuplicateIDAtAnotherAddress(t *testing.T) {
 	ctx := context.Background()
-	r := newRegistry(t)
+	r := newRegistry(t, vitamintest.RegistryConfig{})
 	if _, err := r.Register(ctx, discovery.Registration{Instance: inst("a", 1)}); err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +205,7 @@ func TestRegistryRejectsDuplicateIDAtAnotherAddress(t *testing.T) {
 
 func TestRegistryFiltersByTagAndMeta(t *testing.T) {
 	ctx := context.Background()
-	r := newRegistry(t)
+	r := newRegistry(t, vitamintest.RegistryConfig{})
 	canary := inst("c", 3, "grpc")
 	canary.Meta = map[string]string{discovery.MetaCanary: "true"}
 	for _, in := range []discovery.Instance{inst("a", 1, "grpc"), inst("b", 2, "http"), canary} {
@@ -235,7 +236,7 @@ func TestRegistryFiltersByTagAndMeta(t *testing.T) {
 
 func TestRegistryUnhealthyAndUnreachable(t *testing.T) {
 	ctx := context.Background()
-	r := newRegistry(t)
+	r := newRegistry(t, vitamintest.RegistryConfig{})
 	for _, in := range []discovery.Instance{inst("a", 1), inst("b", 2)} {
 		if _, err := r.Register(ctx, discovery.Registration{Instance: in}); err != nil {
 			t.Fatal(err)
@@ -243,9 +244,9 @@ func TestRegistryUnhealthyAndUnreachable(t *testing.T) {
 	}
 	w, _ := r.Watch(ctx, "orders")
 	defer w.Close()
-	testenvEventually(t, w, []string{"a", "b"})
+	nextUntil(t, w, []string{"a", "b"})
 	r.SetHealthy("b", false)
-	testenvEventually(t, w, []string{"a"})
+	nextUntil(t, w, []string{"a"})
 
 	down := errors.New("connection refused")
 	r.SetUnreachable(down)
@@ -260,7 +261,7 @@ func TestRegistryUnhealthyAndUnreachable(t *testing.T) {
 }
 
 func TestWatchNextHonoursContextAndClose(t *testing.T) {
-	r := newRegistry(t)
+	r := newRegistry(t, vitamintest.RegistryConfig{})
 	w, _ := r.Watch(context.Background(), "orders")
 	next(t, w)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -7,8 +7,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/vitamin-go/vitamin/vitamintest"
 	"github.com/vitamin-go/vitamin/messaging"
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 func ExamplePublisher_Publish() {

@@ -41,6 +41,11 @@ var (
 
 	// ErrInvalidPolicy is matched by every *FieldError.
 	ErrInvalidPolicy = errors.New("resilience: invalid policy")
+
+	// ErrPermanent is matched by every error marked with Permanent: a
+	// failure no retry can fix. Executors do not retry it, and messaging
+	// consumers dead-letter the message at once instead of redelivering it.
+	ErrPermanent = errors.New("resilience: permanent failure")
 )
 
 // Reason says which limit rejected a call. It is carried by *Error.
@@ -176,9 +181,14 @@ type permanentError struct{ err error }
 func (p *permanentError) Error() string { return p.err.Error() }
 func (p *permanentError) Unwrap() error { return p.err }
 
-// Permanent marks err as not worth retrying: the executor returns it at
-// once, without further attempts. It still counts as a failure for the
-// circuit breaker. Permanent(nil) is nil.
+// Is reports whether target is ErrPermanent.
+func (p *permanentError) Is(target error) bool { return target == ErrPermanent }
+
+// Permanent marks err as not worth retrying: an executor returns it at
+// once, without further attempts (it still counts as a failure for the
+// circuit breaker), and a messaging consumer dead-letters the message
+// instead of redelivering it. The result matches ErrPermanent and err with
+// errors.Is. Permanent(nil) is nil.
 func Permanent(err error) error {
 	if err == nil {
 		return nil
@@ -186,8 +196,7 @@ func Permanent(err error) error {
 	return &permanentError{err}
 }
 
-// IsPermanent reports whether err, or an error it wraps, was marked with Permanent.
-func IsPermanent(err error) bool {
-	var p *permanentError
-	return errors.As(err, &p)
-}
+// IsPermanent reports whether err matches ErrPermanent: it, or an error it
+// wraps, was marked with Permanent or says it is permanent (as an
+// undecodable message does).
+func IsPermanent(err error) bool { return errors.Is(err, ErrPermanent) }

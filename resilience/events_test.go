@@ -9,8 +9,8 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 
-	"github.com/vitamin-go/vitamin/vitamintest"
 	"github.com/vitamin-go/vitamin/resilience"
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 func TestEventsReachLogsMetricsAndSnapshot(t *testing.T) {

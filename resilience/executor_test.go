@@ -15,8 +15,8 @@ import (
 	"github.com/failsafe-go/failsafe-go/circuitbreaker"
 	"github.com/failsafe-go/failsafe-go/ratelimiter"
 
-	"github.com/vitamin-go/vitamin/vitamintest"
 	"github.com/vitamin-go/vitamin/resilience"
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 var errBoom = errors.New("boom")

@@ -20,11 +20,11 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 
-	"github.com/vitamin-go/vitamin/vitamintest"
 	"github.com/vitamin-go/vitamin/tracing"
 	"github.com/vitamin-go/vitamin/tracing/tracinggrpc"
 	"github.com/vitamin-go/vitamin/tracing/tracinghttp"
 	"github.com/vitamin-go/vitamin/tracing/tracingnats"
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 const subject = "orders.placed"

@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/vitamin-go/vitamin/discovery"
 	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
@@ -37,4 +38,44 @@ func ExampleStartNATS() {
 	fmt.Printf("%s: %s\n", msg.Subject, msg.Data)
 	// Output:
 	// orders.created: order 42
+}
+
+// A registry in memory registers instances and watches them, with the same
+// interfaces as the Consul backend.
+func ExampleRegistry() {
+	ctx := context.Background()
+	reg, err := vitamintest.NewRegistry(vitamintest.RegistryConfig{})
+	if err != nil {
+		panic(err)
+	}
+	defer reg.Close()
+
+	r, err := reg.Register(ctx, discovery.Registration{
+		Instance: discovery.Instance{
+			Service: "orders", Address: "10.0.0.7", Port: 8080,
+			Meta: map[string]string{discovery.MetaVersion: "1.4.0"},
+		},
+	})
+	if err != nil {
+		panic(err)
+	}
+
+	w, err := reg.Watch(ctx, "orders", discovery.WithMeta(discovery.MetaVersion, "1.4.0"))
+	if err != nil {
+		panic(err)
+	}
+	defer w.Close()
+	s, err := w.Next(ctx)
+	if err != nil {
+		panic(err)
+	}
+	for _, in := range s.Instances {
+		fmt.Println(in.ID, in.Endpoint(), "stale:", s.Stale)
+	}
+
+	if err := r.Deregister(ctx); err != nil {
+		panic(err)
+	}
+	// Output:
+	// orders-10.0.0.7-8080 10.0.0.7:8080 stale: false
 }

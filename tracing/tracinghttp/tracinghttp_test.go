@@ -13,9 +13,9 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/goleak"
 
-	"github.com/vitamin-go/vitamin/vitamintest"
 	"github.com/vitamin-go/vitamin/tracing"
 	"github.com/vitamin-go/vitamin/tracing/tracinghttp"
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

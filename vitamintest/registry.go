@@ -1,15 +1,17 @@
-package discovery
+package vitamintest
 
 import (
 	"context"
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/vitamin-go/vitamin/discovery"
 )
 
-// Registry is an in-memory registry: a [Registrar] and a [Watcher] for
-// tests and single-process systems, the way grpc's resolver/manual stands
-// beside real resolvers. It applies the same self-preservation as the
+// Registry is an in-memory service registry: a [discovery.Registrar] and a
+// [discovery.Watcher] for tests and single-process systems, the way grpc's
+// resolver/manual stands beside real resolvers. It applies the same self-preservation as the
 // Consul watcher, and lets a test mark instances unhealthy
 // ([Registry.SetHealthy]) or the whole registry unreachable
 // ([Registry.SetUnreachable]) to see how callers react.
@@ -20,7 +22,7 @@ import (
 // Registry is safe for concurrent use. The zero value is not usable; call
 // [NewRegistry].
 type Registry struct {
-	sp     SelfPreservation
+	sp     discovery.SelfPreservation
 	logger *slog.Logger
 
 	mu          sync.Mutex
@@ -32,40 +34,43 @@ type Registry struct {
 }
 
 type memEntry struct {
-	in      Instance
+	in      discovery.Instance
 	healthy bool
 	gen     uint64
 }
 
 type memService struct {
-	feed          *Feed
-	guard         *Guard
+	feed          *discovery.Feed
+	guard         *discovery.Guard
 	lastConfirmed time.Time
 	confirm       *time.Timer // pending confirming read, if any
 }
 
 var (
-	_ Registrar = (*Registry)(nil)
-	_ Watcher   = (*Registry)(nil)
+	_ discovery.Registrar = (*Registry)(nil)
+	_ discovery.Watcher   = (*Registry)(nil)
 )
 
-// RegistryOption configures a [Registry]; it is applied once, by
-// [NewRegistry].
+// RegistryConfig holds the settings of a [Registry]. The zero value gives
+// the defaults of [discovery.SelfPreservation].
+type RegistryConfig struct {
+	// SelfPreservation says when an answer with far fewer instances is
+	// served, as for the Consul watcher.
+	SelfPreservation discovery.SelfPreservation `yaml:"self_preservation" json:"self_preservation"`
+}
+
+// RegistryOption configures a [Registry] with what only code can give; it
+// is applied once, by [NewRegistry].
 type RegistryOption func(*Registry)
 
 // WithLogger makes the registry log self-preservation decisions and
 // reachability changes to l. Nil (the default) is silent.
 func WithLogger(l *slog.Logger) RegistryOption { return func(r *Registry) { r.logger = l } }
 
-// WithSelfPreservation sets the registry's self-preservation rules.
-func WithSelfPreservation(p SelfPreservation) RegistryOption {
-	return func(r *Registry) { r.sp = p }
-}
-
-// NewRegistry returns an empty registry. It fails only when an option
-// carries an invalid setting.
-func NewRegistry(opts ...RegistryOption) (*Registry, error) {
-	r := &Registry{entries: map[string]*memEntry{}, services: map[string]*memService{}}
+// NewRegistry returns an empty registry. It fails only when cfg holds an
+// invalid setting, with an error naming the field.
+func NewRegistry(cfg RegistryConfig, opts ...RegistryOption) (*Registry, error) {
+	r := &Registry{sp: cfg.SelfPreservation, entries: map[string]*memEntry{}, services: map[string]*memService{}}
 	for _, o := range opts {
 		o(r)
 	}
@@ -83,7 +88,7 @@ func NewRegistry(opts ...RegistryOption) (*Registry, error) {
 // Register validates reg and adds its instance. Registering an ID again at
 // the same endpoint replaces the instance's tags and metadata; at another
 // endpoint it fails with [ErrDuplicateInstance].
-func (r *Registry) Register(ctx context.Context, reg Registration) (Registered, error) {
+func (r *Registry) Register(ctx context.Context, reg discovery.Registration) (discovery.Registered, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -95,10 +100,10 @@ func (r *Registry) Register(ctx context.Context, reg Registration) (Registered, 
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		return nil, ErrClosed
+		return nil, discovery.ErrClosed
 	}
 	if old, ok := r.entries[in.ID]; ok && old.in.Endpoint() != in.Endpoint() {
-		return nil, &DuplicateError{ID: in.ID, Existing: old.in.Endpoint(), Requested: in.Endpoint()}
+		return nil, &discovery.DuplicateError{ID: in.ID, Existing: old.in.Endpoint(), Requested: in.Endpoint()}
 	}
 	if old, ok := r.entries[in.ID]; ok && old.in.Service != in.Service {
 		delete(r.entries, in.ID)
@@ -112,17 +117,17 @@ func (r *Registry) Register(ctx context.Context, reg Registration) (Registered, 
 
 // Watch follows the healthy instances of service. All watches of a
 // service share one feed.
-func (r *Registry) Watch(ctx context.Context, service string, opts ...WatchOption) (Watch, error) {
+func (r *Registry) Watch(ctx context.Context, service string, opts ...discovery.WatchOption) (discovery.Watch, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if service == "" {
-		return nil, fieldErr("service", "service name is empty")
+		return nil, &discovery.FieldError{Field: "service", Reason: "service name is empty"}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		return nil, ErrClosed
+		return nil, discovery.ErrClosed
 	}
 	s := r.serviceLocked(service)
 	return s.feed.Watch(nil, opts...)
@@ -165,7 +170,7 @@ func (r *Registry) SetUnreachable(err error) {
 
 // Instances returns the healthy instances of service as the registry
 // holds them now, without self-preservation, sorted by ID.
-func (r *Registry) Instances(service string) []Instance {
+func (r *Registry) Instances(service string) []discovery.Instance {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.healthyLocked(service)
@@ -192,22 +197,22 @@ func (r *Registry) Close() error {
 func (r *Registry) serviceLocked(name string) *memService {
 	s, ok := r.services[name]
 	if !ok {
-		g, _ := NewGuard(r.sp) // r.sp was validated by NewRegistry
-		s = &memService{feed: NewFeed(name), guard: g}
+		g, _ := discovery.NewGuard(r.sp) // r.sp was validated by NewRegistry
+		s = &memService{feed: discovery.NewFeed(name), guard: g}
 		r.services[name] = s
 		r.publishLocked(name)
 	}
 	return s
 }
 
-func (r *Registry) healthyLocked(service string) []Instance {
-	var out []Instance
+func (r *Registry) healthyLocked(service string) []discovery.Instance {
+	var out []discovery.Instance
 	for _, e := range r.entries {
 		if e.in.Service == service && e.healthy {
 			out = append(out, e.in)
 		}
 	}
-	SortInstances(out)
+	discovery.SortInstances(out)
 	return out
 }
 
@@ -220,7 +225,7 @@ func (r *Registry) publishLocked(name string) {
 	}
 	if r.unreachable != nil {
 		good, _ := s.guard.Good()
-		s.feed.Publish(Snapshot{Instances: good, Stale: true, LastConfirmed: s.lastConfirmed, Err: r.unreachable})
+		s.feed.Publish(discovery.Snapshot{Instances: good, Stale: true, LastConfirmed: s.lastConfirmed, Err: r.unreachable})
 		return
 	}
 	s.lastConfirmed = time.Now()
@@ -243,16 +248,16 @@ func (r *Registry) publishLocked(name string) {
 		r.logger.Warn("discovery: self-preservation confirmed a smaller set", "service", name,
 			"previous", v.Previous, "now", len(v.Serve))
 	}
-	s.feed.Publish(Snapshot{Instances: v.Serve, Preserved: v.Held, LastConfirmed: s.lastConfirmed})
+	s.feed.Publish(discovery.Snapshot{Instances: v.Serve, Preserved: v.Held, LastConfirmed: s.lastConfirmed})
 }
 
 type memRegistered struct {
 	r   *Registry
-	in  Instance
+	in  discovery.Instance
 	gen uint64
 }
 
-func (m *memRegistered) Instance() Instance { return m.in.Clone() }
+func (m *memRegistered) Instance() discovery.Instance { return m.in.Clone() }
 
 // Deregister removes the instance; watches see the change at once (after
 // self-preservation's confirmation if it empties the set).
