@@ -1,7 +1,11 @@
 package deps_test
 
 import (
+	"go/parser"
+	"go/token"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -57,5 +61,38 @@ func TestPackagesKeepTheirDependenciesLight(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestExamplesUseOnlyPublicPackages keeps every Example of a public package
+// copyable: a reader can import whatever its example_test.go files import.
+func TestExamplesUseOnlyPublicPackages(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", `{{.Dir}}`, module+"...").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	checked := 0
+	for _, dir := range strings.Fields(string(out)) {
+		if strings.Contains(dir+string(filepath.Separator), string(filepath.Separator)+"internal"+string(filepath.Separator)) {
+			continue // internal packages' Examples document them for Vitamin's developers only
+		}
+		files, _ := filepath.Glob(filepath.Join(dir, "*example*_test.go"))
+		for _, f := range files {
+			checked++
+			fset := token.NewFileSet()
+			file, err := parser.ParseFile(fset, f, nil, parser.ImportsOnly)
+			if err != nil {
+				t.Fatalf("parse %s: %v", f, err)
+			}
+			for _, imp := range file.Imports {
+				p, _ := strconv.Unquote(imp.Path.Value)
+				if strings.Contains(p, "/internal/") || strings.HasSuffix(p, "/internal") {
+					t.Errorf("%s imports %s: Examples must build only on public packages, or readers cannot copy them", fset.Position(imp.Pos()), p)
+				}
+			}
+		}
+	}
+	if checked == 0 {
+		t.Fatal("found no example_test.go files to check")
 	}
 }
