@@ -78,7 +78,7 @@ func ConsulBinary() (string, error) {
 		}
 		return p, nil
 	}
-	if root, err := RepoRoot(); err == nil {
+	if root, err := repoRoot(); err == nil {
 		p := filepath.Join(root, ".bin", "consul")
 		if _, err := os.Stat(p); err == nil {
 			return p, nil

@@ -1,6 +1,19 @@
-// Package testenv starts the real systems Vitamin's tests run against: a
-// Consul dev agent, an embedded NATS server with JetStream, and a fresh
-// schema on a PostgreSQL server.
+// Package vitamintest is Vitamin's test kit, the way net/http/httptest
+// serves users of net/http: the real systems a service's tests need, started
+// inside the test and stopped with it, and the in-memory test doubles. Vitamin's
+// own tests and Examples use it too.
+//
+//   - [StartNATS]: a NATS server with JetStream embedded in the test
+//     process, its store in a temporary directory.
+//   - [StartConsul]: a real Consul agent in dev mode on free loopback ports
+//     (a binary from VITAMIN_CONSUL_BIN, the Vitamin repository's
+//     .bin/consul, or PATH).
+//   - [StartPostgres]: a fresh schema on a PostgreSQL server, dropped when
+//     the test ends.
+//   - [Registry]: an in-memory service registry, a discovery.Registrar and
+//     discovery.Watcher that a test can mark unhealthy or unreachable.
+//   - [Eventually], [Metrics], [Buffer]: waiting on a condition, reading
+//     back OpenTelemetry metrics and logs.
 //
 // # Real systems, stopped for real
 //
@@ -13,6 +26,10 @@
 // # Missing dependencies
 //
 // When a dependency is missing (no Consul binary, no PostgreSQL server), a
-// test skips with one line naming the command that provides it. Under CI
-// (CI=true) it fails instead, so a broken machine cannot pass as green.
+// test skips with one line naming how to provide it. Under CI (CI=true) it
+// fails instead, so a broken machine cannot pass as green.
+//
+// # Outside a test function
+//
+// [Detached] and [RunMain] let an Example or a TestMain start these systems.
 package vitamintest

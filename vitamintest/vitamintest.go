@@ -34,9 +34,9 @@ func FreePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// RepoRoot returns the root of the Vitamin repository: the nearest parent
+// repoRoot returns the root of the Vitamin repository: the nearest parent
 // of the working directory that holds the module's go.mod.
-func RepoRoot() (string, error) {
+func repoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
