@@ -175,3 +175,37 @@ func BenchmarkRetryBreakerBudgetParallel(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkDerivedAttemptContext is a call whose function derives a context
+// from the attempt's and keeps it past the attempt, as grpc-go and net/http
+// do: ending the attempt cancels the derived context with its cause.
+func BenchmarkDerivedAttemptContext(b *testing.B) {
+	for _, hedge := range []bool{false, true} {
+		name := "timeout"
+		p := resilience.Policy{Timeout: time.Second}
+		if hedge {
+			name = "timeout+hedge"
+			p.Hedge = &resilience.Hedge{Delay: time.Second}
+		}
+		b.Run(name, func(b *testing.B) {
+			e, err := resilience.NewExecutor("bench", p)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			var derived context.Context
+			var stop context.CancelFunc
+			fn := func(ctx context.Context) error { derived, stop = context.WithCancel(ctx); return nil }
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := e.Run(ctx, fn); err != nil {
+					b.Fatal(err)
+				}
+				if context.Cause(derived) != context.Canceled {
+					b.Fatal("the derived context did not end with the attempt")
+				}
+				stop()
+			}
+		})
+	}
+}

@@ -143,7 +143,8 @@ type Executor struct {
 	hedges       *timerList             // starts hedges
 	deadlines    *timerList             // ends attempts that time out
 	closed       chan struct{}          // closed; see attemptCtx.end
-	causeKey     any                    // see attemptCtx.Value
+	canceled     context.Context        // ended by its cancel; see attemptCtx.Value
+	expired      context.Context        // ended by its deadline; see attemptCtx.Value
 	fs           failsafe.Executor[any] // retry; nil without it
 }
 
@@ -212,7 +213,7 @@ func newExecutor(name string, p Policy, o *options, inst *instruments, prev *Exe
 		}
 		e.closed = make(chan struct{})
 		close(e.closed)
-		e.causeKey = causeKey()
+		e.canceled, e.expired = endedContexts()
 	}
 	if r := p.Retry; r != nil && r.MaxAttempts > 1 {
 		e.retryOn = slices.Clone(r.On)
@@ -233,6 +234,26 @@ func newExecutor(name string, p Policy, o *options, inst *instruments, prev *Exe
 		}
 	}
 	return e
+}
+
+// endedContexts returns a context cancelled by its cancel function and one
+// whose deadline has passed, both made by the context package from
+// context.Background, so that they carry no value of anybody else.
+func endedContexts() (canceled, expired context.Context) {
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	expired, cancel = context.WithDeadline(context.Background(), time.Time{})
+	cancel() // it has already ended: this keeps its error and cause
+	return canceled, expired
+}
+
+// ownEnd returns the context of endedContexts that ended with err, the
+// error of an attempt context that ended by itself.
+func (e *Executor) ownEnd(err error) context.Context {
+	if err == context.DeadlineExceeded {
+		return e.expired
+	}
+	return e.canceled
 }
 
 func buildBreaker(cb CircuitBreaker, obs *observer) circuitbreaker.CircuitBreaker[any] {

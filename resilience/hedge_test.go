@@ -480,6 +480,56 @@ func TestHedgedAttemptFollowsTheCaller(t *testing.T) {
 	})
 }
 
+// An attempt that ended by itself keeps its own cause when the caller's
+// context is cancelled with another one later, as context.WithTimeout's
+// context would: a detached result's context, or a log line written after
+// the call, reports why the attempt ended, not why the caller did.
+func TestAttemptKeepsItsOwnCause(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		p    resilience.Policy
+	}{
+		{"timeout", resilience.Policy{Timeout: 5 * time.Millisecond}},
+		{"timeout and hedge", resilience.Policy{Timeout: 5 * time.Millisecond, Hedge: &resilience.Hedge{Delay: time.Minute}}},
+		{"hedge", resilience.Policy{Hedge: &resilience.Hedge{Delay: time.Minute}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := mustExecutor(t, tc.p)
+			for _, expire := range []bool{false, true} {
+				if expire && tc.p.Timeout == 0 {
+					continue
+				}
+				want := context.Canceled
+				if expire {
+					want = context.DeadlineExceeded
+				}
+				parent, cancel := context.WithCancelCause(context.WithValue(context.Background(), ctxKey{}, "v"))
+				var attemptCtx, child context.Context
+				var stop context.CancelFunc
+				_ = e.Run(parent, func(ctx context.Context) error {
+					attemptCtx = ctx
+					child, stop = context.WithCancel(ctx) // ended with the attempt
+					if expire {
+						<-ctx.Done()
+						return ctx.Err()
+					}
+					return nil
+				})
+				cancel(errors.New("caller gave up later"))
+				stop()
+				for _, c := range []context.Context{attemptCtx, child} {
+					if !errors.Is(c.Err(), want) || context.Cause(c) != want {
+						t.Errorf("expire=%v: err %v, cause %v; want %v", expire, c.Err(), context.Cause(c), want)
+					}
+					if c.Value(ctxKey{}) != "v" {
+						t.Errorf("expire=%v: the caller's values are lost once the attempt ended", expire)
+					}
+				}
+			}
+		})
+	}
+}
+
 func TestRoundTripperHedges(t *testing.T) {
 	var calls atomic.Int32
 	hung := make(chan error, 1)

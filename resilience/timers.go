@@ -133,8 +133,7 @@ func (t *timerList) fire() {
 }
 
 // attemptCtx is the context of an attempt when the policy has a timeout or
-// hedges. It behaves
-// as context.WithTimeout(parent, timeout) would (or context.WithCancel
+// hedges. It behaves as context.WithTimeout(parent, timeout) would (or context.WithCancel
 // without a timeout, or when the parent's deadline comes first), but its
 // deadline is kept by the executor's deadline timer list instead of a
 // runtime timer of its own, and nothing is allocated for it until somebody
@@ -146,7 +145,7 @@ func (t *timerList) fire() {
 // context.DeadlineExceeded when the deadline passed, context.Canceled when
 // its cancel function was called, and the parent's error when the parent
 // ended first; context.Cause reports the parent's cause in that last case
-// and the error otherwise.
+// and the error otherwise (see Value).
 //
 // It is safe for concurrent use; its fields after mu are guarded by mu.
 type attemptCtx struct {
@@ -155,6 +154,8 @@ type attemptCtx struct {
 	at     time.Time  // its own deadline; zero when the parent's applies
 	entry  timerEntry // in e.deadlines while at is pending
 
+	// ended is set once err and byParent are: from then on they do not
+	// change and may be read without mu.
 	ended      atomic.Bool
 	mu         sync.Mutex
 	done       chan struct{} // made on demand
@@ -220,22 +221,21 @@ func (a *attemptCtx) Err() error {
 	if !a.ended.Load() {
 		return nil
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	return a.err
 }
 
-// Value implements context.Context. The context package finds the cause
-// of a context through the value of an internal key; a answers it only
-// when it ended because its parent did, so that context.Cause reports the
-// parent's cause then and a's own error otherwise.
+// Value implements context.Context. Until a has ended, and after it
+// ended because its parent did, it is the parent's value. After a ended by
+// itself (its deadline passed or its cancel function was called), a
+// context of the context package's own that ended the same way answers
+// first (see Executor.ownEnd): such a context, made from
+// context.Background, holds no value but the ones by which the context
+// package recognises it, and those tell context.Cause that a's cause is
+// its own error rather than a cause its parent may get later.
 func (a *attemptCtx) Value(key any) any {
-	if key == a.e.causeKey && key != nil {
-		a.mu.Lock()
-		byParent := a.byParent
-		a.mu.Unlock()
-		if !byParent {
-			return nil
+	if a.ended.Load() && !a.byParent {
+		if v := a.e.ownEnd(a.err).Value(key); v != nil {
+			return v
 		}
 	}
 	return a.parent.Value(key)
@@ -314,25 +314,4 @@ func (a *attemptCtx) end(err error, byParent bool) {
 	for _, r := range funcs {
 		r.f()
 	}
-}
-
-// causeKey returns the key under which the context package looks up the
-// cancellation cause of a context (see attemptCtx.Value), or nil if it
-// cannot be found.
-func causeKey() any {
-	p := &keyProbe{Context: context.Background()}
-	_ = context.Cause(p)
-	return p.key
-}
-
-type keyProbe struct {
-	context.Context
-	key any
-}
-
-func (p *keyProbe) Value(key any) any {
-	if p.key == nil {
-		p.key = key
-	}
-	return nil
 }
