@@ -48,14 +48,15 @@ func CallerFromUserAgent(ua string) string {
 
 // ValidateCaller reports what is wrong with name as a caller identity: it
 // must be 1 to 128 characters of letters, digits and "-._~", so that it
-// travels unchanged in a header and a user agent token.
+// travels unchanged in a header and a user agent token. The error is a
+// *FieldError for the field "caller", matching ErrInvalidConfig.
 func ValidateCaller(name string) error {
 	if name == "" || len(name) > 128 {
-		return fmt.Errorf("resilience: caller name %q must have 1 to 128 characters", name)
+		return invalid("caller", name, "must have 1 to 128 characters")
 	}
 	for _, r := range name {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-._~", r)) {
-			return fmt.Errorf("resilience: caller name %q: %q is not allowed (letters, digits and -._~ are)", name, r)
+			return invalid("caller", name, fmt.Sprintf("%q is not allowed (letters, digits and -._~ are)", r))
 		}
 	}
 	return nil
@@ -81,7 +82,8 @@ type CallerLimits struct {
 	MaxCallers int `yaml:"max_callers,omitempty" json:"max_callers,omitempty"`
 }
 
-// Validate reports the first invalid field as a *FieldError.
+// Validate reports the first invalid field as a *FieldError matching
+// ErrInvalidConfig, named by its yaml path such as "caller_limits.rate".
 func (l CallerLimits) Validate() error {
 	v := validator{prefix: "caller_limits."}
 	if l.Rate < 0 {

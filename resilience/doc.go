@@ -6,8 +6,10 @@
 //
 // A Policy is plain data with yaml and json tags, so it can be loaded from a
 // file, the environment or a config store. Validate (or NewExecutor, or a
-// Registry) rejects a bad spec with a *FieldError naming the field, such as
-// "retry.max_attempts".
+// Registry) rejects a bad spec with a *FieldError naming the field by its
+// path, such as "retry.max_attempts", behind ErrInvalidConfig:
+//
+//	resilience: invalid configuration: retry.max_attempts = 0: must be at least 1
 //
 //	e, err := resilience.NewExecutor("inventory", resilience.Policy{
 //		Timeout:        250 * time.Millisecond,
@@ -18,9 +20,9 @@
 //	err = e.Run(ctx, func(ctx context.Context) error { return callInventory(ctx) })
 //
 // The circuit breaker, bulkhead, rate limiter and retry policies are
-// failsafe-go's. The per-attempt timeout is a context deadline
-// (context.WithTimeout around the attempt), not failsafe-go's timeout
-// policy, so it costs no goroutine and travels to the server (gRPC sends it
+// failsafe-go's. The per-attempt timeout is a context deadline (the
+// attempt's context behaves as context.WithTimeout's would), not
+// failsafe-go's timeout policy, so it costs no goroutine and travels to the server (gRPC sends it
 // as grpc-timeout). A call that succeeds at once does not build a
 // failsafe-go execution at all; failsafe-go's retry policy takes over on the
 // first retryable failure.

@@ -3,7 +3,6 @@ package resilience
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/failsafe-go/failsafe-go/adaptivelimiter"
@@ -12,6 +11,8 @@ import (
 	"github.com/failsafe-go/failsafe-go/circuitbreaker"
 	"github.com/failsafe-go/failsafe-go/ratelimiter"
 	"github.com/failsafe-go/failsafe-go/timeout"
+
+	"github.com/vitamin-go/vitamin/internal/fielderr"
 )
 
 // Sentinel errors. Every error a Vitamin executor, round tripper, middleware
@@ -39,8 +40,11 @@ var (
 	// was spent; the call failed with the last attempt's error.
 	ErrBudgetExhausted = budget.ErrExceeded
 
-	// ErrInvalidPolicy is matched by every *FieldError.
-	ErrInvalidPolicy = errors.New("resilience: invalid policy")
+	// ErrInvalidConfig is matched (with errors.Is) by every error about a
+	// bad policy spec, Config or CallerLimits field, or caller name. The
+	// concrete error is a *FieldError naming the field by its path, such
+	// as "orders.retry.max_attempts".
+	ErrInvalidConfig = errors.New("resilience: invalid configuration")
 
 	// ErrPermanent is matched by every error marked with Permanent: a
 	// failure no retry can fix. Executors do not retry it, and messaging
@@ -154,26 +158,18 @@ func Classify(err error) error {
 	return &Error{Reason: reason, Cause: err}
 }
 
-// FieldError says which field of a policy spec is invalid and why. It
-// matches ErrInvalidPolicy with errors.Is.
-//
-// FieldError values are immutable and safe for concurrent use.
-type FieldError struct {
-	// Field is the path of the field, such as "orders.retry.max_attempts".
-	Field string
-	// Value is the offending value.
-	Value any
-	// Reason says what is wrong with it.
-	Reason string
-}
+// FieldError names a bad field of a policy spec, a Config or CallerLimits
+// by its yaml path (such as "overrides[orders].retry.max_attempts"), with
+// the offending value and the reason. It matches ErrInvalidConfig with
+// errors.Is. It is the one field-error type of the module, so errors.As
+// with the FieldError of any Vitamin package finds it. It is not modified
+// after it is returned, so it is safe for concurrent use.
+type FieldError = fielderr.Error
 
-// Error implements error.
-func (e *FieldError) Error() string {
-	return fmt.Sprintf("resilience: invalid policy: %s = %v: %s", e.Field, e.Value, e.Reason)
+// invalid returns a *FieldError behind ErrInvalidConfig.
+func invalid(field string, value any, reason string) error {
+	return fielderr.New(ErrInvalidConfig, field, value, reason, nil)
 }
-
-// Is reports whether target is ErrInvalidPolicy.
-func (e *FieldError) Is(target error) bool { return target == ErrInvalidPolicy }
 
 // permanentError marks an error that must not be retried.
 type permanentError struct{ err error }

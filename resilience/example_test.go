@@ -42,7 +42,7 @@ func ExamplePolicy() {
 	fmt.Println(err)
 	// Output:
 	// err: <nil> attempts: 2
-	// resilience: invalid policy: retry.max_attempts = 0: must be at least 1
+	// resilience: invalid configuration: retry.max_attempts = 0: must be at least 1
 }
 
 // A fallback receives the cause and can tell an open circuit, a rejection,

@@ -440,8 +440,14 @@ func TestCallerUserAgent(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"", "two words", "a/b", "é", strings.Repeat("a", 129)} {
-		if err := resilience.ValidateCaller(bad); err == nil {
+		err := resilience.ValidateCaller(bad)
+		if err == nil {
 			t.Errorf("ValidateCaller(%q) accepted it", bad)
+			continue
+		}
+		var fe *resilience.FieldError
+		if !errors.As(err, &fe) || fe.Field != "caller" || !errors.Is(err, resilience.ErrInvalidConfig) {
+			t.Errorf("ValidateCaller(%q) = %v, want a *FieldError for caller behind ErrInvalidConfig", bad, err)
 		}
 	}
 }

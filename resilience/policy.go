@@ -240,7 +240,7 @@ type validator struct {
 
 func (v *validator) fail(field string, value any, reason string) {
 	if v.err == nil {
-		v.err = &FieldError{Field: v.prefix + field, Value: value, Reason: reason}
+		v.err = invalid(v.prefix+field, value, reason)
 	}
 }
 

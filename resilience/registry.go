@@ -35,7 +35,7 @@ func (c Config) Validate() error {
 	}
 	for _, k := range slices.Sorted(maps.Keys(c.Overrides)) {
 		if k == "" || strings.HasPrefix(k, "/") {
-			return &FieldError{Field: "overrides", Value: k, Reason: "key must be a service name or service/method"}
+			return invalid("overrides", k, "key must be a service name or service/method")
 		}
 		if err := c.Overrides[k].validate("overrides[" + k + "]."); err != nil {
 			return err

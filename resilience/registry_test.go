@@ -42,13 +42,13 @@ func TestValidationNamesTheField(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.p.Validate()
 			var fe *resilience.FieldError
-			if !errors.As(err, &fe) || !errors.Is(err, resilience.ErrInvalidPolicy) {
+			if !errors.As(err, &fe) || !errors.Is(err, resilience.ErrInvalidConfig) {
 				t.Fatalf("Validate() = %v, want a *FieldError", err)
 			}
 			if fe.Field != tt.field {
 				t.Fatalf("field %q, want %q (%v)", fe.Field, tt.field, err)
 			}
-			if _, err := resilience.NewExecutor("x", tt.p); !errors.Is(err, resilience.ErrInvalidPolicy) {
+			if _, err := resilience.NewExecutor("x", tt.p); !errors.Is(err, resilience.ErrInvalidConfig) {
 				t.Fatalf("NewExecutor accepted an invalid policy: %v", err)
 			}
 		})
@@ -57,6 +57,13 @@ func TestValidationNamesTheField(t *testing.T) {
 	var fe *resilience.FieldError
 	if !errors.As(err, &fe) || fe.Field != "overrides[orders].retry.max_attempts" {
 		t.Fatalf("Config.Validate() = %v, want the override's field named", err)
+	}
+	if want := "resilience: invalid configuration: overrides[orders].retry.max_attempts = 0: must be at least 1"; err.Error() != want {
+		t.Fatalf("Config.Validate() = %q, want %q", err, want)
+	}
+	if _, err := resilience.NewCallerLimiter(resilience.CallerLimits{MaxConcurrent: -1}); !errors.As(err, &fe) ||
+		fe.Field != "caller_limits.max_concurrent" || !errors.Is(err, resilience.ErrInvalidConfig) {
+		t.Fatalf("NewCallerLimiter = %v, want a *FieldError for caller_limits.max_concurrent", err)
 	}
 	if err := (resilience.Policy{}).Validate(); err != nil {
 		t.Fatalf("zero policy: %v", err)
@@ -148,7 +155,7 @@ func TestRegistryLiveSwap(t *testing.T) {
 	// An invalid update is refused and changes nothing.
 	bad := cfg
 	bad.Default.Retry = &resilience.Retry{MaxAttempts: 0}
-	if err := r.Update(bad); !errors.Is(err, resilience.ErrInvalidPolicy) {
+	if err := r.Update(bad); !errors.Is(err, resilience.ErrInvalidConfig) {
 		t.Fatalf("invalid update: %v", err)
 	}
 	if r.Config().Default.Retry != nil {
