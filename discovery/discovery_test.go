@@ -106,6 +106,33 @@ func TestGuard(t *testing.T) {
 	}
 }
 
+func TestInvalidSettingsAndInputNameTheField(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		err      error
+		sentinel error
+		field    string
+	}{
+		{"guard", func() error {
+			_, err := discovery.NewGuard(discovery.SelfPreservation{ConfirmReads: -1})
+			return err
+		}(), discovery.ErrInvalidConfig, "SelfPreservation.ConfirmReads"},
+		{"registry", func() error {
+			_, err := vitamintest.NewRegistry(vitamintest.RegistryConfig{SelfPreservation: discovery.SelfPreservation{MaxDrop: 2}})
+			return err
+		}(), discovery.ErrInvalidConfig, "RegistryConfig.SelfPreservation.MaxDrop"},
+		{"watch", func() error {
+			_, err := newRegistry(t, vitamintest.RegistryConfig{}).Watch(context.Background(), "")
+			return err
+		}(), discovery.ErrInvalidRegistration, "service"},
+	} {
+		var fe *discovery.FieldError
+		if !errors.Is(tc.err, tc.sentinel) || !errors.As(tc.err, &fe) || fe.Field != tc.field {
+			t.Errorf("%s: err = %v, want a FieldError for %s matching %v", tc.name, tc.err, tc.field, tc.sentinel)
+		}
+	}
+}
+
 func newRegistry(t *testing.T, cfg vitamintest.RegistryConfig) *vitamintest.Registry {
 	t.Helper()
 	r, err := vitamintest.NewRegistry(cfg)

@@ -8,7 +8,8 @@
 // [Registrar] announces an instance described by a [Registration] (with an
 // optional health [Check]); a [Watcher] follows the set of healthy
 // instances of a service. Bad input is rejected at registration with a
-// [*FieldError] that names the field.
+// [*FieldError] that names the field, behind [ErrInvalidRegistration]; bad
+// settings given to a constructor likewise, behind [ErrInvalidConfig].
 //
 // # Watching
 //
@@ -30,8 +31,9 @@
 // # Backends
 //
 // This package imports no backend. The Consul implementation lives in
-// [github.com/vitamin-go/vitamin/discovery/consul]. [Registry], an
-// in-memory registrar and watcher with the same self-preservation, serves
-// tests and single-process systems, and can simulate failing checks and
-// an unreachable backend.
+// [github.com/vitamin-go/vitamin/discovery/consul]. An in-memory registrar
+// and watcher with the same self-preservation, for tests and
+// single-process systems, lives in the test kit
+// ([github.com/vitamin-go/vitamin/vitamintest.Registry]); it can simulate
+// failing checks and an unreachable backend.
 package discovery

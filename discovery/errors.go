@@ -3,6 +3,8 @@ package discovery
 import (
 	"errors"
 	"fmt"
+
+	"github.com/vitamin-go/vitamin/internal/fielderr"
 )
 
 var (
@@ -20,40 +22,21 @@ var (
 	ErrClosed = errors.New("discovery: closed")
 
 	// ErrInvalidConfig is matched by errors about bad settings given to a
-	// constructor; the message names the field.
+	// constructor. The concrete error is a *FieldError naming the field.
 	ErrInvalidConfig = errors.New("discovery: invalid configuration")
 )
 
-// FieldError says which field of a registration is wrong and why. It
-// matches [ErrInvalidRegistration] with errors.Is. It is not modified after
-// it is returned, so it is safe for concurrent use.
-type FieldError struct {
-	// Field is the path of the bad field, such as "Instance.Port" or
-	// "Check.HTTP".
-	Field string
-	// Reason says what is wrong with it.
-	Reason string
-	// Err is the underlying cause, if any (a URL parse error…).
-	Err error
-}
-
-// Error names the field and says what is wrong with it.
-func (e *FieldError) Error() string {
-	msg := "discovery: invalid registration: " + e.Field + ": " + e.Reason
-	if e.Err != nil {
-		msg += ": " + e.Err.Error()
-	}
-	return msg
-}
-
-// Is reports whether target is [ErrInvalidRegistration].
-func (e *FieldError) Is(target error) bool { return target == ErrInvalidRegistration }
-
-// Unwrap returns the underlying cause, if any.
-func (e *FieldError) Unwrap() error { return e.Err }
+// FieldError names a bad field of a registration (behind
+// [ErrInvalidRegistration]) or of the settings given to a constructor
+// (behind [ErrInvalidConfig]): the field, the offending value, the reason
+// and the cause. errors.Is matches the sentinel it was made with; Unwrap
+// returns the cause. It is the one field-error type of the module, so
+// errors.As with the FieldError of any Vitamin package finds it. It is not
+// modified after it is returned, so it is safe for concurrent use.
+type FieldError = fielderr.Error
 
 func fieldErr(field, format string, args ...any) error {
-	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
+	return fielderr.Errorf(ErrInvalidRegistration, field, format, args...)
 }
 
 // DuplicateError reports an instance ID that is already registered at a

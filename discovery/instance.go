@@ -90,7 +90,8 @@ type Registered interface {
 type Watcher interface {
 	// Watch starts following service. ctx bounds only the call; the watch
 	// lives until its Close. Watches of the same service share one backend
-	// query, whatever their options.
+	// query, whatever their options. An empty service name fails with a
+	// [*FieldError] for "service", matching [ErrInvalidRegistration].
 	Watch(ctx context.Context, service string, opts ...WatchOption) (Watch, error)
 }
 

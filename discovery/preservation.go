@@ -1,9 +1,10 @@
 package discovery
 
 import (
-	"fmt"
 	"math"
 	"time"
+
+	"github.com/vitamin-go/vitamin/internal/fielderr"
 )
 
 // SelfPreservation configures how a watch protects its callers from a
@@ -15,16 +16,16 @@ import (
 // It is plain data, safe to copy and to read concurrently.
 type SelfPreservation struct {
 	// Disabled turns self-preservation off: every answer is served as is.
-	Disabled bool
+	Disabled bool `yaml:"disabled" json:"disabled"`
 	// MaxDrop is the largest share of instances, in (0, 1], that may
 	// disappear in one answer without confirmation. An empty answer always
 	// needs confirmation. Default 0.5.
-	MaxDrop float64
+	MaxDrop float64 `yaml:"max_drop" json:"max_drop"`
 	// ConfirmReads is the number of further reads that must agree before a
 	// suspicious answer is served. Default 1 (a second read).
-	ConfirmReads int
+	ConfirmReads int `yaml:"confirm_reads" json:"confirm_reads"`
 	// ConfirmAfter is the wait before each confirming read. Default 100ms.
-	ConfirmAfter time.Duration
+	ConfirmAfter time.Duration `yaml:"confirm_after" json:"confirm_after"`
 }
 
 // Defaults of SelfPreservation.
@@ -34,8 +35,8 @@ const (
 	DefaultConfirmAfter = 100 * time.Millisecond
 )
 
-// WithDefaults returns p with zero fields set to their defaults, or an
-// error matching [ErrInvalidConfig] that names a bad field.
+// WithDefaults returns p with zero fields set to their defaults, or a
+// [*FieldError] matching [ErrInvalidConfig] that names a bad field.
 func (p SelfPreservation) WithDefaults() (SelfPreservation, error) {
 	if p.MaxDrop == 0 {
 		p.MaxDrop = DefaultMaxDrop
@@ -48,11 +49,11 @@ func (p SelfPreservation) WithDefaults() (SelfPreservation, error) {
 	}
 	switch {
 	case math.IsNaN(p.MaxDrop) || p.MaxDrop <= 0 || p.MaxDrop > 1:
-		return p, fmt.Errorf("%w: SelfPreservation.MaxDrop %v is not in (0, 1]", ErrInvalidConfig, p.MaxDrop)
+		return p, fielderr.New(ErrInvalidConfig, "SelfPreservation.MaxDrop", p.MaxDrop, "not in (0, 1]", nil)
 	case p.ConfirmReads < 0:
-		return p, fmt.Errorf("%w: SelfPreservation.ConfirmReads %d is negative", ErrInvalidConfig, p.ConfirmReads)
+		return p, fielderr.New(ErrInvalidConfig, "SelfPreservation.ConfirmReads", p.ConfirmReads, "negative", nil)
 	case p.ConfirmAfter < 0:
-		return p, fmt.Errorf("%w: SelfPreservation.ConfirmAfter %v is negative", ErrInvalidConfig, p.ConfirmAfter)
+		return p, fielderr.New(ErrInvalidConfig, "SelfPreservation.ConfirmAfter", p.ConfirmAfter, "negative", nil)
 	}
 	return p, nil
 }

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vitamin-go/vitamin/internal/fielderr"
 )
 
 // Registration describes an instance to announce and how its health is
@@ -169,7 +171,7 @@ func (c *Check) normalize() (Check, error) {
 	case CheckHTTP:
 		u, err := url.Parse(c.HTTP)
 		if err != nil {
-			return n, &FieldError{Field: "Check.HTTP", Reason: "not a URL", Err: err}
+			return n, fielderr.New(ErrInvalidRegistration, "Check.HTTP", c.HTTP, "not a URL", err)
 		}
 		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return n, fieldErr("Check.HTTP", "%q is not an absolute http:// or https:// URL", c.HTTP)
@@ -178,7 +180,7 @@ func (c *Check) normalize() (Check, error) {
 		hostport, _, _ := strings.Cut(c.GRPC, "/")
 		host, port, err := net.SplitHostPort(hostport)
 		if err != nil {
-			return n, &FieldError{Field: "Check.GRPC", Reason: "want host:port or host:port/service", Err: err}
+			return n, fielderr.New(ErrInvalidRegistration, "Check.GRPC", c.GRPC, "want host:port or host:port/service", err)
 		}
 		if p, err := strconv.Atoi(port); host == "" || err != nil || p < 1 || p > 65535 {
 			return n, fieldErr("Check.GRPC", "%q: want host:port with a port in 1..65535", c.GRPC)

@@ -2,11 +2,13 @@ package vitamintest
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/vitamin-go/vitamin/discovery"
+	"github.com/vitamin-go/vitamin/internal/fielderr"
 )
 
 // Registry is an in-memory service registry: a [discovery.Registrar] and a
@@ -68,15 +70,17 @@ type RegistryOption func(*Registry)
 func WithLogger(l *slog.Logger) RegistryOption { return func(r *Registry) { r.logger = l } }
 
 // NewRegistry returns an empty registry. It fails only when cfg holds an
-// invalid setting, with an error naming the field.
+// invalid setting, with a [*discovery.FieldError] matching
+// [discovery.ErrInvalidConfig] that names the field.
 func NewRegistry(cfg RegistryConfig, opts ...RegistryOption) (*Registry, error) {
 	r := &Registry{sp: cfg.SelfPreservation, entries: map[string]*memEntry{}, services: map[string]*memService{}}
 	for _, o := range opts {
 		o(r)
 	}
 	sp, err := r.sp.WithDefaults()
-	if err != nil {
-		return nil, err
+	var fe *discovery.FieldError
+	if errors.As(err, &fe) {
+		return nil, fielderr.New(discovery.ErrInvalidConfig, "RegistryConfig."+fe.Field, fe.Value, fe.Reason, fe.Err)
 	}
 	r.sp = sp
 	if r.logger == nil {
@@ -122,7 +126,7 @@ func (r *Registry) Watch(ctx context.Context, service string, opts ...discovery.
 		return nil, err
 	}
 	if service == "" {
-		return nil, &discovery.FieldError{Field: "service", Reason: "service name is empty"}
+		return nil, fielderr.Errorf(discovery.ErrInvalidRegistration, "service", "service name is empty")
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

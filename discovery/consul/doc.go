@@ -7,7 +7,8 @@
 //
 // # Registration
 //
-// [Registrar.Register] validates the instance (errors name the field),
+// [Registrar.Register] validates the instance (errors are a
+// [*discovery.FieldError] naming the field),
 // refuses an ID already registered at another address, and registers the
 // instance through the local agent with the check of the caller's choice
 // ([discovery.Check]): gRPC health (grpc.health.v1), HTTP, or a TTL that a
@@ -37,7 +38,8 @@
 //   - starts each query from the previous answer's LastIndex, and from 0
 //     when the index goes backwards or after an error;
 //   - reads with AllowStale unless WatcherConfig.RequireLeader is set;
-//   - backs off exponentially with jitter after errors;
+//   - backs off exponentially with jitter after errors, from
+//     WatcherConfig.Backoff up to MaxBackoff;
 //   - applies self-preservation ([discovery.SelfPreservation]): an empty
 //     answer, or one that drops more than MaxDrop of the instances, is
 //     served only once a second read confirms it; until then snapshots
@@ -49,4 +51,12 @@
 //
 // Watch snapshots are meant to be fed straight into a gRPC resolver or an
 // HTTP balancer: loop on [discovery.Watch.Next].
+//
+// # Settings
+//
+// [RegistrarConfig] and [WatcherConfig] are plain data with yaml and json
+// keys (wait_time, backoff, max_backoff, self_preservation…), so they can
+// be written in a file; invalid settings fail at construction with a
+// [*discovery.FieldError] matching [discovery.ErrInvalidConfig]. What only
+// code can give (a logger) is an [Option].
 package consul

@@ -92,8 +92,8 @@ func client(t testing.TB, agent *vitamintest.Consul) (*api.Client, *counter) {
 
 func newWatcher(t testing.TB, cl *api.Client, cfg consul.WatcherConfig) *consul.Watcher {
 	t.Helper()
-	if cfg.BackoffMax == 0 {
-		cfg.BackoffMin, cfg.BackoffMax = 20*time.Millisecond, 200*time.Millisecond
+	if cfg.MaxBackoff == 0 {
+		cfg.Backoff, cfg.MaxBackoff = 20*time.Millisecond, 200*time.Millisecond
 	}
 	if cfg.SelfPreservation.ConfirmAfter == 0 {
 		cfg.SelfPreservation.ConfirmAfter = 20 * time.Millisecond

@@ -74,7 +74,7 @@ func TestLoopFollowsTheIndexAndResetsIt(t *testing.T) {
 	for _, st := range steps {
 		s.steps = append(s.steps, st.step)
 	}
-	w, err := newWatcher(s.health, WatcherConfig{BackoffMin: time.Millisecond, BackoffMax: 2 * time.Millisecond,
+	w, err := newWatcher(s.health, WatcherConfig{Backoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond,
 		SelfPreservation: discovery.SelfPreservation{ConfirmAfter: time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
@@ -120,14 +120,14 @@ func TestLoopFollowsTheIndexAndResetsIt(t *testing.T) {
 }
 
 func TestBackoffGrowsWithJitterWithinBounds(t *testing.T) {
-	w, err := newWatcher(nil, WatcherConfig{BackoffMin: 100 * time.Millisecond, BackoffMax: time.Second})
+	w, err := newWatcher(nil, WatcherConfig{Backoff: 100 * time.Millisecond, MaxBackoff: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for n, limit := range []time.Duration{100, 200, 400, 800, 1000, 1000} {
 		limit *= time.Millisecond
 		for range 50 {
-			if d := w.backoff(n + 1); d < limit/2 || d > limit {
+			if d := w.backoff().Delay(n + 1); d < limit/2 || d > limit {
 				t.Fatalf("backoff after %d failures = %v, want in [%v, %v]", n+1, d, limit/2, limit)
 			}
 		}
@@ -135,14 +135,24 @@ func TestBackoffGrowsWithJitterWithinBounds(t *testing.T) {
 }
 
 func TestWatcherConfigNamesTheBadField(t *testing.T) {
-	for _, cfg := range []WatcherConfig{
-		{WaitTime: -1},
-		{BackoffMin: time.Second, BackoffMax: time.Millisecond},
-		{SelfPreservation: discovery.SelfPreservation{MaxDrop: 1.5}},
+	for _, tc := range []struct {
+		cfg   WatcherConfig
+		field string
+	}{
+		{WatcherConfig{WaitTime: -1}, "WatcherConfig.WaitTime"},
+		{WatcherConfig{WaitTime: 11 * time.Minute}, "WatcherConfig.WaitTime"},
+		{WatcherConfig{Backoff: -1}, "WatcherConfig.Backoff"},
+		{WatcherConfig{Backoff: time.Second, MaxBackoff: time.Millisecond}, "WatcherConfig.MaxBackoff"},
+		{WatcherConfig{SelfPreservation: discovery.SelfPreservation{MaxDrop: 1.5}}, "WatcherConfig.SelfPreservation.MaxDrop"},
 	} {
-		if _, err := newWatcher(nil, cfg); !errors.Is(err, discovery.ErrInvalidConfig) {
-			t.Errorf("newWatcher(%+v) = %v, want ErrInvalidConfig", cfg, err)
+		_, err := newWatcher(nil, tc.cfg)
+		var fe *discovery.FieldError
+		if !errors.Is(err, discovery.ErrInvalidConfig) || !errors.As(err, &fe) || fe.Field != tc.field {
+			t.Errorf("newWatcher(%+v) = %v, want ErrInvalidConfig naming %s", tc.cfg, err, tc.field)
 		}
+	}
+	if _, err := newWatcher(nil, WatcherConfig{Backoff: 10 * time.Second}); err != nil {
+		t.Errorf("Backoff above the default MaxBackoff: %v; want MaxBackoff to follow it", err)
 	}
 }
 

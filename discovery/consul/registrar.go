@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/vitamin-go/vitamin/discovery"
+	"github.com/vitamin-go/vitamin/internal/fielderr"
 )
 
 // RegistrarConfig holds the settings of a [Registrar]. The zero value gives
@@ -21,13 +22,13 @@ type RegistrarConfig struct {
 	// asks the agent whether it still knows the service, and registers it
 	// again if not (after an agent restart, for instance). A TTL check
 	// learns it from each heartbeat instead. Default 10s.
-	ReconcileInterval time.Duration
+	ReconcileInterval time.Duration `yaml:"reconcile_interval" json:"reconcile_interval"`
 	// DeregisterTimeout bounds how long Deregister waits for the health
 	// endpoint to stop listing the instance. Default 10s.
-	DeregisterTimeout time.Duration
+	DeregisterTimeout time.Duration `yaml:"deregister_timeout" json:"deregister_timeout"`
 	// RequireLeader makes Deregister's confirmation read from the leader;
 	// by default it uses AllowStale, like a [Watcher] does.
-	RequireLeader bool
+	RequireLeader bool `yaml:"require_leader" json:"require_leader"`
 }
 
 // Defaults of RegistrarConfig.
@@ -45,9 +46,9 @@ func (c RegistrarConfig) withDefaults() (RegistrarConfig, error) {
 	}
 	switch {
 	case c.ReconcileInterval < 0:
-		return c, fmt.Errorf("%w: RegistrarConfig.ReconcileInterval %v is negative", discovery.ErrInvalidConfig, c.ReconcileInterval)
+		return c, fielderr.New(discovery.ErrInvalidConfig, "RegistrarConfig.ReconcileInterval", c.ReconcileInterval, "negative", nil)
 	case c.DeregisterTimeout < 0:
-		return c, fmt.Errorf("%w: RegistrarConfig.DeregisterTimeout %v is negative", discovery.ErrInvalidConfig, c.DeregisterTimeout)
+		return c, fielderr.New(discovery.ErrInvalidConfig, "RegistrarConfig.DeregisterTimeout", c.DeregisterTimeout, "negative", nil)
 	}
 	return c, nil
 }
@@ -72,11 +73,11 @@ type Registrar struct {
 var _ discovery.Registrar = (*Registrar)(nil)
 
 // NewRegistrar returns a registrar that talks to the agent through client.
-// It fails only on invalid settings, with an error matching
-// [discovery.ErrInvalidConfig] that names the field.
+// It fails only on invalid settings, with a [*discovery.FieldError]
+// matching [discovery.ErrInvalidConfig] that names the field.
 func NewRegistrar(client *api.Client, cfg RegistrarConfig, opts ...Option) (*Registrar, error) {
 	if client == nil {
-		return nil, fmt.Errorf("%w: client is nil", discovery.ErrInvalidConfig)
+		return nil, fielderr.Errorf(discovery.ErrInvalidConfig, "client", "nil")
 	}
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -90,16 +91,16 @@ var metaKey = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
 // validate applies Consul's own limits on top of discovery's checks.
 func validate(in discovery.Instance) error {
 	if len(in.Meta) > 64 {
-		return &discovery.FieldError{Field: "Instance.Meta", Reason: fmt.Sprintf("%d pairs; Consul allows at most 64", len(in.Meta))}
+		return fielderr.Errorf(discovery.ErrInvalidRegistration, "Instance.Meta", "%d pairs; Consul allows at most 64", len(in.Meta))
 	}
 	for k, v := range in.Meta {
 		switch {
 		case !metaKey.MatchString(k):
-			return &discovery.FieldError{Field: "Instance.Meta[" + k + "]", Reason: "key must be 1 to 128 letters, digits, '-' or '_'"}
+			return fielderr.Errorf(discovery.ErrInvalidRegistration, "Instance.Meta["+k+"]", "key must be 1 to 128 letters, digits, '-' or '_'")
 		case strings.HasPrefix(k, "consul-"):
-			return &discovery.FieldError{Field: "Instance.Meta[" + k + "]", Reason: `keys starting with "consul-" are reserved`}
+			return fielderr.Errorf(discovery.ErrInvalidRegistration, "Instance.Meta["+k+"]", `keys starting with "consul-" are reserved`)
 		case len(v) > 512:
-			return &discovery.FieldError{Field: "Instance.Meta[" + k + "]", Reason: "value is longer than 512 bytes"}
+			return fielderr.Errorf(discovery.ErrInvalidRegistration, "Instance.Meta["+k+"]", "value is longer than 512 bytes")
 		}
 	}
 	return nil

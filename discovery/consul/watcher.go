@@ -2,10 +2,10 @@ package consul
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -13,66 +13,75 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/vitamin-go/vitamin/discovery"
+	"github.com/vitamin-go/vitamin/internal/backoff"
+	"github.com/vitamin-go/vitamin/internal/consulquery"
+	"github.com/vitamin-go/vitamin/internal/fielderr"
 )
 
 // WatcherConfig holds the settings of a [Watcher]. The zero value gives the
 // documented defaults. It is plain data, safe to copy.
 type WatcherConfig struct {
 	// Datacenter to watch; empty means the agent's own.
-	Datacenter string
+	Datacenter string `yaml:"datacenter" json:"datacenter"`
 	// WaitTime is the longest a blocking query waits for a change before
 	// the agent answers anyway. Default 1m; Consul caps it at 10m. The
 	// client's http.Client must not time out sooner (api.Config leaves
 	// its Timeout at zero).
-	WaitTime time.Duration
+	WaitTime time.Duration `yaml:"wait_time" json:"wait_time"`
 	// RequireLeader makes every read go to the leader. By default reads
 	// use AllowStale, so that any server can answer and a watch keeps
 	// working while the cluster has no leader.
-	RequireLeader bool
-	// BackoffMin and BackoffMax bound the wait after a failed read. The
-	// wait doubles with each failure in a row, with jitter (between half
-	// and all of it). Defaults 100ms and 5s.
-	BackoffMin, BackoffMax time.Duration
+	RequireLeader bool `yaml:"require_leader" json:"require_leader"`
+	// Backoff is the wait after a failed read; it doubles with each
+	// failure in a row up to MaxBackoff, with jitter (between half and
+	// all of it). Default 100ms.
+	Backoff time.Duration `yaml:"backoff" json:"backoff"`
+	// MaxBackoff caps the wait after failed reads. Default 5s, or Backoff
+	// if that is longer.
+	MaxBackoff time.Duration `yaml:"max_backoff" json:"max_backoff"`
 	// SelfPreservation says when an answer with far fewer instances is
 	// served; see [discovery.SelfPreservation].
-	SelfPreservation discovery.SelfPreservation
+	SelfPreservation discovery.SelfPreservation `yaml:"self_preservation" json:"self_preservation"`
 }
 
 // Defaults of WatcherConfig.
 const (
 	DefaultWaitTime   = time.Minute
-	DefaultBackoffMin = 100 * time.Millisecond
-	DefaultBackoffMax = 5 * time.Second
+	DefaultBackoff    = 100 * time.Millisecond
+	DefaultMaxBackoff = 5 * time.Second
 )
 
 func (c WatcherConfig) withDefaults() (WatcherConfig, error) {
 	if c.WaitTime == 0 {
 		c.WaitTime = DefaultWaitTime
 	}
-	if c.BackoffMin == 0 {
-		c.BackoffMin = DefaultBackoffMin
+	if c.Backoff == 0 {
+		c.Backoff = DefaultBackoff
 	}
-	if c.BackoffMax == 0 {
-		c.BackoffMax = max(DefaultBackoffMax, c.BackoffMin)
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = max(DefaultMaxBackoff, c.Backoff)
 	}
 	switch {
-	case c.WaitTime < 0 || c.WaitTime > 10*time.Minute:
-		return c, fmt.Errorf("%w: WatcherConfig.WaitTime %v is not in (0, 10m]", discovery.ErrInvalidConfig, c.WaitTime)
-	case c.BackoffMin < 0:
-		return c, fmt.Errorf("%w: WatcherConfig.BackoffMin %v is negative", discovery.ErrInvalidConfig, c.BackoffMin)
-	case c.BackoffMax < c.BackoffMin:
-		return c, fmt.Errorf("%w: WatcherConfig.BackoffMax %v is less than BackoffMin %v", discovery.ErrInvalidConfig, c.BackoffMax, c.BackoffMin)
+	case c.WaitTime < 0 || c.WaitTime > consulquery.MaxWaitTime:
+		return c, fielderr.New(discovery.ErrInvalidConfig, "WatcherConfig.WaitTime", c.WaitTime, "not in (0, 10m]", nil)
+	case c.Backoff < 0:
+		return c, fielderr.New(discovery.ErrInvalidConfig, "WatcherConfig.Backoff", c.Backoff, "negative", nil)
+	case c.MaxBackoff < c.Backoff:
+		return c, fielderr.New(discovery.ErrInvalidConfig, "WatcherConfig.MaxBackoff", c.MaxBackoff,
+			fmt.Sprintf("less than Backoff %v", c.Backoff), nil)
 	}
 	sp, err := c.SelfPreservation.WithDefaults()
-	if err != nil {
-		return c, fmt.Errorf("WatcherConfig: %w", err)
+	var fe *discovery.FieldError
+	if errors.As(err, &fe) {
+		return c, fielderr.New(discovery.ErrInvalidConfig, "WatcherConfig."+fe.Field, fe.Value, fe.Reason, fe.Err)
 	}
 	c.SelfPreservation = sp
 	return c, nil
 }
 
 // healthFunc reads the passing instances of a service; it is
-// Health().Service in production and a scripted sequence in one test.
+// Health().Service in production and a scripted sequence in one test. q
+// carries ctx.
 type healthFunc func(ctx context.Context, service string, q *api.QueryOptions) ([]*api.ServiceEntry, *api.QueryMeta, error)
 
 // Watcher follows the passing instances of services through the Consul
@@ -82,9 +91,9 @@ type healthFunc func(ctx context.Context, service string, q *api.QueryOptions) (
 //
 // The loop starts each query from the LastIndex of the previous answer,
 // starts over from index 0 when the index goes backwards (a restored or
-// restarted server), backs off with jitter after errors, applies
-// self-preservation, and while the agent cannot be reached serves the last
-// good set marked stale with the time it was last confirmed.
+// restarted server) or after an error, backs off with jitter after errors,
+// applies self-preservation, and while the agent cannot be reached serves
+// the last good set marked stale with the time it was last confirmed.
 //
 // Watcher is safe for concurrent use.
 type Watcher struct {
@@ -107,15 +116,15 @@ type serviceLoop struct {
 }
 
 // NewWatcher returns a watcher that reads through client. It fails only on
-// invalid settings, with an error matching [discovery.ErrInvalidConfig]
-// that names the field.
+// invalid settings, with a [*discovery.FieldError] matching
+// [discovery.ErrInvalidConfig] that names the field.
 func NewWatcher(client *api.Client, cfg WatcherConfig, opts ...Option) (*Watcher, error) {
 	if client == nil {
-		return nil, fmt.Errorf("%w: client is nil", discovery.ErrInvalidConfig)
+		return nil, fielderr.Errorf(discovery.ErrInvalidConfig, "client", "nil")
 	}
 	h := client.Health()
-	return newWatcher(func(ctx context.Context, service string, q *api.QueryOptions) ([]*api.ServiceEntry, *api.QueryMeta, error) {
-		return h.Service(service, "", true, q.WithContext(ctx))
+	return newWatcher(func(_ context.Context, service string, q *api.QueryOptions) ([]*api.ServiceEntry, *api.QueryMeta, error) {
+		return h.Service(service, "", true, q)
 	}, cfg, opts...)
 }
 
@@ -137,7 +146,7 @@ func (w *Watcher) Watch(ctx context.Context, service string, opts ...discovery.W
 		return nil, err
 	}
 	if service == "" {
-		return nil, &discovery.FieldError{Field: "service", Reason: "service name is empty"}
+		return nil, fielderr.Errorf(discovery.ErrInvalidRegistration, "service", "service name is empty")
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -198,92 +207,45 @@ func (w *Watcher) Close() error {
 func (w *Watcher) run(ctx context.Context, service string, l *serviceLoop, guard *discovery.Guard) {
 	defer close(l.done)
 	log := w.log.With("service", service)
-	var (
-		index         uint64
-		lastConfirmed time.Time
-		failures      int
-	)
+	loop := consulquery.New(consulquery.Config{
+		Datacenter: w.cfg.Datacenter,
+		AllowStale: !w.cfg.RequireLeader,
+		WaitTime:   w.cfg.WaitTime,
+		Backoff:    w.backoff(),
+		What:       "the service's health",
+		Logger:     log,
+	}, func(ctx context.Context, q *api.QueryOptions) ([]*api.ServiceEntry, *api.QueryMeta, error) {
+		return w.health(ctx, service, q)
+	})
 	for {
-		q := &api.QueryOptions{
-			Datacenter: w.cfg.Datacenter,
-			AllowStale: !w.cfg.RequireLeader,
-			WaitIndex:  index,
-			WaitTime:   w.cfg.WaitTime,
-		}
-		entries, meta, err := w.health(ctx, service, q)
-		if ctx.Err() != nil {
+		r, ok := loop.Next(ctx)
+		if !ok {
 			return
 		}
-		if err != nil {
-			failures++
-			index = 0
+		if r.Err != nil {
 			good, _ := guard.Good()
-			if failures == 1 {
-				log.Warn("consul: cannot read the service's health; serving the last good set as stale",
-					"instances", len(good), "last_confirmed", lastConfirmed, "error", err)
-			}
-			l.feed.Publish(discovery.Snapshot{Instances: good, Stale: true, LastConfirmed: lastConfirmed, Err: err})
-			if !sleep(ctx, w.backoff(failures)) {
-				return
-			}
+			l.feed.Publish(discovery.Snapshot{Instances: good, Stale: true, LastConfirmed: r.LastConfirmed, Err: r.Err})
 			continue
 		}
-		if failures > 0 {
-			log.Info("consul: reading the service's health again", "failures", failures)
-			failures = 0
-		}
-		lastConfirmed = time.Now()
-		switch next := meta.LastIndex; {
-		case next < index:
-			log.Info("consul: the index went backwards; starting over from 0", "from", index, "to", next)
-			index = 0
-		case next == 0:
-			index = 1 // never block on 0: that would not block at all
-		default:
-			index = next
-		}
-		v := guard.Observe(instances(entries))
+		v := guard.Observe(instances(r.Answer))
 		switch {
 		case v.Held:
 			log.Warn("consul: self-preservation keeps the last good set until a second read confirms the drop",
-				"previous", v.Previous, "answer", len(entries))
+				"previous", v.Previous, "answer", len(r.Answer))
 		case v.Confirmed:
 			log.Warn("consul: self-preservation confirmed the drop", "previous", v.Previous, "now", len(v.Serve))
 		}
-		l.feed.Publish(discovery.Snapshot{Instances: v.Serve, Preserved: v.Held, LastConfirmed: lastConfirmed})
+		l.feed.Publish(discovery.Snapshot{Instances: v.Serve, Preserved: v.Held, LastConfirmed: r.LastConfirmed})
 		if v.Held {
 			// Read again soon, without waiting for a change.
-			index = 0
-			if !sleep(ctx, guard.Config().ConfirmAfter) {
-				return
-			}
+			loop.Reread(guard.Config().ConfirmAfter)
 		}
 	}
 }
 
-// backoff returns the wait after the n-th failure in a row: exponential
-// from BackoffMin to BackoffMax, with "equal jitter" (between half and all
-// of it), so that many processes do not retry in step.
-func (w *Watcher) backoff(n int) time.Duration {
-	d := w.cfg.BackoffMin << min(n-1, 30)
-	if d <= 0 || d > w.cfg.BackoffMax {
-		d = w.cfg.BackoffMax
-	}
-	if d < 2 {
-		return d
-	}
-	return d/2 + rand.N(d/2+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+// backoff is the wait after failed reads.
+func (w *Watcher) backoff() backoff.Backoff {
+	return backoff.Backoff{Initial: w.cfg.Backoff, Max: w.cfg.MaxBackoff}
 }
 
 // instances turns health entries into sorted instances. An instance
