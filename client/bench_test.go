@@ -56,11 +56,11 @@ func BenchmarkUnary(b *testing.B) {
 	variants := []struct {
 		name     string
 		deadline time.Duration
-		opts     []client.Option
+		opts     []client.GRPCOption
 	}{
 		{"no-policy", 0, nil},
-		{"retry+breaker", 0, []client.Option{client.WithPolicies(policies(b, retryBreaker))}},
-		{"retry+breaker+timeout", withTimeout.Timeout, []client.Option{client.WithPolicies(policies(b, withTimeout))}},
+		{"retry+breaker", 0, []client.GRPCOption{client.WithPolicies(policies(b, retryBreaker))}},
+		{"retry+breaker+timeout", withTimeout.Timeout, []client.GRPCOption{client.WithPolicies(policies(b, withTimeout))}},
 	}
 	req := &healthpb.HealthCheckRequest{}
 	call := func(conn *grpc.ClientConn, deadline time.Duration) {
@@ -89,7 +89,7 @@ func BenchmarkUnary(b *testing.B) {
 		}
 	})
 	for _, v := range variants {
-		conn, err := client.NewGRPC(context.Background(), "inventory", append([]client.Option{client.WithWatcher(reg),
+		conn, err := client.NewGRPC(context.Background(), "inventory", client.Config{}, append([]client.GRPCOption{client.WithWatcher(reg),
 			client.WithCaller("bench"), client.WithoutTracing(), client.WithDialOptions(dialer)}, v.opts...)...)
 		if err != nil {
 			b.Fatal(err)
@@ -183,8 +183,8 @@ func BenchmarkSlowInstance(b *testing.B) {
 		if slow {
 			bs[0].delay.Store(int64(10 * time.Millisecond))
 		}
-		conn, err := client.NewGRPC(context.Background(), svc, client.WithWatcher(reg), client.WithoutTracing(),
-			client.WithBalancing(client.Balancing{Algorithm: alg}))
+		conn, err := client.NewGRPC(context.Background(), svc, client.Config{Balancing: client.Balancing{Algorithm: alg}},
+			client.WithWatcher(reg), client.WithoutTracing())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -246,7 +246,7 @@ func BenchmarkKillUnderLoad(b *testing.B) {
 		bs := startFleet(b, reg, startGRPC, time.Millisecond, "k0", "k1", "k2")
 		victim := bs[2]
 		vw := &victimWatch{addr: "127.0.0.1:" + itoa(victim.port)}
-		conn, err := client.NewGRPC(context.Background(), svc, client.WithWatcher(reg), client.WithoutTracing(),
+		conn, err := client.NewGRPC(context.Background(), svc, client.Config{}, client.WithWatcher(reg), client.WithoutTracing(),
 			client.WithDialOptions(grpc.WithStatsHandler(vw)),
 			client.WithPolicies(policies(b, resilience.Policy{Retry: &resilience.Retry{MaxAttempts: 3}})))
 		if err != nil {
@@ -289,7 +289,7 @@ func BenchmarkDiscoveryChange(b *testing.B) {
 func discoveryChange(b *testing.B, w discovery.Watcher, r discovery.Registrar) {
 	first := startHTTP(b, "first")
 	register(b, r, first.instance(svc, nil))
-	hc := newHTTP(b, client.WithWatcher(w), client.WithoutTracing(),
+	hc := newHTTP(b, client.Config{}, client.WithWatcher(w), client.WithoutTracing(),
 		client.WithPolicies(policies(b, resilience.Policy{Retry: &resilience.Retry{MaxAttempts: 3}})))
 	var ds []time.Duration
 	for b.Loop() {

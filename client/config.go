@@ -1,6 +1,7 @@
 package client
 
 import (
+	"cmp"
 	"math"
 	"time"
 
@@ -32,13 +33,33 @@ const (
 	DefaultPanicThreshold  = 0.5
 )
 
+// Config is the settings of one client that a person writes in a file,
+// such as the value under a service's name in a map of clients:
+//
+//	inventory:
+//	  balancing:
+//	    algorithm: round_robin
+//	    outlier: {consecutive: 3, base_ejection: 10s}
+//	    canary: {weight: 0.05}
+//
+// Its keys are snake_case, in yaml and json tags alike. The zero value gives
+// the documented defaults. Things only code can give (the watcher, the
+// policy registry, the caller's name, loggers, transports) are options. It
+// is plain data, safe to copy and to read concurrently; a constructor that
+// takes it reports an invalid field with a *FieldError.
+type Config struct {
+	// Balancing configures the balancer: algorithm, outlier ejection,
+	// canary, pinning, sticky subsets and zone.
+	Balancing Balancing `yaml:"balancing,omitempty" json:"balancing,omitempty"`
+}
+
 // Balancing configures the balancer of a client: the algorithm, outlier
 // ejection and the subsets calls are routed to. A call's subset is chosen in
 // this order: its pin value if Pin is set and the call carries one, else its
 // sticky key's group if Sticky is set and the call carries a key, else the
 // canary or the other instances by Canary's weight, else the instances in
-// the caller's Zone; within the subset, Algorithm picks the instance. The zero value gives the
-// documented defaults. It is plain data with yaml and json tags, safe to copy
+// the caller's Zone; within the subset, Algorithm picks the instance. The
+// zero value gives the documented defaults. It is plain data with yaml and json tags, safe to copy
 // and to read concurrently.
 type Balancing struct {
 	// Algorithm is PowerOfTwo (default) or RoundRobin.
@@ -141,93 +162,79 @@ type Sticky struct {
 	MetaKey string `yaml:"meta_key,omitempty" json:"meta_key,omitempty"`
 }
 
+// Validate reports the first invalid field of c as a *FieldError, such as
+// "Config.Balancing.Outlier.MaxEjectedShare". The constructors call it; it
+// is exported for checking a Config read from a file before it is used.
+func (c Config) Validate() error {
+	_, err := c.Balancing.withDefaults()
+	return err
+}
+
 // withDefaults validates b and fills in defaults.
 func (b Balancing) withDefaults() (Balancing, error) {
+	const f = "Config.Balancing."
 	switch b.Algorithm {
 	case "":
 		b.Algorithm = PowerOfTwo
 	case PowerOfTwo, RoundRobin:
 	default:
-		return b, configError("Balancing.Algorithm", "must be %q or %q, not %q", PowerOfTwo, RoundRobin, b.Algorithm)
+		return b, invalid(f+"Algorithm", b.Algorithm, `must be "`+string(PowerOfTwo)+`" or "`+string(RoundRobin)+`"`)
 	}
-	if b.DecayTime < 0 {
-		return b, configError("Balancing.DecayTime", "must not be negative")
-	}
-	if b.DecayTime == 0 {
-		b.DecayTime = DefaultDecayTime
-	}
-	if b.FailurePenalty < 0 {
-		return b, configError("Balancing.FailurePenalty", "must not be negative")
-	}
+	var err error // the first invalid field; later checks do nothing
 	o := &b.Outlier
-	if o.Consecutive < 0 {
-		return b, configError("Balancing.Outlier.Consecutive", "must not be negative")
-	}
-	if o.Consecutive == 0 {
-		o.Consecutive = DefaultConsecutive
-	}
-	if o.BaseEjection < 0 {
-		return b, configError("Balancing.Outlier.BaseEjection", "must not be negative")
-	}
-	if o.BaseEjection == 0 {
-		o.BaseEjection = DefaultBaseEjection
-	}
-	if o.MaxEjection < 0 {
-		return b, configError("Balancing.Outlier.MaxEjection", "must not be negative")
-	}
-	if o.MaxEjection == 0 {
-		o.MaxEjection = max(DefaultMaxEjection, o.BaseEjection)
-	}
-	if o.MaxEjection < o.BaseEjection {
-		return b, configError("Balancing.Outlier.MaxEjection", "must be at least BaseEjection (%v)", o.BaseEjection)
-	}
-	if o.MaxEjectedShare < 0 || o.MaxEjectedShare > 1 || math.IsNaN(o.MaxEjectedShare) {
-		return b, configError("Balancing.Outlier.MaxEjectedShare", "must be in [0, 1]")
-	}
-	if o.MaxEjectedShare == 0 {
-		o.MaxEjectedShare = DefaultMaxEjectedShare
-	}
-	if o.PanicThreshold < 0 || o.PanicThreshold > 1 || math.IsNaN(o.PanicThreshold) {
-		return b, configError("Balancing.Outlier.PanicThreshold", "must be in [0, 1]")
-	}
-	if o.PanicThreshold == 0 {
-		o.PanicThreshold = DefaultPanicThreshold
+	orDefault(&err, f+"DecayTime", &b.DecayTime, DefaultDecayTime)
+	orDefault(&err, f+"FailurePenalty", &b.FailurePenalty, 0) // 0: derived from latencies
+	orDefault(&err, f+"Outlier.Consecutive", &o.Consecutive, DefaultConsecutive)
+	orDefault(&err, f+"Outlier.BaseEjection", &o.BaseEjection, DefaultBaseEjection)
+	orDefault(&err, f+"Outlier.MaxEjection", &o.MaxEjection, max(DefaultMaxEjection, o.BaseEjection))
+	shareOrDefault(&err, f+"Outlier.MaxEjectedShare", &o.MaxEjectedShare, DefaultMaxEjectedShare)
+	shareOrDefault(&err, f+"Outlier.PanicThreshold", &o.PanicThreshold, DefaultPanicThreshold)
+	if err == nil && o.MaxEjection < o.BaseEjection {
+		err = invalid(f+"Outlier.MaxEjection", o.MaxEjection, "must be at least Outlier.BaseEjection ("+o.BaseEjection.String()+")")
 	}
 	if c := b.Canary; c != nil {
 		cc := *c
-		if cc.Weight < 0 || cc.Weight > 1 || math.IsNaN(cc.Weight) {
-			return b, configError("Balancing.Canary.Weight", "must be in [0, 1]")
-		}
-		if cc.Key == "" {
-			cc.Key = discovery.MetaVersion
-		}
-		if cc.Value == "" {
-			cc.Value = "canary"
-		}
+		shareOrDefault(&err, f+"Canary.Weight", &cc.Weight, 0)
+		cc.Key = cmp.Or(cc.Key, discovery.MetaVersion)
+		cc.Value = cmp.Or(cc.Value, "canary")
 		b.Canary = &cc
 	}
 	if p := b.Pin; p != nil {
 		pp := *p
-		if pp.Header == "" {
-			pp.Header = "Vitamin-Pin"
-		}
-		if pp.Baggage == "" {
-			pp.Baggage = "vitamin.pin"
-		}
-		if pp.MetaKey == "" {
-			pp.MetaKey = discovery.MetaVersion
-		}
+		pp.Header = cmp.Or(pp.Header, "Vitamin-Pin")
+		pp.Baggage = cmp.Or(pp.Baggage, "vitamin.pin")
+		pp.MetaKey = cmp.Or(pp.MetaKey, discovery.MetaVersion)
 		b.Pin = &pp
 	}
 	if s := b.Sticky; s != nil {
 		ss := *s
-		if ss.Header == "" {
-			ss.Header = "Vitamin-Sticky-Key"
-		}
-		if ss.MetaKey == "" {
-			ss.MetaKey = discovery.MetaVersion
-		}
+		ss.Header = cmp.Or(ss.Header, "Vitamin-Sticky-Key")
+		ss.MetaKey = cmp.Or(ss.MetaKey, discovery.MetaVersion)
 		b.Sticky = &ss
 	}
-	return b, nil
+	return b, err
+}
+
+// orDefault sets *err if it is nil and *v is negative, and sets *v to def
+// if it is zero.
+func orDefault[T int | time.Duration](err *error, field string, v *T, def T) {
+	switch {
+	case *err != nil:
+	case *v < 0:
+		*err = invalid(field, *v, "must not be negative")
+	case *v == 0:
+		*v = def
+	}
+}
+
+// shareOrDefault sets *err if it is nil and *v is not in [0, 1], and sets
+// *v to def if it is zero.
+func shareOrDefault(err *error, field string, v *float64, def float64) {
+	switch {
+	case *err != nil:
+	case *v < 0 || *v > 1 || math.IsNaN(*v):
+		*err = invalid(field, *v, "must be in [0, 1]")
+	case *v == 0:
+		*v = def
+	}
 }

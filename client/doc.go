@@ -2,9 +2,25 @@
 // name, with client-side load balancing over a discovery watch: the way one
 // domain service calls another.
 //
-//	conn, err := client.NewGRPC(ctx, "inventory", client.WithWatcher(w), client.WithPolicies(policies))
-//	hc, err := client.NewHTTP("orders", client.WithWatcher(w), client.WithCaller("checkout"))
+//	conn, err := client.NewGRPC(ctx, "inventory", client.Config{}, client.WithWatcher(w), client.WithPolicies(policies))
+//	hc, err := client.NewHTTP("orders", client.Config{}, client.WithWatcher(w), client.WithCaller("checkout"))
 //	resp, err := hc.Get("http://orders/v1/orders/42")
+//
+// # Settings: Config and options
+//
+// A constructor takes the service's name, a Config and options. Config holds
+// what a person writes in a file — how calls are balanced (Balancing) —
+// with snake_case yaml and json keys and documented defaults; its zero
+// value is the defaults. Options hold what only code can give: the watcher
+// (WithWatcher, required), the policy registry, the caller's own name, a
+// logger, a meter provider, dial options or a base transport. Options are
+// typed by the constructor they belong to: an Option (WithWatcher,
+// WithPolicies, WithCaller…) applies to both; a GRPCOption (WithDialOptions,
+// WithGRPCTracing) only to NewGRPC and an HTTPOption (WithBaseTransport,
+// WithHTTPTracing, WithRetryNonIdempotent) only to NewHTTP and NewTransport,
+// so a misapplied option does not compile. An invalid field or option
+// fails the constructor with a *FieldError naming it, which matches
+// ErrInvalidConfig.
 //
 // # What a client does for each call
 //
@@ -17,8 +33,9 @@
 //
 // gRPC clients are plain *grpc.ClientConn values built with grpc.NewClient
 // and grpc-go's own extension points: a resolver given to the connection
-// (grpc.WithResolvers, nothing registered globally) and a balancer, selected
-// by name (see BalancerName). HTTP clients are plain *http.Client values
+// (grpc.WithResolvers, nothing registered globally) and a balancer,
+// registered once when the package is initialized, as grpc-go requires, and
+// selected by name (see BalancerName). HTTP clients are plain *http.Client values
 // whose *Transport resolves URLs such as http://orders/v1/orders/42; only
 // idempotent requests are retried unless WithRetryNonIdempotent says so.
 //
@@ -73,6 +90,6 @@
 // # Concurrency
 //
 // Connections, clients and Transports are safe for concurrent use;
-// Balancing, Call, Result and Results are plain values; options are applied
-// once, at construction.
+// Config, Balancing, Call, Result and Results are plain values; options are
+// applied once, at construction.
 package client

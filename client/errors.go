@@ -2,16 +2,17 @@ package client
 
 import (
 	"errors"
-	"fmt"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/vitamin-go/vitamin/internal/fielderr"
 )
 
 var (
 	// ErrInvalidConfig is matched (with errors.Is) by every error about a
-	// bad option or setting given to a constructor. The concrete error is
-	// a *ConfigError naming the field or option.
+	// bad Config field or option given to a constructor. The concrete
+	// error is a *FieldError naming the field or option.
 	ErrInvalidConfig = errors.New("client: invalid configuration")
 
 	// ErrNoInstances is matched by the error of a call that found no
@@ -26,27 +27,17 @@ var (
 	ErrClosed = errors.New("client: closed")
 )
 
-// ConfigError names a bad option or setting and says what is wrong with it.
-// It matches ErrInvalidConfig with errors.Is. It is not modified after it is
-// returned, so it is safe for concurrent use.
-type ConfigError struct {
-	// Field is the option or field, such as "WithWatcher" or
-	// "Balancing.Outlier.MaxEjectedShare".
-	Field string
-	// Reason says what is wrong with it.
-	Reason string
-}
+// FieldError names a bad setting of a constructor — a Config field such
+// as "Config.Balancing.Outlier.MaxEjectedShare", an option such as
+// "WithWatcher", or the service name — with the offending value, the
+// reason and the cause, if any. It matches ErrInvalidConfig with
+// errors.Is. It is not modified after it is returned, so it is safe for
+// concurrent use.
+type FieldError = fielderr.Error
 
-// Error names the field and the reason.
-func (e *ConfigError) Error() string {
-	return "client: invalid configuration: " + e.Field + ": " + e.Reason
-}
-
-// Is reports whether target is ErrInvalidConfig.
-func (e *ConfigError) Is(target error) bool { return target == ErrInvalidConfig }
-
-func configError(field, format string, args ...any) error {
-	return &ConfigError{Field: field, Reason: fmt.Sprintf(format, args...)}
+// invalid returns a *FieldError behind ErrInvalidConfig.
+func invalid(field string, value any, reason string) error {
+	return fielderr.New(ErrInvalidConfig, field, value, reason, nil)
 }
 
 // NoInstancesError is the error of a call that found no instance of Service

@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 
+	"go.yaml.in/yaml/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -49,7 +51,7 @@ func ExampleNewGRPC() {
 	policies, _ := resilience.NewRegistry(resilience.Config{Default: resilience.Policy{
 		Retry: &resilience.Retry{MaxAttempts: 3}, // retries go to another instance
 	}})
-	conn, err := client.NewGRPC(context.Background(), "inventory",
+	conn, err := client.NewGRPC(context.Background(), "inventory", client.Config{},
 		client.WithWatcher(reg),
 		client.WithPolicies(policies),
 		client.WithCaller("checkout"),
@@ -69,6 +71,37 @@ func ExampleNewGRPC() {
 	// Output: SERVING
 }
 
+func ExampleConfig() {
+	// What a person writes in a file: the settings of each client, under
+	// the called service's name.
+	file := `
+inventory:
+  balancing:
+    algorithm: round_robin
+    outlier: {consecutive: 3, base_ejection: 10s}
+    canary: {weight: 0.05}
+`
+	var clients map[string]client.Config
+	dec := yaml.NewDecoder(strings.NewReader(file))
+	dec.KnownFields(true) // an unknown key is an error
+	if err := dec.Decode(&clients); err != nil {
+		fmt.Println(err)
+		return
+	}
+	cfg := clients["inventory"]
+	b := cfg.Balancing
+	fmt.Println(b.Algorithm, b.Outlier.Consecutive, b.Outlier.BaseEjection, b.Canary.Weight, cfg.Validate())
+
+	reg, _ := vitamintest.NewRegistry(vitamintest.RegistryConfig{})
+	defer reg.Close()
+	cfg.Balancing.Outlier.MaxEjectedShare = 2
+	_, err := client.NewHTTP("inventory", cfg, client.WithWatcher(reg))
+	fmt.Println(err)
+	// Output:
+	// round_robin 3 10s 0.05 <nil>
+	// client: invalid configuration: Config.Balancing.Outlier.MaxEjectedShare = 2: must be in [0, 1]
+}
+
 func ExampleNewHTTP() {
 	reg, _ := vitamintest.NewRegistry(vitamintest.RegistryConfig{})
 	defer reg.Close()
@@ -78,7 +111,7 @@ func ExampleNewHTTP() {
 	defer srv.Close()
 	announce(reg, "orders", "orders-1", srv.Listener.Addr().String(), nil)
 
-	hc, err := client.NewHTTP("orders", client.WithWatcher(reg), client.WithCaller("checkout"))
+	hc, err := client.NewHTTP("orders", client.Config{}, client.WithWatcher(reg), client.WithCaller("checkout"))
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -112,10 +145,10 @@ func ExampleCanary() {
 	// 5 % of calls go to instances with version=canary; a call with the
 	// header Vitamin-Pin: canary (or the baggage member vitamin.pin) always
 	// does, and one pinned to v1 never does.
-	hc, err := client.NewHTTP("orders", client.WithWatcher(reg), client.WithBalancing(client.Balancing{
+	hc, err := client.NewHTTP("orders", client.Config{Balancing: client.Balancing{
 		Canary: &client.Canary{Weight: 0.05},
 		Pin:    &client.Pin{},
-	}))
+	}}, client.WithWatcher(reg))
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -149,9 +182,9 @@ func ExampleFanOut() {
 	announce(reg, "cart", "cart-1", srv.Listener.Addr().String(), nil)
 	// "recommendations" has no instance at all.
 
-	cart, _ := client.NewHTTP("cart", client.WithWatcher(reg))
+	cart, _ := client.NewHTTP("cart", client.Config{}, client.WithWatcher(reg))
 	defer client.CloseHTTP(cart)
-	recs, _ := client.NewHTTP("recommendations", client.WithWatcher(reg))
+	recs, _ := client.NewHTTP("recommendations", client.Config{}, client.WithWatcher(reg))
 	defer client.CloseHTTP(recs)
 
 	fetch := func(hc *http.Client, url string) func(ctx context.Context) (any, error) {

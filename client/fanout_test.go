@@ -20,12 +20,12 @@ func TestFanOutPartialResults(t *testing.T) {
 	h.fail.Store(true)
 	register(t, reg, h.instance("prices", nil))
 
-	conn, err := client.NewGRPC(context.Background(), "inventory", client.WithWatcher(reg))
+	conn, err := client.NewGRPC(context.Background(), "inventory", client.Config{}, client.WithWatcher(reg))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	prices, err := client.NewHTTP("prices", client.WithWatcher(reg))
+	prices, err := client.NewHTTP("prices", client.Config{}, client.WithWatcher(reg))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/vitamin-go/vitamin/discovery"
+	"github.com/vitamin-go/vitamin/internal/backoff"
 	"github.com/vitamin-go/vitamin/resilience"
 	"github.com/vitamin-go/vitamin/resilience/resiliencegrpc"
 	"github.com/vitamin-go/vitamin/tracing/tracinggrpc"
@@ -30,23 +31,21 @@ import (
 // default service config.
 //
 // grpc-go chooses a connection's balancer only by name, from a process-wide
-// registry, so NewGRPC registers the policy there the first time it runs
-// (registering again would replace an equal, stateless builder). Everything
-// that belongs to one connection — instances, latencies, ejections,
-// subsets — reaches the balancer from that connection's own resolver, so
-// connections never share state through the registry.
+// registry. Everything that belongs to one connection — instances,
+// latencies, ejections, subsets — reaches the balancer from that
+// connection's own resolver, so connections never share state through the
+// registry.
 const BalancerName = "vitamin_balancer"
 
-// RegisterBalancer registers Vitamin's balancer builder in grpc-go's
-// balancer registry under BalancerName, if it is not there yet. NewGRPC
-// calls it; grpc-go's registry is not safe for concurrent use, so a program
-// that starts gRPC connections from several goroutines at once may call it
-// first, in main, before any of them. The builder is stateless.
-func RegisterBalancer() {
-	if balancer.Get(BalancerName) == nil {
-		balancer.Register(balancerBuilder{})
-	}
-}
+// init registers the balancer builder, which is stateless. It is the one
+// registration at init time in Vitamin (the design otherwise forbids them):
+// grpc-go's balancer.Register "must only be called during initialization
+// time (i.e. in an init() function), and is not thread-safe" — it writes
+// the map that every grpc.NewClient in the process reads when it parses a
+// service config — so registering later, even once, would race with
+// connections made elsewhere. grpc-go offers no per-connection balancer to
+// give instead, as it does for resolvers.
+func init() { balancer.Register(balancerBuilder{}) }
 
 const serviceConfig = `{"loadBalancingConfig":[{"` + BalancerName + `":{}}]}`
 
@@ -55,7 +54,7 @@ const serviceConfig = `{"loadBalancingConfig":[{"` + BalancerName + `":{}}]}`
 //
 //   - a resolver given to this connection only (grpc.WithResolvers) follows
 //     the service's instances through the watcher of WithWatcher;
-//   - Vitamin's balancer spreads calls over them (see Balancing), ejects
+//   - Vitamin's balancer spreads calls over them as cfg.Balancing says, ejects
 //     outliers and routes to subsets;
 //   - the resilience policy of WithPolicies guards each call, and its
 //     retries and hedges go to other instances than the attempts before;
@@ -67,22 +66,21 @@ const serviceConfig = `{"loadBalancingConfig":[{"` + BalancerName + `":{}}]}`
 // A call while the service has no instance fails at once with status
 // UNAVAILABLE and a message naming the service; calls succeed again as soon
 // as instances return. ctx bounds only the construction; the connection
-// lives until its Close, which also stops the watch. Invalid options fail
-// with a *ConfigError.
-func NewGRPC(ctx context.Context, service string, opts ...Option) (*grpc.ClientConn, error) {
+// lives until its Close, which also stops the watch. An invalid cfg field
+// or option fails with a *FieldError.
+func NewGRPC(ctx context.Context, service string, cfg Config, opts ...GRPCOption) (*grpc.ClientConn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	o, err := buildOptions(service, opts)
+	o, err := buildGRPCOptions(service, cfg, opts)
 	if err != nil {
 		return nil, err
 	}
-	RegisterBalancer()
 	c := newCore(service, o.balancing, true, o.logger, o.meter)
 	rb := &resolverBuilder{
 		scheme: fmt.Sprintf("vitamin-%016x", rand.Uint64()),
 		core:   c,
-		o:      &o,
+		o:      &o.options,
 	}
 	ci := &callInterceptor{pin: o.balancing.Pin, sticky: o.balancing.Sticky,
 		state: o.policies != nil || o.balancing.Pin != nil || o.balancing.Sticky != nil}
@@ -100,7 +98,7 @@ func NewGRPC(ctx context.Context, service string, opts ...Option) (*grpc.ClientC
 		grpc.WithChainStreamInterceptor(ci.stream),
 	}
 	if o.tracing {
-		dial = append(dial, grpc.WithStatsHandler(tracinggrpc.ClientHandler(o.grpcTracing...)))
+		dial = append(dial, grpc.WithStatsHandler(tracinggrpc.ClientHandler(o.tracingOpts...)))
 	}
 	dial = append(dial, o.dialOpts...)
 	if o.caller != "" {
@@ -242,15 +240,16 @@ func (r *watchResolver) Close() {
 }
 
 // follow watches the service until ctx ends, feeding each snapshot into c
-// and then to push. Errors starting the watch are retried with backoff.
+// and then to push. A watch that fails is started again with backoff.
 func follow(ctx context.Context, c *core, o *options, push func([]discovery.Instance), report func(error)) {
-	backoff := 50 * time.Millisecond
+	bo := backoff.Backoff{Initial: 50 * time.Millisecond, Max: 5 * time.Second}
+	failures := 0
 	for ctx.Err() == nil {
 		w, err := o.watcher.Watch(ctx, c.service, o.watchOpts...)
 		if err == nil {
 			err = watchLoop(ctx, w, c, o, push)
 			_ = w.Close()
-			backoff = 50 * time.Millisecond
+			failures = 0 // the watch worked: start the schedule over
 		}
 		if ctx.Err() != nil {
 			return
@@ -265,14 +264,10 @@ func follow(ctx context.Context, c *core, o *options, push func([]discovery.Inst
 		if errors.Is(err, discovery.ErrClosed) {
 			return // the watcher was closed: nothing will come any more
 		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		failures++
+		if !backoff.Sleep(ctx, bo.Delay(failures)) {
 			return
-		case <-t.C:
 		}
-		backoff = min(backoff*2, 5*time.Second)
 	}
 }
 

@@ -26,9 +26,9 @@ import (
 
 const svc = "orders"
 
-func dial(t testing.TB, opts ...client.Option) *grpc.ClientConn {
+func dial(t testing.TB, cfg client.Config, opts ...client.GRPCOption) *grpc.ClientConn {
 	t.Helper()
-	conn, err := client.NewGRPC(context.Background(), svc, opts...)
+	conn, err := client.NewGRPC(context.Background(), svc, cfg, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,8 +51,8 @@ func TestGRPCSpread(t *testing.T) {
 		t.Run(string(alg), func(t *testing.T) {
 			reg := newRegistry(t)
 			bs := startFleet(t, reg, startGRPC, time.Millisecond, "a", "b", "c") // equal service times
-			conn := dial(t, client.WithWatcher(reg), client.WithoutTracing(),
-				client.WithBalancing(client.Balancing{Algorithm: alg}))
+			conn := dial(t, client.Config{Balancing: client.Balancing{Algorithm: alg}},
+				client.WithWatcher(reg), client.WithoutTracing())
 			allReady(t, conn, bs...)
 			for _, b := range bs {
 				b.calls.Store(0)
@@ -76,7 +76,7 @@ func TestGRPCConsulMembership(t *testing.T) {
 	a, b, n := startGRPC(t, "a"), startGRPC(t, "b"), startGRPC(t, "new")
 	register(t, r, a.instance(svc, nil))
 	rb := register(t, r, b.instance(svc, nil))
-	conn := dial(t, client.WithWatcher(w), client.WithoutTracing())
+	conn := dial(t, client.Config{}, client.WithWatcher(w), client.WithoutTracing())
 	vitamintest.Eventually(t, 10*time.Second, func() error { return check(context.Background(), conn) })
 
 	// A new instance registered in Consul starts receiving calls.
@@ -122,7 +122,7 @@ func TestGRPCKillUnderLoad(t *testing.T) {
 	bs := startFleet(t, reg, startGRPC, time.Millisecond, "a", "b", "victim")
 	victim := bs[2]
 	vw := &victimWatch{addr: "127.0.0.1:" + itoa(victim.port)}
-	conn := dial(t, client.WithWatcher(reg), client.WithoutTracing(), client.WithDialOptions(grpc.WithStatsHandler(vw)),
+	conn := dial(t, client.Config{}, client.WithWatcher(reg), client.WithoutTracing(), client.WithDialOptions(grpc.WithStatsHandler(vw)),
 		client.WithPolicies(policies(t, resilience.Policy{Retry: &resilience.Retry{MaxAttempts: 3}})))
 	allReady(t, conn, bs...)
 
@@ -177,8 +177,8 @@ func TestGRPCEjection(t *testing.T) {
 		register(t, reg, b.instance(svc, nil))
 	}
 	bad := bs[2]
-	conn := dial(t, client.WithWatcher(reg), client.WithoutTracing(),
-		client.WithBalancing(client.Balancing{Algorithm: client.RoundRobin, Outlier: client.Outlier{Consecutive: 3, BaseEjection: time.Minute}}),
+	conn := dial(t, client.Config{Balancing: client.Balancing{Algorithm: client.RoundRobin, Outlier: client.Outlier{Consecutive: 3, BaseEjection: time.Minute}}},
+		client.WithWatcher(reg), client.WithoutTracing(),
 		client.WithPolicies(policies(t, resilience.Policy{Retry: &resilience.Retry{MaxAttempts: 3}})))
 	allReady(t, conn, bs...)
 	bad.calls.Store(0)
@@ -203,7 +203,7 @@ func TestGRPCSlowInstance(t *testing.T) {
 	reg := newRegistry(t)
 	bs := startFleet(t, reg, startGRPC, 2*time.Millisecond, "a", "b", "slow")
 	slow := bs[2]
-	conn := dial(t, client.WithWatcher(reg), client.WithoutTracing())
+	conn := dial(t, client.Config{}, client.WithWatcher(reg), client.WithoutTracing())
 	allReady(t, conn, bs...)
 	slow.delay.Store(int64(20 * time.Millisecond))
 	for _, b := range bs {
@@ -228,11 +228,11 @@ func TestGRPCCanaryPinSticky(t *testing.T) {
 		register(t, reg, b.instance(svc, map[string]string{discovery.MetaVersion: "v1"}))
 	}
 	register(t, reg, canary.instance(svc, map[string]string{discovery.MetaVersion: "canary"}))
-	conn := dial(t, client.WithWatcher(reg), client.WithoutTracing(), client.WithBalancing(client.Balancing{
+	conn := dial(t, client.Config{Balancing: client.Balancing{
 		Canary: &client.Canary{Weight: 0.05},
 		Pin:    &client.Pin{},
 		Sticky: &client.Sticky{},
-	}))
+	}}, client.WithWatcher(reg), client.WithoutTracing())
 	allReady(t, conn, append(stable, canary)...)
 
 	t.Run("canary weight", func(t *testing.T) {
@@ -301,7 +301,7 @@ func TestGRPCEmptySetFailsFastAndRecovers(t *testing.T) {
 	reg := newRegistry(t)
 	a := startGRPC(t, "a")
 	ra := register(t, reg, a.instance(svc, nil))
-	conn := dial(t, client.WithWatcher(reg), client.WithoutTracing())
+	conn := dial(t, client.Config{}, client.WithWatcher(reg), client.WithoutTracing())
 	vitamintest.Eventually(t, 5*time.Second, func() error { return check(context.Background(), conn) })
 
 	if err := ra.Deregister(context.Background()); err != nil {
@@ -333,7 +333,7 @@ func TestGRPCEmptySetFailsFastAndRecovers(t *testing.T) {
 func TestGRPCEmptySetUnderPolicy(t *testing.T) {
 	reg := newRegistry(t)
 	pol := policies(t, emptySetPolicy)
-	conn := dial(t, client.WithWatcher(reg), client.WithPolicies(pol), client.WithoutTracing())
+	conn := dial(t, client.Config{}, client.WithWatcher(reg), client.WithPolicies(pol), client.WithoutTracing())
 	for range 20 {
 		err := check(context.Background(), conn)
 		if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), `"orders"`) {
@@ -360,25 +360,36 @@ func TestConfigErrors(t *testing.T) {
 	reg := newRegistry(t)
 	tests := []struct {
 		name  string
+		cfg   client.Config
 		opts  []client.Option
 		field string
 	}{
-		{"no watcher", nil, "WithWatcher"},
-		{"bad algorithm", []client.Option{client.WithWatcher(reg), client.WithBalancing(client.Balancing{Algorithm: "random"})}, "Balancing.Algorithm"},
-		{"bad share", []client.Option{client.WithWatcher(reg), client.WithBalancing(client.Balancing{Outlier: client.Outlier{MaxEjectedShare: 2}})}, "Balancing.Outlier.MaxEjectedShare"},
-		{"bad canary", []client.Option{client.WithWatcher(reg), client.WithBalancing(client.Balancing{Canary: &client.Canary{Weight: -1}})}, "Balancing.Canary.Weight"},
-		{"bad caller", []client.Option{client.WithWatcher(reg), client.WithCaller("check out")}, "WithCaller"},
+		{"no watcher", client.Config{}, nil, "WithWatcher"},
+		{"bad algorithm", client.Config{Balancing: client.Balancing{Algorithm: "random"}}, []client.Option{client.WithWatcher(reg)}, "Config.Balancing.Algorithm"},
+		{"bad share", client.Config{Balancing: client.Balancing{Outlier: client.Outlier{MaxEjectedShare: 2}}}, []client.Option{client.WithWatcher(reg)}, "Config.Balancing.Outlier.MaxEjectedShare"},
+		{"bad canary", client.Config{Balancing: client.Balancing{Canary: &client.Canary{Weight: -1}}}, []client.Option{client.WithWatcher(reg)}, "Config.Balancing.Canary.Weight"},
+		{"bad caller", client.Config{}, []client.Option{client.WithWatcher(reg), client.WithCaller("check out")}, "WithCaller"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := client.NewGRPC(context.Background(), svc, tt.opts...)
-			var ce *client.ConfigError
-			if !errors.Is(err, client.ErrInvalidConfig) || !errors.As(err, &ce) || ce.Field != tt.field {
-				t.Fatalf("NewGRPC: %v, want a *ConfigError for %s", err, tt.field)
+			grpcOpts := make([]client.GRPCOption, len(tt.opts))
+			httpOpts := make([]client.HTTPOption, len(tt.opts))
+			for i, o := range tt.opts {
+				grpcOpts[i], httpOpts[i] = o, o
 			}
-			_, err = client.NewHTTP(svc, tt.opts...)
-			if !errors.As(err, &ce) || ce.Field != tt.field {
-				t.Fatalf("NewHTTP: %v, want a *ConfigError for %s", err, tt.field)
+			_, err := client.NewGRPC(context.Background(), svc, tt.cfg, grpcOpts...)
+			var fe *client.FieldError
+			if !errors.Is(err, client.ErrInvalidConfig) || !errors.As(err, &fe) || fe.Field != tt.field {
+				t.Fatalf("NewGRPC: %v, want a *FieldError for %s", err, tt.field)
+			}
+			_, err = client.NewHTTP(svc, tt.cfg, httpOpts...)
+			if !errors.As(err, &fe) || fe.Field != tt.field {
+				t.Fatalf("NewHTTP: %v, want a *FieldError for %s", err, tt.field)
+			}
+			if strings.HasPrefix(tt.field, "Config.") {
+				if err := tt.cfg.Validate(); !errors.As(err, &fe) || fe.Field != tt.field {
+					t.Fatalf("Validate: %v, want a *FieldError for %s", err, tt.field)
+				}
 			}
 		})
 	}
@@ -394,8 +405,8 @@ func TestGRPCRetriesGoToOtherInstances(t *testing.T) {
 	bad2.fail.Store(true)
 	// Failing instances answer fastest and nothing penalises them: only
 	// the rule that a retry goes elsewhere gets every call to "good".
-	conn := dial(t, client.WithWatcher(reg), client.WithoutTracing(),
-		client.WithBalancing(client.Balancing{FailurePenalty: time.Nanosecond, Outlier: client.Outlier{Disabled: true}}),
+	conn := dial(t, client.Config{Balancing: client.Balancing{FailurePenalty: time.Nanosecond, Outlier: client.Outlier{Disabled: true}}},
+		client.WithWatcher(reg), client.WithoutTracing(),
 		client.WithPolicies(policies(t, resilience.Policy{Retry: &resilience.Retry{MaxAttempts: 3}})))
 	vitamintest.Eventually(t, 5*time.Second, func() error {
 		if err := conn.Invoke(context.Background(), "/grpc.health.v1.Health/Check", &healthpb.HealthCheckRequest{}, &healthpb.HealthCheckResponse{}); err != nil {
@@ -421,8 +432,8 @@ func TestGRPCHedgeGoesToAnotherInstance(t *testing.T) {
 	slow.delay.Store(int64(50 * time.Millisecond))
 	register(t, reg, slow.instance(svc, nil))
 	register(t, reg, fast.instance(svc, nil))
-	conn := dial(t, client.WithWatcher(reg), client.WithoutTracing(),
-		client.WithBalancing(client.Balancing{Algorithm: client.RoundRobin}),
+	conn := dial(t, client.Config{Balancing: client.Balancing{Algorithm: client.RoundRobin}},
+		client.WithWatcher(reg), client.WithoutTracing(),
 		client.WithPolicies(policies(t, resilience.Policy{Hedge: &resilience.Hedge{Delay: 2 * time.Millisecond}})))
 	vitamintest.Eventually(t, 5*time.Second, func() error { return check(context.Background(), conn) })
 	fast.calls.Store(0)
@@ -446,7 +457,7 @@ func TestGRPCTraceAndCaller(t *testing.T) {
 	reg := newRegistry(t)
 	b := startGRPC(t, "a")
 	register(t, reg, b.instance(svc, nil))
-	conn := dial(t, client.WithWatcher(reg), client.WithCaller("checkout"),
+	conn := dial(t, client.Config{}, client.WithWatcher(reg), client.WithCaller("checkout"),
 		client.WithGRPCTracing(tracinggrpc.WithPropagator(propagation.TraceContext{})))
 	tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
 	sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
@@ -467,7 +478,7 @@ func TestGRPCStream(t *testing.T) {
 	a, b := startGRPC(t, "a"), startGRPC(t, "b")
 	register(t, reg, a.instance(svc, nil))
 	register(t, reg, b.instance(svc, nil))
-	conn := dial(t, client.WithWatcher(reg), client.WithPolicies(policies(t, resilience.Policy{})))
+	conn := dial(t, client.Config{}, client.WithWatcher(reg), client.WithPolicies(policies(t, resilience.Policy{})))
 	for range 10 {
 		ctx, cancel := context.WithCancel(context.Background())
 		st, err := healthpb.NewHealthClient(conn).Watch(ctx, &healthpb.HealthCheckRequest{})

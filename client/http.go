@@ -50,8 +50,8 @@ type Transport struct {
 }
 
 // NewTransport returns a Transport for service; see NewHTTP.
-func NewTransport(service string, opts ...Option) (*Transport, error) {
-	o, err := buildOptions(service, opts)
+func NewTransport(service string, cfg Config, opts ...HTTPOption) (*Transport, error) {
+	o, err := buildHTTPOptions(service, cfg, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +67,7 @@ func NewTransport(service string, opts ...Option) (*Transport, error) {
 	}
 	var inner http.RoundTripper = &pickTransport{core: c, base: base}
 	if o.tracing {
-		inner = tracinghttp.Transport(inner, o.httpTracing...)
+		inner = tracinghttp.Transport(inner, o.tracingOpts...)
 	}
 	t.inner, t.policy = inner, inner
 	if o.policies != nil {
@@ -79,16 +79,17 @@ func NewTransport(service string, opts ...Option) (*Transport, error) {
 	t.cancel = cancel
 	go func() {
 		defer close(t.done)
-		follow(ctx, c, &o, nil, nil)
+		follow(ctx, c, &o.options, nil, nil)
 	}()
 	return t, nil
 }
 
-// NewHTTP returns an HTTP client for service, whose Transport is a
-// *Transport (see there). Close it with CloseHTTP when done, to stop its
-// discovery watch. Invalid options fail with a *ConfigError.
-func NewHTTP(service string, opts ...Option) (*http.Client, error) {
-	t, err := NewTransport(service, opts...)
+// NewHTTP returns an HTTP client for service, balanced as cfg says, whose
+// Transport is a *Transport (see there). Close it with CloseHTTP when done,
+// to stop its discovery watch. An invalid cfg field or option fails with a
+// *FieldError.
+func NewHTTP(service string, cfg Config, opts ...HTTPOption) (*http.Client, error) {
+	t, err := NewTransport(service, cfg, opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -25,9 +25,9 @@ import (
 	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
-func newHTTP(t testing.TB, opts ...client.Option) *http.Client {
+func newHTTP(t testing.TB, cfg client.Config, opts ...client.HTTPOption) *http.Client {
 	t.Helper()
-	hc, err := client.NewHTTP(svc, opts...)
+	hc, err := client.NewHTTP(svc, cfg, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func loadHTTP(hc *http.Client, workers, n int, during func(i int64)) (int64, err
 func TestHTTPSpreadAndCaller(t *testing.T) {
 	reg := newRegistry(t)
 	bs := startFleet(t, reg, startHTTP, time.Millisecond, "a", "b", "c") // equal service times
-	hc := newHTTP(t, client.WithWatcher(reg), client.WithCaller("checkout"))
+	hc := newHTTP(t, client.Config{}, client.WithWatcher(reg), client.WithCaller("checkout"))
 	if failed, err := loadHTTP(hc, 4, 600, nil); failed > 0 {
 		t.Fatalf("%d calls failed: %v", failed, err)
 	}
@@ -117,7 +117,7 @@ func TestHTTPKillUnderLoad(t *testing.T) {
 	bs := startFleet(t, reg, startHTTP, time.Millisecond, "a", "b", "victim")
 	victim := bs[2]
 	at := newAttempts()
-	hc := newHTTP(t, client.WithWatcher(reg), client.WithBaseTransport(at), client.WithoutTracing(),
+	hc := newHTTP(t, client.Config{}, client.WithWatcher(reg), client.WithBaseTransport(at), client.WithoutTracing(),
 		client.WithPolicies(policies(t, resilience.Policy{Retry: &resilience.Retry{MaxAttempts: 3}})))
 
 	failed, err := loadHTTP(hc, 6, 900, func(i int64) {
@@ -154,9 +154,9 @@ func TestHTTPPostNotRetried(t *testing.T) {
 	b.fail.Store(true)
 	register(t, reg, b.instance(svc, nil))
 	pol := policies(t, resilience.Policy{Retry: &resilience.Retry{MaxAttempts: 3}})
-	noEject := client.WithBalancing(client.Balancing{Outlier: client.Outlier{Disabled: true}})
+	noEject := client.Config{Balancing: client.Balancing{Outlier: client.Outlier{Disabled: true}}}
 
-	hc := newHTTP(t, client.WithWatcher(reg), client.WithPolicies(pol), noEject)
+	hc := newHTTP(t, noEject, client.WithWatcher(reg), client.WithPolicies(pol))
 	for _, tc := range []struct {
 		method string
 		header http.Header
@@ -176,7 +176,7 @@ func TestHTTPPostNotRetried(t *testing.T) {
 		}
 	}
 
-	hcAll := newHTTP(t, client.WithWatcher(reg), client.WithPolicies(pol), noEject, client.WithRetryNonIdempotent())
+	hcAll := newHTTP(t, noEject, client.WithWatcher(reg), client.WithPolicies(pol), client.WithRetryNonIdempotent())
 	b.calls.Store(0)
 	if code, _, _ := get(hcAll, http.MethodPost, "http://orders/v1/orders", nil); code != http.StatusServiceUnavailable {
 		t.Fatalf("POST: %d", code)
@@ -190,8 +190,8 @@ func TestHTTPRetryGoesElsewhere(t *testing.T) {
 	reg := newRegistry(t)
 	bad := startFleet(t, reg, startHTTP, 0, "good", "bad")[1]
 	bad.fail.Store(true)
-	hc := newHTTP(t, client.WithWatcher(reg),
-		client.WithBalancing(client.Balancing{Algorithm: client.RoundRobin, Outlier: client.Outlier{Disabled: true}}),
+	hc := newHTTP(t, client.Config{Balancing: client.Balancing{Algorithm: client.RoundRobin, Outlier: client.Outlier{Disabled: true}}},
+		client.WithWatcher(reg),
 		client.WithPolicies(policies(t, resilience.Policy{Retry: &resilience.Retry{MaxAttempts: 2}})))
 	for range 100 {
 		code, body, err := get(hc, http.MethodGet, "http://orders/x", nil)
@@ -212,11 +212,11 @@ func TestHTTPPinCanaryZone(t *testing.T) {
 	register(t, reg, a.instance(svc, map[string]string{discovery.MetaZone: "z1", discovery.MetaVersion: "v1"}))
 	register(t, reg, b.instance(svc, map[string]string{discovery.MetaZone: "z2", discovery.MetaVersion: "v1"}))
 	register(t, reg, c.instance(svc, map[string]string{discovery.MetaZone: "z2", discovery.MetaVersion: "canary"}))
-	hc := newHTTP(t, client.WithWatcher(reg), client.WithBalancing(client.Balancing{
+	hc := newHTTP(t, client.Config{Balancing: client.Balancing{
 		Zone:   "z1",
 		Canary: &client.Canary{Weight: 0},
 		Pin:    &client.Pin{},
-	}))
+	}}, client.WithWatcher(reg))
 	vitamintest.Eventually(t, 5*time.Second, func() error {
 		if n := len(reg.Instances(svc)); n != 3 {
 			return fmt.Errorf("%d instances", n)
@@ -241,7 +241,7 @@ func TestHTTPEmptySetAndRecovery(t *testing.T) {
 	reg := newRegistry(t)
 	a := startHTTP(t, "a")
 	ra := register(t, reg, a.instance(svc, nil))
-	hc := newHTTP(t, client.WithWatcher(reg))
+	hc := newHTTP(t, client.Config{}, client.WithWatcher(reg))
 	if code, _, err := get(hc, http.MethodGet, "http://orders/x", nil); err != nil || code != 200 {
 		t.Fatal(code, err)
 	}
@@ -277,7 +277,7 @@ func eventuallyServedBy(t *testing.T, hc *http.Client, id string) {
 func TestHTTPEmptySetUnderPolicy(t *testing.T) {
 	reg := newRegistry(t)
 	pol := policies(t, emptySetPolicy)
-	hc := newHTTP(t, client.WithWatcher(reg), client.WithPolicies(pol), client.WithoutTracing())
+	hc := newHTTP(t, client.Config{}, client.WithWatcher(reg), client.WithPolicies(pol), client.WithoutTracing())
 	for range 20 {
 		_, _, err := get(hc, http.MethodGet, "http://orders/x", nil)
 		if !errors.Is(err, client.ErrNoInstances) {
@@ -300,7 +300,7 @@ func TestHTTPTracePropagationAndPassThrough(t *testing.T) {
 		fmt.Fprint(w, "a")
 	})
 	register(t, reg, srv.instance(svc, nil))
-	hc := newHTTP(t, client.WithWatcher(reg), client.WithHTTPTracing(tracinghttp.WithPropagator(propagation.TraceContext{})))
+	hc := newHTTP(t, client.Config{}, client.WithWatcher(reg), client.WithHTTPTracing(tracinghttp.WithPropagator(propagation.TraceContext{})))
 
 	tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
 	sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
@@ -327,7 +327,7 @@ func TestHTTPPinByBaggageAndClose(t *testing.T) {
 	v1, v2 := startHTTP(t, "v1"), startHTTP(t, "v2")
 	register(t, reg, v1.instance(svc, map[string]string{discovery.MetaVersion: "v1"}))
 	register(t, reg, v2.instance(svc, map[string]string{discovery.MetaVersion: "v2"}))
-	hc, err := client.NewHTTP(svc, client.WithWatcher(reg), client.WithBalancing(client.Balancing{Pin: &client.Pin{}}))
+	hc, err := client.NewHTTP(svc, client.Config{Balancing: client.Balancing{Pin: &client.Pin{}}}, client.WithWatcher(reg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,7 +357,7 @@ func TestHTTPPinByBaggageAndClose(t *testing.T) {
 func TestHTTPClosedWatcherFailsCalls(t *testing.T) {
 	reg := newRegistry(t)
 	_ = reg.Close()
-	hc := newHTTP(t, client.WithWatcher(reg))
+	hc := newHTTP(t, client.Config{}, client.WithWatcher(reg))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://orders/x", nil)
@@ -371,7 +371,7 @@ func TestHTTPSlowInstance(t *testing.T) {
 	bs := startFleet(t, reg, startHTTP, 2*time.Millisecond, "a", "b", "slow")
 	slow := bs[2]
 	slow.delay.Store(int64(20 * time.Millisecond))
-	hc := newHTTP(t, client.WithWatcher(reg), client.WithoutTracing())
+	hc := newHTTP(t, client.Config{}, client.WithWatcher(reg), client.WithoutTracing())
 	if failed, err := loadHTTP(hc, 4, 800, nil); failed > 0 {
 		t.Fatalf("%d calls failed: %v", failed, err)
 	}
@@ -389,9 +389,9 @@ func TestEjectionIsLoggedAndCounted(t *testing.T) {
 	bad.fail.Store(true)
 	var logs vitamintest.Buffer
 	metrics := vitamintest.NewMetrics(t)
-	hc := newHTTP(t, client.WithWatcher(reg), client.WithoutTracing(),
-		client.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))), client.WithMeterProvider(metrics.Provider),
-		client.WithBalancing(client.Balancing{Algorithm: client.RoundRobin, Outlier: client.Outlier{Consecutive: 2}}))
+	hc := newHTTP(t, client.Config{Balancing: client.Balancing{Algorithm: client.RoundRobin, Outlier: client.Outlier{Consecutive: 2}}},
+		client.WithWatcher(reg), client.WithoutTracing(),
+		client.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))), client.WithMeterProvider(metrics.Provider))
 	for range 10 {
 		_, _, _ = get(hc, http.MethodGet, "http://orders/x", nil)
 	}

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/vitamin-go/vitamin/discovery"
+	"github.com/vitamin-go/vitamin/internal/fielderr"
 	"github.com/vitamin-go/vitamin/resilience"
 	"github.com/vitamin-go/vitamin/tracing/tracinggrpc"
 	"github.com/vitamin-go/vitamin/tracing/tracinghttp"
@@ -18,50 +19,113 @@ import (
 // attribute "service". It is recorded through the OpenTelemetry API.
 const MetricEjections = "vitamin.client.ejections"
 
-// Option configures a client with things only code can give. Options are
-// applied once, by NewGRPC, NewHTTP or NewTransport.
-type Option func(*options)
+// GRPCOption configures a client made by NewGRPC with things only code can
+// give. An option that applies only to HTTP clients is not a GRPCOption, so
+// passing it to NewGRPC does not compile. Options are applied once, at
+// construction.
+type GRPCOption interface{ applyGRPC(*grpcOptions) }
 
-type options struct {
-	watcher     discovery.Watcher
-	watchOpts   []discovery.WatchOption
-	policies    *resilience.Registry
-	caller      string
-	logger      *slog.Logger
-	meter       metric.MeterProvider
-	balancing   Balancing
-	tracing     bool
-	grpcTracing []tracinggrpc.Option
-	httpTracing []tracinghttp.Option
-	dialOpts    []grpc.DialOption
-	base        http.RoundTripper
-	retryAll    bool
-	badOption   error
+// HTTPOption configures a client made by NewHTTP or NewTransport with
+// things only code can give. An option that applies only to gRPC clients
+// is not an HTTPOption, so passing it to NewHTTP does not compile. Options
+// are applied once, at construction.
+type HTTPOption interface{ applyHTTP(*httpOptions) }
+
+// Option is an option for both kinds of client: it is a GRPCOption and an
+// HTTPOption.
+type Option interface {
+	GRPCOption
+	HTTPOption
 }
 
-func buildOptions(service string, opts []Option) (options, error) {
-	o := options{tracing: true}
-	for _, opt := range opts {
-		opt(&o)
-	}
-	if o.badOption != nil {
-		return o, o.badOption
+// options are the settings both kinds of client take.
+type options struct {
+	watcher   discovery.Watcher
+	watchOpts []discovery.WatchOption
+	policies  *resilience.Registry
+	caller    string
+	logger    *slog.Logger
+	meter     metric.MeterProvider
+	tracing   bool
+	balancing Balancing // Config.Balancing with its defaults
+	err       error     // the first invalid option
+}
+
+type grpcOptions struct {
+	options
+	tracingOpts []tracinggrpc.Option
+	dialOpts    []grpc.DialOption
+}
+
+type httpOptions struct {
+	options
+	tracingOpts []tracinghttp.Option
+	base        http.RoundTripper
+	retryAll    bool
+}
+
+// option is an Option: it sets what both kinds of client share.
+type option func(*options)
+
+func (f option) applyGRPC(o *grpcOptions) { f(&o.options) }
+func (f option) applyHTTP(o *httpOptions) { f(&o.options) }
+
+type grpcOption func(*grpcOptions)
+
+func (f grpcOption) applyGRPC(o *grpcOptions) { f(o) }
+
+type httpOption func(*httpOptions)
+
+func (f httpOption) applyHTTP(o *httpOptions) { f(o) }
+
+// newOptions returns the options shared by both kinds of client, with
+// their defaults.
+func newOptions() options { return options{tracing: true} }
+
+// validate checks the service, cfg and the shared options, and fills in
+// the defaults.
+func (o *options) validate(service string, cfg Config) error {
+	if o.err != nil {
+		return o.err
 	}
 	if service == "" {
-		return o, configError("service", "must not be empty")
+		return invalid("service", nil, "must not be empty")
 	}
 	if o.watcher == nil {
-		return o, configError("WithWatcher", "a discovery.Watcher is required")
+		return invalid("WithWatcher", nil, "a discovery.Watcher is required")
 	}
-	b, err := o.balancing.withDefaults()
+	b, err := cfg.Balancing.withDefaults()
 	if err != nil {
-		return o, err
+		return err
 	}
 	o.balancing = b
 	if o.meter == nil {
 		o.meter = otel.GetMeterProvider()
 	}
-	return o, nil
+	return nil
+}
+
+func buildGRPCOptions(service string, cfg Config, opts []GRPCOption) (grpcOptions, error) {
+	o := grpcOptions{options: newOptions()}
+	for _, opt := range opts {
+		opt.applyGRPC(&o)
+	}
+	return o, o.validate(service, cfg)
+}
+
+func buildHTTPOptions(service string, cfg Config, opts []HTTPOption) (httpOptions, error) {
+	o := httpOptions{options: newOptions()}
+	for _, opt := range opts {
+		opt.applyHTTP(&o)
+	}
+	return o, o.validate(service, cfg)
+}
+
+// fail records the first invalid option.
+func (o *options) fail(err error) {
+	if o.err == nil {
+		o.err = err
+	}
 }
 
 // WithWatcher sets where the client finds the service's instances: a
@@ -69,12 +133,12 @@ func buildOptions(service string, opts []Option) (options, error) {
 // single-process systems. It is required. opts narrow the watch (by tags,
 // metadata or a filter).
 func WithWatcher(w discovery.Watcher, opts ...discovery.WatchOption) Option {
-	return func(o *options) {
+	return option(func(o *options) {
 		if w == nil {
-			o.badOption = configError("WithWatcher", "the watcher is nil")
+			o.fail(invalid("WithWatcher", nil, "the watcher is nil"))
 		}
 		o.watcher, o.watchOpts = w, opts
-	}
+	})
 }
 
 // WithPolicies applies the registry's named policy for the service (and,
@@ -83,7 +147,7 @@ func WithWatcher(w discovery.Watcher, opts ...discovery.WatchOption) Option {
 // attempts before them — circuit breaker, bulkhead and rate limit. Without
 // it calls are attempted once.
 func WithPolicies(r *resilience.Registry) Option {
-	return func(o *options) { o.policies = r }
+	return option(func(o *options) { o.policies = r })
 }
 
 // WithCaller names the calling service, so that servers can apply
@@ -93,51 +157,42 @@ func WithPolicies(r *resilience.Registry) Option {
 // no cost per call; servers read it with resiliencegrpc.Caller, where a
 // call's own resilience.CallerMetadataKey metadata takes precedence. The
 // name must satisfy resilience.ValidateCaller.
+//
+// It is an option rather than a Config field because it is not a setting
+// of one client: it is the calling service's own name, configured once for
+// the process and given by code to every client and publisher it builds.
 func WithCaller(name string) Option {
-	return func(o *options) {
+	return option(func(o *options) {
 		if err := resilience.ValidateCaller(name); err != nil {
-			o.badOption = configError("WithCaller", "%v", err)
+			o.fail(fielderr.New(ErrInvalidConfig, "WithCaller", name, "not a valid caller name", err))
 		}
 		o.caller = name
-	}
-}
-
-// WithBalancing configures the balancer: algorithm, outlier ejection,
-// canary, pinning, sticky subsets and zone. Invalid settings make the
-// constructor fail with a *ConfigError naming the field.
-func WithBalancing(b Balancing) Option {
-	return func(o *options) { o.balancing = b }
+	})
 }
 
 // WithLogger logs instance set changes (Info), ejections (Warn) and
 // discovery errors (Warn) to l. Nil, the default, is silent.
 func WithLogger(l *slog.Logger) Option {
-	return func(o *options) { o.logger = l }
+	return option(func(o *options) { o.logger = l })
 }
 
 // WithMeterProvider records the client's metrics (MetricEjections) through
 // mp instead of the global OpenTelemetry meter provider.
 func WithMeterProvider(mp metric.MeterProvider) Option {
-	return func(o *options) { o.meter = mp }
+	return option(func(o *options) { o.meter = mp })
 }
 
 // WithoutTracing leaves out the OpenTelemetry stats handler (gRPC) or
 // transport (HTTP). By default calls are traced through the OpenTelemetry
 // globals that tracing.Setup installs.
 func WithoutTracing() Option {
-	return func(o *options) { o.tracing = false }
+	return option(func(o *options) { o.tracing = false })
 }
 
 // WithGRPCTracing passes options to tracinggrpc.ClientHandler, such as
 // tracinggrpc.WithTelemetry.
-func WithGRPCTracing(opts ...tracinggrpc.Option) Option {
-	return func(o *options) { o.grpcTracing = append(o.grpcTracing, opts...) }
-}
-
-// WithHTTPTracing passes options to tracinghttp.Transport, such as
-// tracinghttp.WithTelemetry.
-func WithHTTPTracing(opts ...tracinghttp.Option) Option {
-	return func(o *options) { o.httpTracing = append(o.httpTracing, opts...) }
+func WithGRPCTracing(opts ...tracinggrpc.Option) GRPCOption {
+	return grpcOption(func(o *grpcOptions) { o.tracingOpts = append(o.tracingOpts, opts...) })
 }
 
 // WithDialOptions adds gRPC dial options, applied after the client's own:
@@ -148,14 +203,20 @@ func WithHTTPTracing(opts ...tracinghttp.Option) Option {
 // call)… Options that replace the resolver or the default service config
 // break the client; with WithCaller, the caller's user agent replaces one
 // given with grpc.WithUserAgent.
-func WithDialOptions(opts ...grpc.DialOption) Option {
-	return func(o *options) { o.dialOpts = append(o.dialOpts, opts...) }
+func WithDialOptions(opts ...grpc.DialOption) GRPCOption {
+	return grpcOption(func(o *grpcOptions) { o.dialOpts = append(o.dialOpts, opts...) })
+}
+
+// WithHTTPTracing passes options to tracinghttp.Transport, such as
+// tracinghttp.WithTelemetry.
+func WithHTTPTracing(opts ...tracinghttp.Option) HTTPOption {
+	return httpOption(func(o *httpOptions) { o.tracingOpts = append(o.tracingOpts, opts...) })
 }
 
 // WithBaseTransport sets the HTTP transport requests go out on once an
 // instance is chosen. Default: a clone of http.DefaultTransport.
-func WithBaseTransport(rt http.RoundTripper) Option {
-	return func(o *options) { o.base = rt }
+func WithBaseTransport(rt http.RoundTripper) HTTPOption {
+	return httpOption(func(o *httpOptions) { o.base = rt })
 }
 
 // WithRetryNonIdempotent lets the HTTP client retry and hedge requests
@@ -163,6 +224,10 @@ func WithBaseTransport(rt http.RoundTripper) Option {
 // only GET, HEAD, OPTIONS, TRACE, PUT and DELETE requests, and requests with
 // an Idempotency-Key header, are retried; the others are attempted once,
 // still under the policy's breaker, limits and timeout.
-func WithRetryNonIdempotent() Option {
-	return func(o *options) { o.retryAll = true }
+//
+// It is an option rather than a Config field: whether sending a request
+// twice is harmless is a property of the API the code calls, known to the
+// code's author, not a setting to change in a file.
+func WithRetryNonIdempotent() HTTPOption {
+	return httpOption(func(o *httpOptions) { o.retryAll = true })
 }

@@ -77,7 +77,7 @@ func run(port int) error {
 	if err != nil {
 		return err
 	}
-	inventory, err := client.NewHTTP("inventory",
+	inventory, err := client.NewHTTP("inventory", client.Config{},
 		client.WithWatcher(watcher), client.WithPolicies(registry),
 		client.WithCaller("orders"), client.WithLogger(svc.Log))
 	if err != nil {
