@@ -2,42 +2,26 @@ package tracing
 
 import (
 	"errors"
-	"fmt"
+
+	"github.com/vitamin-go/vitamin/internal/fielderr"
 )
 
-// ErrInvalidConfig is the sentinel wrapped by every *ConfigError: the
-// configuration given to New or Setup cannot be used.
-var ErrInvalidConfig = errors.New("tracing: invalid config")
+// ErrInvalidConfig is matched (with errors.Is) by every error about a
+// configuration given to New or Setup that cannot be used. The concrete
+// error is a *FieldError naming the field.
+var ErrInvalidConfig = errors.New("tracing: invalid configuration")
 
-// ConfigError says which field of Config (or which OTEL_* environment
-// variable standing in for it) is wrong, and why. It matches
-// ErrInvalidConfig with errors.Is. A ConfigError is immutable and safe for
-// concurrent use.
-type ConfigError struct {
-	// Field names the Config field, or the environment variable the value
-	// came from, such as "Exporter" or "OTEL_TRACES_EXPORTER".
-	Field string
-	// Reason says what is wrong with the value.
-	Reason string
-	// Err is the underlying cause, if any.
-	Err error
-}
+// FieldError names a bad field of Config, or the OTEL_* environment
+// variable standing in for it (such as "Exporter" or
+// "OTEL_TRACES_EXPORTER"), with the offending value, the reason and the
+// cause, if any. It matches ErrInvalidConfig with errors.Is and unwraps to
+// the cause. It is the one field-error type of the module, so errors.As
+// with the FieldError of any Vitamin package finds it. It is not modified
+// after it is returned, so it is safe for concurrent use.
+type FieldError = fielderr.Error
 
-// Error returns a message that names the field.
-func (e *ConfigError) Error() string {
-	msg := fmt.Sprintf("tracing: invalid config: %s: %s", e.Field, e.Reason)
-	if e.Err != nil {
-		msg += ": " + e.Err.Error()
-	}
-	return msg
-}
-
-// Is reports whether target is ErrInvalidConfig.
-func (e *ConfigError) Is(target error) bool { return target == ErrInvalidConfig }
-
-// Unwrap returns the underlying cause.
-func (e *ConfigError) Unwrap() error { return e.Err }
-
-func configErr(field, reason string, err error) error {
-	return &ConfigError{Field: field, Reason: reason, Err: err}
+// configErr returns a *FieldError behind ErrInvalidConfig; value and err
+// may be nil.
+func configErr(field string, value any, reason string, err error) error {
+	return fielderr.New(ErrInvalidConfig, field, value, reason, err)
 }

@@ -51,7 +51,7 @@ func ExampleNew_invalid() {
 	_, err := tracing.New(context.Background(), tracing.Config{ServiceName: "orders", SampleRatio: tracing.Ratio(2)})
 	fmt.Println(err)
 	// Output:
-	// tracing: invalid config: SampleRatio: 2 is not between 0 and 1
+	// tracing: invalid configuration: SampleRatio = 2: must be between 0 and 1
 }
 
 // A service that talks to Zipkin or Spring Cloud Sleuth peers joins their

@@ -29,7 +29,7 @@ const (
 
 // NewPropagator builds a composite propagator from names (see the
 // Propagator constants), in the given order. With no names it returns W3C
-// trace context and baggage. Unknown names fail with a *ConfigError for
+// trace context and baggage. Unknown names fail with a *FieldError for
 // field "Propagators". The propagator is safe for concurrent use.
 //
 // To join traces with Zipkin or Spring Cloud Sleuth peers while keeping W3C
@@ -72,12 +72,12 @@ func newPropagator(field string, names []string) (propagation.TextMapPropagator,
 			}
 		case PropagatorNone:
 			if len(names) != 1 {
-				return nil, configErr(field, fmt.Sprintf("%q must be the only propagator", PropagatorNone), nil)
+				return nil, configErr(field, strings.Join(names, ","), fmt.Sprintf("%q must be the only propagator", PropagatorNone), nil)
 			}
 			return propagation.NewCompositeTextMapPropagator(), nil
 		default:
-			return nil, configErr(field, fmt.Sprintf("unknown propagator %q (want %s, %s, %s, %s or %s)",
-				raw, PropagatorTraceContext, PropagatorBaggage, PropagatorB3, PropagatorB3Multi, PropagatorNone), nil)
+			return nil, configErr(field, raw, fmt.Sprintf("unknown propagator (want %s, %s, %s, %s or %s)",
+				PropagatorTraceContext, PropagatorBaggage, PropagatorB3, PropagatorB3Multi, PropagatorNone), nil)
 		}
 	}
 	if b3At >= 0 {

@@ -191,7 +191,7 @@ func Setup(ctx context.Context, cfg Config, opts ...Option) (shutdown func(conte
 
 // New builds the tracer provider, meter provider and propagator that cfg
 // describes, without touching the OpenTelemetry globals. Invalid settings
-// fail with a *ConfigError naming the field. New does not connect to the
+// fail with a *FieldError naming the field. New does not connect to the
 // collector: exporters connect lazily and retry, so a collector that is
 // down loses spans, never the service.
 func New(ctx context.Context, cfg Config, opts ...Option) (*Telemetry, error) {
@@ -210,7 +210,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Telemetry, error) {
 	}
 	if cfg.SampleRatio != nil {
 		if r := *cfg.SampleRatio; math.IsNaN(r) || r < 0 || r > 1 {
-			return nil, configErr("SampleRatio", fmt.Sprintf("%v is not between 0 and 1", r), nil)
+			return nil, configErr("SampleRatio", r, "must be between 0 and 1", nil)
 		}
 	}
 	if cfg.Endpoint != "" {
@@ -303,13 +303,13 @@ func envBool(key string) bool {
 func checkEndpoint(ep string) error {
 	u, err := url.Parse(ep)
 	if err != nil {
-		return configErr("Endpoint", "not a URL", err)
+		return configErr("Endpoint", ep, "not a URL", err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return configErr("Endpoint", fmt.Sprintf("%q: want an http:// or https:// URL", ep), nil)
+		return configErr("Endpoint", ep, "must be an http:// or https:// URL", nil)
 	}
 	if u.Host == "" {
-		return configErr("Endpoint", fmt.Sprintf("%q has no host", ep), nil)
+		return configErr("Endpoint", ep, "has no host", nil)
 	}
 	return nil
 }
@@ -322,11 +322,11 @@ func exporterKind(cfg Config, signal string) (string, error) {
 		return cfg.Exporter, nil
 	case "":
 	default:
-		return "", configErr("Exporter", fmt.Sprintf("unknown exporter %q (want %s, %s, %s or %s)",
-			cfg.Exporter, ExporterOTLPGRPC, ExporterOTLPHTTP, ExporterStdout, ExporterNone), nil)
+		return "", configErr("Exporter", cfg.Exporter, fmt.Sprintf("unknown exporter (want %s, %s, %s or %s)",
+			ExporterOTLPGRPC, ExporterOTLPHTTP, ExporterStdout, ExporterNone), nil)
 	}
 	if cfg.Endpoint != "" {
-		return "", configErr("Exporter", "must be set when Endpoint is", nil)
+		return "", configErr("Exporter", nil, "must be set when Endpoint is", nil)
 	}
 	key := "OTEL_" + signal + "_EXPORTER"
 	env := strings.ToLower(strings.TrimSpace(os.Getenv(key)))
@@ -354,10 +354,10 @@ func exporterKind(cfg Config, signal string) (string, error) {
 		case "", "http/protobuf":
 			return ExporterOTLPHTTP, nil
 		default:
-			return "", configErr(pkey, fmt.Sprintf("unsupported protocol %q (want grpc or http/protobuf)", proto), nil)
+			return "", configErr(pkey, proto, "unsupported protocol (want grpc or http/protobuf)", nil)
 		}
 	default:
-		return "", configErr(key, fmt.Sprintf("unsupported exporter %q (want otlp, console or none)", env), nil)
+		return "", configErr(key, env, "unsupported exporter (want otlp, console or none)", nil)
 	}
 }
 
@@ -392,7 +392,7 @@ func newSpanExporter(ctx context.Context, kind, endpoint string) (sdktrace.SpanE
 		return nil, nil
 	}
 	if err != nil {
-		return nil, configErr("Exporter", "create "+kind+" span exporter", err)
+		return nil, configErr("Exporter", kind, "cannot create the span exporter", err)
 	}
 	return exp, nil
 }
@@ -428,7 +428,7 @@ func newMetricExporter(ctx context.Context, kind, endpoint string) (sdkmetric.Ex
 		return nil, nil
 	}
 	if err != nil {
-		return nil, configErr("Exporter", "create "+kind+" metric exporter", err)
+		return nil, configErr("Exporter", kind, "cannot create the metric exporter", err)
 	}
 	return exp, nil
 }
@@ -439,13 +439,13 @@ func newMetricExporter(ctx context.Context, kind, endpoint string) (sdkmetric.Ex
 func newResource(ctx context.Context, cfg Config) (*resource.Resource, error) {
 	env, err := resource.New(ctx, resource.WithFromEnv())
 	if err != nil {
-		return nil, configErr("OTEL_RESOURCE_ATTRIBUTES", "cannot parse", err)
+		return nil, configErr("OTEL_RESOURCE_ATTRIBUTES", nil, "cannot parse", err)
 	}
 	var attrs = []attribute.KeyValue{}
 	if cfg.ServiceName != "" {
 		attrs = append(attrs, semconv.ServiceName(cfg.ServiceName))
 	} else if _, ok := env.Set().Value(semconv.ServiceNameKey); !ok {
-		return nil, configErr("ServiceName", "required (or set OTEL_SERVICE_NAME)", nil)
+		return nil, configErr("ServiceName", nil, "required (or set OTEL_SERVICE_NAME)", nil)
 	}
 	if cfg.ServiceVersion != "" {
 		attrs = append(attrs, semconv.ServiceVersion(cfg.ServiceVersion))
@@ -466,7 +466,7 @@ func newResource(ctx context.Context, cfg Config) (*resource.Resource, error) {
 		resource.WithAttributes(attrs...),
 	)
 	if err != nil && !errors.Is(err, resource.ErrPartialResource) {
-		return nil, configErr("OTEL_RESOURCE_ATTRIBUTES", "cannot build resource", err)
+		return nil, configErr("OTEL_RESOURCE_ATTRIBUTES", nil, "cannot build the resource", err)
 	}
 	return res, nil
 }

@@ -80,9 +80,9 @@ func TestNewRejectsInvalidConfigNamingTheField(t *testing.T) {
 			if !errors.Is(err, tracing.ErrInvalidConfig) {
 				t.Fatalf("New: err = %v, want ErrInvalidConfig", err)
 			}
-			var ce *tracing.ConfigError
-			if !errors.As(err, &ce) || ce.Field != tt.field {
-				t.Fatalf("New: err = %v, want a ConfigError for field %s", err, tt.field)
+			var fe *tracing.FieldError
+			if !errors.As(err, &fe) || fe.Field != tt.field {
+				t.Fatalf("New: err = %v, want a FieldError for field %s", err, tt.field)
 			}
 		})
 	}
