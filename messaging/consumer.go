@@ -1,6 +1,7 @@
 package messaging
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,115 +16,102 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/vitamin-go/vitamin/internal/backoff"
+	"github.com/vitamin-go/vitamin/resilience"
 	"github.com/vitamin-go/vitamin/tracing/tracingnats"
 )
 
-// ConsumerConfig holds a Consumer's settings. It is plain data, safe to
-// copy and to read concurrently.
+// ConsumerConfig holds a Consumer's settings: plain data, with yaml and
+// json keys, so it can be loaded from a file. It is safe to copy and to
+// read concurrently.
 type ConsumerConfig struct {
 	// Stream to consume from. Required.
-	Stream string
+	Stream string `yaml:"stream" json:"stream"`
 	// Durable names the durable pull consumer. Instances with the same
 	// Durable share its messages. Required.
-	Durable string
+	Durable string `yaml:"durable" json:"durable"`
 	// Subjects filters the stream's subjects; empty means all of them.
-	Subjects []string
+	Subjects []string `yaml:"subjects,omitempty" json:"subjects,omitempty"`
 	// Workers is the number of handlers running at once. Default 8.
-	Workers int
+	Workers int `yaml:"workers,omitempty" json:"workers,omitempty"`
 	// AckWait is how long the broker waits for an acknowledgement before
 	// redelivering. Long handlers are kept alive by in-progress signals.
-	// Default 30s.
-	AckWait time.Duration
+	// At least 10ms. Default 30s.
+	AckWait time.Duration `yaml:"ack_wait,omitempty" json:"ack_wait,omitempty"`
 	// MaxDeliver is the number of deliveries after which a message whose
 	// handler keeps failing is dead-lettered. Default 5.
-	MaxDeliver int
+	MaxDeliver int `yaml:"max_deliver,omitempty" json:"max_deliver,omitempty"`
 	// MaxAckPending bounds the messages delivered and not yet acknowledged,
 	// across all instances. Default 1000.
-	MaxAckPending int
+	MaxAckPending int `yaml:"max_ack_pending,omitempty" json:"max_ack_pending,omitempty"`
 	// BatchSize is the number of messages each instance buffers ahead of
 	// its workers. Default 4 × Workers, at least 64.
-	BatchSize int
-	// InitialBackoff is the redelivery delay after the first failure; it
-	// doubles with each delivery up to MaxBackoff. Default 1s.
-	InitialBackoff time.Duration
+	BatchSize int `yaml:"batch_size,omitempty" json:"batch_size,omitempty"`
+	// Backoff is the redelivery delay after the first failed delivery; it
+	// doubles with each delivery up to MaxBackoff. Each delay is jittered
+	// to between half and all of it, so that messages that failed together
+	// (a dependency was down) do not all come back at the same moment.
+	// Default 1s.
+	Backoff time.Duration `yaml:"backoff,omitempty" json:"backoff,omitempty"`
 	// MaxBackoff caps the redelivery delay. Default 1m.
-	MaxBackoff time.Duration
+	MaxBackoff time.Duration `yaml:"max_backoff,omitempty" json:"max_backoff,omitempty"`
 	// InProgressInterval is how often a running handler's message is
-	// signalled as in progress (and its idempotency lease extended).
-	// Default AckWait / 3.
-	InProgressInterval time.Duration
+	// signalled as in progress (and its idempotency lease extended). Below
+	// AckWait. Default AckWait / 3.
+	InProgressInterval time.Duration `yaml:"in_progress_interval,omitempty" json:"in_progress_interval,omitempty"`
 	// DeadLetterSubject receives copies of messages that are given up.
 	// A stream must capture it: a dead letter counts only once stored.
 	// Default "deadletter.<Stream>.<Durable>".
-	DeadLetterSubject string
+	DeadLetterSubject string `yaml:"dead_letter_subject,omitempty" json:"dead_letter_subject,omitempty"`
 	// IdempotencyLease is how long a claim on a message's key holds
 	// without being extended. Default AckWait.
-	IdempotencyLease time.Duration
+	IdempotencyLease time.Duration `yaml:"idempotency_lease,omitempty" json:"idempotency_lease,omitempty"`
 	// DisableIdempotency runs the handler for every delivery, without a
 	// store. Idempotency is on by default.
-	DisableIdempotency bool
+	DisableIdempotency bool `yaml:"disable_idempotency,omitempty" json:"disable_idempotency,omitempty"`
 }
 
 func (c *ConsumerConfig) setDefaults() error {
 	switch {
 	case c.Stream == "":
-		return invalid("ConsumerConfig.Stream is required")
+		return invalid("ConsumerConfig.Stream", nil, "is required")
 	case c.Durable == "":
-		return invalid("ConsumerConfig.Durable is required")
-	case c.Workers < 0:
-		return invalid("ConsumerConfig.Workers must be >= 1")
-	case c.AckWait < 0 || (c.AckWait > 0 && c.AckWait < 10*time.Millisecond):
-		return invalid("ConsumerConfig.AckWait must be at least 10ms")
-	case c.MaxDeliver < 0:
-		return invalid("ConsumerConfig.MaxDeliver must be >= 1")
-	case c.MaxAckPending < 0:
-		return invalid("ConsumerConfig.MaxAckPending must be >= 1")
-	case c.BatchSize < 0:
-		return invalid("ConsumerConfig.BatchSize must be >= 1")
-	case c.InitialBackoff < 0 || c.MaxBackoff < 0:
-		return invalid("ConsumerConfig.InitialBackoff and MaxBackoff must not be negative")
-	case c.InProgressInterval < 0 || c.IdempotencyLease < 0:
-		return invalid("ConsumerConfig.InProgressInterval and IdempotencyLease must not be negative")
+		return invalid("ConsumerConfig.Durable", nil, "is required")
+	case c.AckWait > 0 && c.AckWait < 10*time.Millisecond:
+		return invalid("ConsumerConfig.AckWait", c.AckWait, "must be at least 10ms")
 	}
-	if c.Workers == 0 {
-		c.Workers = 8
+	if err := cmp.Or(
+		notNegative("ConsumerConfig.Workers", c.Workers),
+		notNegative("ConsumerConfig.AckWait", c.AckWait),
+		notNegative("ConsumerConfig.MaxDeliver", c.MaxDeliver),
+		notNegative("ConsumerConfig.MaxAckPending", c.MaxAckPending),
+		notNegative("ConsumerConfig.BatchSize", c.BatchSize),
+		notNegative("ConsumerConfig.Backoff", c.Backoff),
+		notNegative("ConsumerConfig.MaxBackoff", c.MaxBackoff),
+		notNegative("ConsumerConfig.InProgressInterval", c.InProgressInterval),
+		notNegative("ConsumerConfig.IdempotencyLease", c.IdempotencyLease),
+	); err != nil {
+		return err
 	}
-	if c.AckWait == 0 {
-		c.AckWait = 30 * time.Second
+	c.Workers = cmp.Or(c.Workers, 8)
+	c.AckWait = cmp.Or(c.AckWait, 30*time.Second)
+	c.MaxDeliver = cmp.Or(c.MaxDeliver, 5)
+	c.MaxAckPending = cmp.Or(c.MaxAckPending, 1000)
+	c.BatchSize = cmp.Or(c.BatchSize, max(4*c.Workers, 64))
+	c.Backoff = cmp.Or(c.Backoff, time.Second)
+	c.MaxBackoff = cmp.Or(c.MaxBackoff, time.Minute)
+	if c.MaxBackoff < c.Backoff {
+		return invalid("ConsumerConfig.MaxBackoff", c.MaxBackoff, fmt.Sprintf("must not be below Backoff (%v)", c.Backoff))
 	}
-	if c.MaxDeliver == 0 {
-		c.MaxDeliver = 5
-	}
-	if c.MaxAckPending == 0 {
-		c.MaxAckPending = 1000
-	}
-	if c.BatchSize == 0 {
-		c.BatchSize = max(4*c.Workers, 64)
-	}
-	if c.InitialBackoff == 0 {
-		c.InitialBackoff = time.Second
-	}
-	if c.MaxBackoff == 0 {
-		c.MaxBackoff = time.Minute
-	}
-	if c.MaxBackoff < c.InitialBackoff {
-		return invalid("ConsumerConfig.MaxBackoff (%v) must not be below InitialBackoff (%v)", c.MaxBackoff, c.InitialBackoff)
-	}
-	if c.InProgressInterval == 0 {
-		c.InProgressInterval = c.AckWait / 3
-	}
+	c.InProgressInterval = cmp.Or(c.InProgressInterval, c.AckWait/3)
 	if c.InProgressInterval >= c.AckWait {
-		return invalid("ConsumerConfig.InProgressInterval (%v) must be below AckWait (%v)", c.InProgressInterval, c.AckWait)
+		return invalid("ConsumerConfig.InProgressInterval", c.InProgressInterval, fmt.Sprintf("must be below AckWait (%v)", c.AckWait))
 	}
-	if c.DeadLetterSubject == "" {
-		c.DeadLetterSubject = "deadletter." + c.Stream + "." + c.Durable
-	}
-	if c.IdempotencyLease == 0 {
-		c.IdempotencyLease = c.AckWait
-	}
+	c.DeadLetterSubject = cmp.Or(c.DeadLetterSubject, "deadletter."+c.Stream+"."+c.Durable)
+	c.IdempotencyLease = cmp.Or(c.IdempotencyLease, c.AckWait)
 	return nil
 }
 
@@ -132,18 +120,17 @@ func (c *ConsumerConfig) setDefaults() error {
 // it once; it is safe for concurrent use (Stop may be called from any
 // goroutine).
 type Consumer struct {
-	js       jetstream.JetStream
-	cons     jetstream.Consumer
-	cfg      ConsumerConfig
-	o        options
-	handler  Handler
-	store    Store
-	backoff  func(int) time.Duration
-	metrics  *consumerMetrics
-	tracer   trace.Tracer
-	spanName string
-	spanOpts []trace.SpanStartOption // built once: no allocation per message
-	epoch    time.Time               // handler start times are offsets from it
+	js        jetstream.JetStream
+	cons      jetstream.Consumer
+	cfg       ConsumerConfig
+	o         consumerOptions
+	handler   Handler
+	store     Store
+	backoff   backoff.Backoff
+	metrics   *consumerMetrics
+	tracer    *tracingnats.Tracer  // nil: WithoutTracing
+	spanAttrs []attribute.KeyValue // built once: the durable consumer
+	epoch     time.Time            // handler start times are offsets from it
 
 	running  atomic.Bool
 	stopOnce sync.Once
@@ -155,41 +142,36 @@ type Consumer struct {
 
 // NewConsumer creates or updates the durable consumer described by cfg and
 // returns a Consumer that runs handler on its messages. Options:
-// WithStore, WithKeyFunc, WithBackoff, WithCodec, WithPropagator,
-// WithLogger, WithMeterProvider, WithTracerProvider. Without WithStore, a
-// MemoryStore with default settings is used unless
-// cfg.DisableIdempotency.
-func NewConsumer(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig, handler Handler, opts ...Option) (*Consumer, error) {
+// WithStore, WithKeyFunc, WithCodec, WithTracing, WithoutTracing,
+// WithLogger, WithMeterProvider. Without WithStore, a MemoryStore with
+// default settings is used unless cfg.DisableIdempotency. Invalid
+// settings return a *FieldError.
+func NewConsumer(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig, handler Handler, opts ...ConsumerOption) (*Consumer, error) {
 	if js == nil {
-		return nil, invalid("NewConsumer: js is nil")
+		return nil, invalid("js", nil, "is nil")
 	}
 	if handler == nil {
-		return nil, invalid("NewConsumer: handler is nil")
+		return nil, invalid("handler", nil, "is nil")
 	}
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	o := buildOptions(opts)
-	if o.codec == nil {
-		return nil, invalid("WithCodec: codec is nil")
+	o, tr, err := buildConsumerOptions(opts)
+	if err != nil {
+		return nil, err
 	}
 	c := &Consumer{js: js, cfg: cfg, o: o, handler: handler,
 		stop: make(chan struct{}), stopped: make(chan struct{}),
-		tracer: o.tracer.Tracer(instrumentation), spanName: "process " + cfg.Stream, epoch: time.Now()}
-	c.spanOpts = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(attribute.String("messaging.system", "nats"),
-			attribute.String("messaging.consumer.group.name", cfg.Durable))}
-	c.backoff = o.backoff
-	if c.backoff == nil {
-		c.backoff = expBackoff(cfg.InitialBackoff, cfg.MaxBackoff)
-	}
+		backoff:   backoff.Backoff{Initial: cfg.Backoff, Max: cfg.MaxBackoff},
+		tracer:    tr,
+		spanAttrs: []attribute.KeyValue{semconv.MessagingConsumerGroupName(cfg.Durable)},
+		epoch:     time.Now()}
 	if !cfg.DisableIdempotency {
 		c.store = o.store
 		if c.store == nil {
 			c.store, _ = NewMemoryStore(MemoryStoreConfig{})
 		}
 	}
-	var err error
 	if c.metrics, err = newConsumerMetrics(o.meter, cfg.Stream, cfg.Durable); err != nil {
 		return nil, err
 	}
@@ -367,12 +349,11 @@ func (c *Consumer) handle(ctx context.Context, jm jetstream.Msg, slot *atomic.Po
 	}
 	m.Key = c.key(m)
 
-	ctx = c.o.propagator.Extract(ctx, tracingnats.HeaderCarrier(m.Header))
-	ctx, span := c.tracer.Start(ctx, c.spanName, c.spanOpts...)
-	defer span.End()
-	if span.IsRecording() { // attributes are built only for a span that keeps them
-		span.SetAttributes(attribute.String("messaging.destination.name", m.Subject),
-			attribute.String("messaging.message.id", m.ID))
+	var herr error // the handler's, recorded on the span
+	if c.tracer != nil {
+		var span trace.Span
+		ctx, span = c.tracer.StartProcess(ctx, m.Subject, m.Header, len(m.Data), c.spanAttrs...)
+		defer func() { tracingnats.End(span, herr) }()
 	}
 
 	var claim Claim
@@ -386,7 +367,7 @@ func (c *Consumer) handle(ctx context.Context, jm jetstream.Msg, slot *atomic.Po
 			c.ack(ctx, m)
 			return
 		case errors.Is(err, ErrClaimed):
-			delay := c.backoff(int(m.NumDelivered))
+			delay := c.backoff.Delay(int(m.NumDelivered))
 			var ce *ClaimedError
 			if errors.As(err, &ce) && !ce.Until.IsZero() {
 				delay = min(max(time.Until(ce.Until), 10*time.Millisecond), c.cfg.MaxBackoff)
@@ -394,7 +375,7 @@ func (c *Consumer) handle(ctx context.Context, jm jetstream.Msg, slot *atomic.Po
 			c.retry(ctx, m, delay, err)
 			return
 		default:
-			c.retry(ctx, m, c.backoff(int(m.NumDelivered)), fmt.Errorf("claim idempotency key: %w", err))
+			c.retry(ctx, m, c.backoff.Delay(int(m.NumDelivered)), fmt.Errorf("claim idempotency key: %w", err))
 			return
 		}
 		if tc, ok := claim.(TxClaim); ok {
@@ -404,7 +385,7 @@ func (c *Consumer) handle(ctx context.Context, jm jetstream.Msg, slot *atomic.Po
 
 	m.claim, m.started = claim, time.Since(c.epoch)
 	slot.Store(m)
-	herr := c.call(ctx, m)
+	herr = c.call(ctx, m)
 	slot.Store(nil)
 	if c.metrics.latency.Enabled(ctx) {
 		c.metrics.latency.Record(ctx, (time.Since(c.epoch) - m.started).Seconds(), c.metrics.recordOpts...)
@@ -415,7 +396,7 @@ func (c *Consumer) handle(ctx context.Context, jm jetstream.Msg, slot *atomic.Po
 			if err := claim.Done(ctx); err != nil {
 				if _, tx := claim.(TxClaim); tx {
 					// The commit failed: the business change is gone too.
-					c.retry(ctx, m, c.backoff(int(m.NumDelivered)), fmt.Errorf("commit: %w", err))
+					c.retry(ctx, m, c.backoff.Delay(int(m.NumDelivered)), fmt.Errorf("commit: %w", err))
 					return
 				}
 				// The work is done; acknowledging is safer than redoing it.
@@ -430,8 +411,6 @@ func (c *Consumer) handle(ctx context.Context, jm jetstream.Msg, slot *atomic.Po
 		return
 	}
 
-	span.RecordError(herr)
-	span.SetStatus(codes.Error, herr.Error())
 	if claim != nil {
 		if err := claim.Release(ctx); err != nil {
 			c.log(ctx, slog.LevelWarn, "messaging: release idempotency key", m, err)
@@ -441,13 +420,13 @@ func (c *Consumer) handle(ctx context.Context, jm jetstream.Msg, slot *atomic.Po
 	switch {
 	case errors.Is(herr, ErrUndecodable):
 		reason = ReasonUndecodable
-	case errors.Is(herr, ErrPermanent):
+	case resilience.IsPermanent(herr):
 		reason = ReasonPermanent
 	case m.NumDelivered >= uint64(c.cfg.MaxDeliver):
 		reason = ReasonMaxDeliver
 	}
 	if reason == "" {
-		c.retry(ctx, m, c.backoff(int(m.NumDelivered)), herr)
+		c.retry(ctx, m, c.backoff.Delay(int(m.NumDelivered)), herr)
 		return
 	}
 	c.deadLetter(ctx, m, reason, herr)
@@ -501,7 +480,7 @@ func (c *Consumer) deadLetter(ctx context.Context, m *Message, reason string, ca
 	_, err := c.js.PublishMsg(pctx, dl)
 	cancel()
 	if err != nil {
-		c.retry(ctx, m, c.backoff(int(m.NumDelivered)), fmt.Errorf("publish dead letter to %s: %w (handler error: %v)", c.cfg.DeadLetterSubject, err, cause))
+		c.retry(ctx, m, c.backoff.Delay(int(m.NumDelivered)), fmt.Errorf("publish dead letter to %s: %w (handler error: %v)", c.cfg.DeadLetterSubject, err, cause))
 		return
 	}
 	c.metrics.deadLetters.Add(ctx, 1, c.metrics.addOpts...)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/vitamin-go/vitamin/resilience"
 	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
@@ -39,7 +40,7 @@ func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 	var calls atomic.Int32
 	h := Typed(func(ctx context.Context, m *Message, o order) error {
 		calls.Add(1)
-		return Permanent(fmt.Errorf("order %s refused", o.ID))
+		return resilience.Permanent(fmt.Errorf("order %s refused", o.ID))
 	})
 	c, err := NewConsumer(ctx, e.js, fastConfig("poison"), h)
 	if err != nil {
@@ -60,7 +61,7 @@ func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 		"events.bad": {HeaderDeadLetterReason: ReasonUndecodable, HeaderOriginStream: "events", HeaderOriginSequence: "1",
 			HeaderDeliveries: "1", HeaderOriginConsumer: "poison", HeaderOriginMsgID: "bad-1"},
 		"events.refused": {HeaderDeadLetterReason: ReasonPermanent, HeaderOriginStream: "events", HeaderOriginSequence: "2",
-			HeaderDeliveries: "1", HeaderDeadLetterError: "permanent: order o-2 refused", HeaderOriginMsgID: "refused-1"},
+			HeaderDeliveries: "1", HeaderDeadLetterError: "order o-2 refused", HeaderOriginMsgID: "refused-1"},
 	}
 	for _, dl := range dls {
 		if dl.Subject() != "deadletter.events.poison" {
@@ -82,6 +83,78 @@ func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 	}
 }
 
+// TestResiliencePermanentStopsRetries: a handler error marked with
+// resilience.Permanent, even wrapped, dead-letters the message at once: the
+// handler ran once, there is one dead letter, and the broker delivered the
+// message once (no redelivery, nothing left pending).
+func TestResiliencePermanentStopsRetries(t *testing.T) {
+	e := newEnv(t)
+	ctx := testCtx(t)
+	p := publisher(t, e)
+	calls := newCounter()
+	handled := make(chan string, 2)
+	c, err := NewConsumer(ctx, e.js, fastConfig("permanent"), func(ctx context.Context, m *Message) error {
+		calls.add(m.ID)
+		if m.ID == "refused-1" {
+			return fmt.Errorf("charge order: %w", resilience.Permanent(errors.New("card declined")))
+		}
+		handled <- m.ID
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, c)
+	if _, err := p.Publish(ctx, "events.charge", order{ID: "o-1"}, WithMsgID("refused-1")); err != nil {
+		t.Fatal(err)
+	}
+	dls := deadLetters(t, e.js, 1)
+	// A message published after the dead letter is handled, and the
+	// consumer then has nothing pending or redelivered.
+	if _, err := p.Publish(ctx, "events.charge", order{ID: "o-2"}, WithMsgID("accepted-2")); err != nil {
+		t.Fatal(err)
+	}
+	if id := <-handled; id != "accepted-2" {
+		t.Fatalf("handled %s, want accepted-2", id)
+	}
+	settled(t, e.js, "events", "permanent", 10*time.Second)
+
+	if n := calls.get("refused-1"); n != 1 {
+		t.Errorf("the permanently failing handler ran %d times, want once", n)
+	}
+	if n := streamMsgs(t, e.js, "deadletters"); n != 1 {
+		t.Errorf("%d dead letters, want exactly 1", n)
+	}
+	if got := dls[0].Headers().Get(HeaderDeadLetterReason); got != ReasonPermanent {
+		t.Errorf("dead letter reason %q, want %q", got, ReasonPermanent)
+	}
+	if got := dls[0].Headers().Get(HeaderDeadLetterError); got != "charge order: card declined" {
+		t.Errorf("dead letter error %q", got)
+	}
+	cons, err := e.js.Consumer(ctx, "events", "permanent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Delivered.Consumer != 2 || info.NumRedelivered != 0 || info.NumAckPending != 0 {
+		t.Errorf("broker delivered %d times for 2 messages (redelivered %d, ack pending %d); want each delivered once",
+			info.Delivered.Consumer, info.NumRedelivered, info.NumAckPending)
+	}
+}
+
+func TestDecodeErrorIsPermanent(t *testing.T) {
+	m := &Message{Header: nats.Header{HeaderContentType: {ContentTypeJSON}}, Data: []byte("{not json"), codec: DefaultCodec{}}
+	var o order
+	err := m.Decode(&o)
+	var de *DecodeError
+	if !errors.Is(err, ErrUndecodable) || !resilience.IsPermanent(err) || !errors.As(err, &de) {
+		t.Errorf("Decode of a bad payload: %v, want a *DecodeError matching ErrUndecodable and resilience.ErrPermanent", err)
+	}
+}
+
 func TestRetriesFollowBackoffThenMaxDeliverDeadLetters(t *testing.T) {
 	e := newEnv(t)
 	ctx := testCtx(t)
@@ -90,24 +163,20 @@ func TestRetriesFollowBackoffThenMaxDeliverDeadLetters(t *testing.T) {
 	}
 	const step = 60 * time.Millisecond
 	var (
-		mu       sync.Mutex
-		attempts []int
-		seen     []time.Time
+		mu         sync.Mutex
+		deliveries []uint64
+		seen       []time.Time
 	)
-	backoff := func(attempt int) time.Duration {
-		mu.Lock()
-		attempts = append(attempts, attempt)
-		mu.Unlock()
-		return time.Duration(attempt) * step
-	}
 	cfg := fastConfig("flaky")
 	cfg.MaxDeliver = 4
+	cfg.Backoff, cfg.MaxBackoff = step, 4*step
 	c, err := NewConsumer(ctx, e.js, cfg, func(ctx context.Context, m *Message) error {
 		mu.Lock()
+		deliveries = append(deliveries, m.NumDelivered)
 		seen = append(seen, time.Now())
 		mu.Unlock()
 		return errors.New("downstream unavailable")
-	}, WithBackoff(backoff))
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,13 +195,15 @@ func TestRetriesFollowBackoffThenMaxDeliverDeadLetters(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if fmt.Sprint(attempts) != "[1 2 3]" || len(seen) != 4 {
-		t.Fatalf("backoff asked for attempts %v, handler ran %d times; want [1 2 3] and 4", attempts, len(seen))
+	if fmt.Sprint(deliveries) != "[1 2 3 4]" {
+		t.Fatalf("handler saw deliveries %v; want [1 2 3 4]", deliveries)
 	}
 	for i := 1; i < len(seen); i++ {
-		// The broker never redelivers before the requested delay.
-		if gap := seen[i].Sub(seen[i-1]); gap < time.Duration(i)*step {
-			t.Errorf("delivery %d came %v after the previous, before the %v backoff", i+1, gap, time.Duration(i)*step)
+		// The broker never redelivers before the requested delay: Backoff
+		// doubling per delivery, with equal jitter at least half of it.
+		full := min(step<<(i-1), cfg.MaxBackoff)
+		if gap := seen[i].Sub(seen[i-1]); gap < full/2 {
+			t.Errorf("delivery %d came %v after the previous, before the backoff's least %v (half of %v)", i+1, gap, full/2, full)
 		}
 	}
 }
@@ -148,7 +219,7 @@ func TestDeadLetterThatCannotBeStoredIsRetried(t *testing.T) {
 	var calls atomic.Int32
 	c, err := NewConsumer(ctx, e.js, cfg, func(ctx context.Context, m *Message) error {
 		calls.Add(1)
-		return Permanent(errors.New("refused"))
+		return resilience.Permanent(errors.New("refused"))
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -13,11 +13,23 @@
 // A Publisher encodes typed payloads with a Codec (JSON by default,
 // protobuf for proto messages), gives every message an ID (WithMsgID, or a
 // generated one), and sets the Content-Type, Vitamin-Caller and trace
-// context headers (through the OpenTelemetry propagator). Publish waits
-// for the stream's acknowledgement; PublishAsync does not, with at most
-// PublisherConfig.MaxPending acknowledgements outstanding. Transient
-// failures are retried with backoff under the same message ID, so a retry
-// never stores a message twice.
+// context headers. Publish waits for the stream's acknowledgement;
+// PublishAsync does not, with at most PublisherConfig.MaxPending
+// acknowledgements outstanding. Transient failures are retried with
+// jittered exponential backoff (PublisherConfig.Backoff, MaxBackoff) under
+// the same message ID, so a retry never stores a message twice.
+//
+// # Settings
+//
+// What a person writes in a file is a Config struct with yaml and json
+// keys (PublisherConfig, ConsumerConfig, StreamConfig and the stores'
+// configs), with documented defaults; an invalid value fails at
+// construction with a *FieldError naming it, which matches
+// ErrInvalidConfig. What only code can give is an option, typed by where
+// it applies: a PublisherOption (WithCaller) cannot be passed to
+// NewConsumer, nor a ConsumerOption (WithStore, WithKeyFunc) to
+// NewPublisher; an Option (WithLogger, WithMeterProvider, WithCodec,
+// WithTracing, WithoutTracing) goes to both.
 //
 // # Consuming
 //
@@ -26,8 +38,10 @@
 //
 //   - a message is acknowledged only after the handler returned nil;
 //   - any other error redelivers it with exponential backoff (NAK with a
-//     delay);
-//   - an error wrapped with Permanent, an undecodable payload
+//     delay from ConsumerConfig.Backoff doubling up to MaxBackoff, each
+//     jittered to between half and all of it, so that messages that failed
+//     together come back spread out);
+//   - an error marked with resilience.Permanent, an undecodable payload
 //     (Message.Decode, Typed) or the last of ConsumerConfig.MaxDeliver
 //     deliveries copies the message to the dead-letter subject, with the
 //     reason, the error, the origin subject, stream, sequence and delivery
@@ -61,7 +75,14 @@
 // Metrics go through the OpenTelemetry metric API (no-op unless the
 // application sets a provider): vitamin.messaging.processed, .duplicates,
 // .retries, .dead_lettered, .handler.duration, .published and
-// .publish_failed. The consumer continues the publisher's trace, with the
-// carrier of package tracing/tracingnats. Logging is an optional
-// *slog.Logger.
+// .publish_failed. Spans are made by package tracing/tracingnats and
+// follow the OpenTelemetry messaging conventions: the publisher's producer
+// span "publish <subject>" travels in the message headers, and the
+// consumer runs each handler in a consumer span "process <subject>", its
+// child, with messaging.system, messaging.destination.name,
+// messaging.operation.name and .type, messaging.message.id and
+// messaging.consumer.group.name (the durable consumer). WithTracing passes
+// options to the tracingnats.Tracer (tracingnats.WithTelemetry);
+// WithoutTracing leaves spans and trace headers out. Logging is an
+// optional *slog.Logger.
 package messaging

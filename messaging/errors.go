@@ -4,18 +4,18 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/vitamin-go/vitamin/internal/fielderr"
+	"github.com/vitamin-go/vitamin/resilience"
 )
 
 // Sentinel errors. Match them with errors.Is; never compare error text.
 // Every error of this package is immutable once returned and safe to share
 // between goroutines.
 var (
-	// ErrInvalidConfig is wrapped by every error about a bad Config field or
-	// option; the message names the field.
+	// ErrInvalidConfig is matched by every error about a bad Config field,
+	// option or argument. The concrete error is a *FieldError naming it.
 	ErrInvalidConfig = errors.New("messaging: invalid configuration")
-	// ErrPermanent marks a handler error that no retry can fix. Wrap an
-	// error with Permanent to dead-letter the message at once.
-	ErrPermanent = errors.New("messaging: permanent failure")
 	// ErrUndecodable is returned by Message.Decode when the payload cannot
 	// be decoded; returned from a handler, it dead-letters the message.
 	ErrUndecodable = errors.New("messaging: undecodable payload")
@@ -36,35 +36,29 @@ var (
 	ErrClosed = errors.New("messaging: closed")
 )
 
-func invalid(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
+// FieldError names a bad setting — a Config field such as
+// "ConsumerConfig.MaxDeliver", an option such as "WithCodec", or an
+// argument such as "js" — with the offending value, the reason and the
+// cause, if any. It matches ErrInvalidConfig with errors.Is. It is not
+// modified after it is returned, so it is safe for concurrent use.
+type FieldError = fielderr.Error
+
+// invalid returns a *FieldError behind ErrInvalidConfig; value may be nil.
+func invalid(field string, value any, reason string) error {
+	return fielderr.New(ErrInvalidConfig, field, value, reason, nil)
 }
 
-// PermanentError is a handler failure that must not be retried. It is
-// created by Permanent. Its Is reports true for ErrPermanent.
-type PermanentError struct {
-	Err error
-}
-
-// Permanent marks err as permanent: the consumer dead-letters the message
-// instead of retrying it. Permanent(nil) returns nil.
-func Permanent(err error) error {
-	if err == nil {
-		return nil
+// notNegative returns a *FieldError if v is below zero.
+func notNegative[T int | time.Duration](field string, v T) error {
+	if v < 0 {
+		return invalid(field, v, "must not be negative")
 	}
-	return &PermanentError{Err: err}
+	return nil
 }
-
-func (e *PermanentError) Error() string { return "permanent: " + e.Err.Error() }
-
-// Unwrap returns the wrapped error.
-func (e *PermanentError) Unwrap() error { return e.Err }
-
-// Is reports whether target is ErrPermanent.
-func (e *PermanentError) Is(target error) bool { return target == ErrPermanent }
 
 // DecodeError is returned by Message.Decode when the payload cannot be
-// decoded. Its Is reports true for ErrUndecodable and ErrPermanent.
+// decoded. Its Is reports true for ErrUndecodable and
+// resilience.ErrPermanent: no retry can fix it.
 type DecodeError struct {
 	ContentType string
 	Err         error
@@ -77,9 +71,9 @@ func (e *DecodeError) Error() string {
 // Unwrap returns the codec's error.
 func (e *DecodeError) Unwrap() error { return e.Err }
 
-// Is reports whether target is ErrUndecodable or ErrPermanent.
+// Is reports whether target is ErrUndecodable or resilience.ErrPermanent.
 func (e *DecodeError) Is(target error) bool {
-	return target == ErrUndecodable || target == ErrPermanent
+	return target == ErrUndecodable || target == resilience.ErrPermanent
 }
 
 // ClaimedError is returned by Store.Claim when another delivery holds the

@@ -1,6 +1,7 @@
 package messaging
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -19,14 +20,14 @@ import (
 type KVStoreConfig struct {
 	// Bucket is the JetStream key-value bucket, created or updated by
 	// NewKVStore. Default "vitamin_processed".
-	Bucket string
+	Bucket string `yaml:"bucket,omitempty" json:"bucket,omitempty"`
 	// Retention is how long a processed key is remembered (the bucket's
 	// TTL). Keep it longer than a message can be redelivered. Default 24h.
-	Retention time.Duration
+	Retention time.Duration `yaml:"retention,omitempty" json:"retention,omitempty"`
 	// Memory keeps the bucket in memory instead of on disk (the default).
-	Memory bool
+	Memory bool `yaml:"memory,omitempty" json:"memory,omitempty"`
 	// Replicas is the number of copies in a cluster. Default 1.
-	Replicas int
+	Replicas int `yaml:"replicas,omitempty" json:"replicas,omitempty"`
 }
 
 // KVStore is a Store in a JetStream key-value bucket, shared by every
@@ -52,10 +53,10 @@ var _ Store = (*KVStore)(nil)
 // The server must support per-key TTLs (nats-server 2.11 or later).
 func NewKVStore(ctx context.Context, js jetstream.JetStream, cfg KVStoreConfig) (*KVStore, error) {
 	if js == nil {
-		return nil, invalid("NewKVStore: js is nil")
+		return nil, invalid("js", nil, "is nil")
 	}
-	if cfg.Retention < 0 || cfg.Replicas < 0 {
-		return nil, invalid("KVStoreConfig: Retention and Replicas must not be negative")
+	if err := cmp.Or(notNegative("KVStoreConfig.Retention", cfg.Retention), notNegative("KVStoreConfig.Replicas", cfg.Replicas)); err != nil {
+		return nil, err
 	}
 	if cfg.Bucket == "" {
 		cfg.Bucket = "vitamin_processed"

@@ -83,7 +83,7 @@ func TestThreeInstancesUnderRedeliveries(t *testing.T) {
 			}
 			cfg := fastConfig("load")
 			cfg.Workers = 8
-			cfg.InitialBackoff, cfg.MaxBackoff = 10*time.Millisecond, 50*time.Millisecond
+			cfg.Backoff, cfg.MaxBackoff = 10*time.Millisecond, 50*time.Millisecond
 			for range 3 {
 				nc := e.srv.Connect(t)
 				c, err := NewConsumer(ctx, newJS(t, nc), cfg, handler, WithStore(store), withBeforeAck(lostAck))

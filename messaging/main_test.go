@@ -62,7 +62,7 @@ func testCtx(t testing.TB) context.Context {
 func fastConfig(durable string) ConsumerConfig {
 	return ConsumerConfig{
 		Stream: "events", Durable: durable, Workers: 4,
-		AckWait: 300 * time.Millisecond, InitialBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
+		AckWait: 300 * time.Millisecond, Backoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
 		MaxDeliver: 20,
 	}
 }
@@ -190,4 +190,6 @@ func (c *counter) keys() int {
 
 // withBeforeAck runs f after the idempotency mark and before the ack; when
 // f returns false the ack is skipped, as if it was lost.
-func withBeforeAck(f func(*Message) bool) Option { return func(o *options) { o.beforeAck = f } }
+func withBeforeAck(f func(*Message) bool) ConsumerOption {
+	return consumerOption(func(o *consumerOptions) { o.beforeAck = f })
+}

@@ -10,9 +10,10 @@ import (
 )
 
 // Handler processes one message. Returning nil acknowledges it; an error
-// wrapped with Permanent, or one matching ErrUndecodable, dead-letters it;
-// any other error redelivers it after a backoff. Handlers run on several
-// goroutines at once.
+// marked with resilience.Permanent (anything matching
+// resilience.ErrPermanent), or one matching ErrUndecodable, dead-letters
+// it; any other error redelivers it after a backoff. Handlers run on
+// several goroutines at once.
 type Handler func(ctx context.Context, m *Message) error
 
 // Message is one delivery handed to a Handler. It is valid only during the
@@ -47,7 +48,8 @@ type Message struct {
 
 // Decode decodes the payload into v with the consumer's codec, choosing
 // the format by the Content-Type header. The error matches ErrUndecodable
-// (and ErrPermanent): return it from the handler to dead-letter the message.
+// (and resilience.ErrPermanent): return it from the handler to dead-letter
+// the message.
 func (m *Message) Decode(v any) error {
 	ct := m.Header.Get(HeaderContentType)
 	if err := m.codec.Unmarshal(m.Data, ct, v); err != nil {

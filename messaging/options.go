@@ -2,100 +2,148 @@ package messaging
 
 import (
 	"log/slog"
-	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
-	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/trace"
+
+	"github.com/vitamin-go/vitamin/tracing/tracingnats"
 )
 
-// Option configures a Publisher or a Consumer with what only code can give.
-// Each option says which of the two it applies to; the other ignores it.
-// Options are applied once, at construction.
-type Option func(*options)
+// PublisherOption configures a Publisher with what only code can give.
+// An option that applies only to consumers is not a PublisherOption, so
+// passing it to NewPublisher does not compile. Options are applied once,
+// at construction.
+type PublisherOption interface{ applyPublisher(*publisherOptions) }
 
-type options struct {
-	logger     *slog.Logger
-	meter      metric.MeterProvider
-	tracer     trace.TracerProvider
-	propagator propagation.TextMapPropagator
-	caller     string
-	codec      Codec
-	store      Store
-	keyFunc    func(*Message) string
-	backoff    func(attempt int) time.Duration
-	beforeAck  func(*Message) bool // tests: runs after the mark; false skips the ack
+// ConsumerOption configures a Consumer with what only code can give. An
+// option that applies only to publishers, such as WithCaller, is not a
+// ConsumerOption, so passing it to NewConsumer does not compile. Options
+// are applied once, at construction.
+type ConsumerOption interface{ applyConsumer(*consumerOptions) }
+
+// Option is an option for both a Publisher and a Consumer: it is a
+// PublisherOption and a ConsumerOption.
+type Option interface {
+	PublisherOption
+	ConsumerOption
 }
 
-func buildOptions(opts []Option) options {
-	o := options{codec: DefaultCodec{}}
-	for _, opt := range opts {
-		if opt != nil {
-			opt(&o)
-		}
+// options are the settings a Publisher and a Consumer share.
+type options struct {
+	logger    *slog.Logger
+	meter     metric.MeterProvider
+	codec     Codec
+	noTracing bool
+	tracing   []tracingnats.Option
+}
+
+type publisherOptions struct {
+	options
+	caller string
+}
+
+type consumerOptions struct {
+	options
+	store     Store
+	keyFunc   func(*Message) string
+	beforeAck func(*Message) bool // tests: runs after the mark; false skips the ack
+}
+
+// option is an Option: it sets what both share.
+type option func(*options)
+
+func (f option) applyPublisher(o *publisherOptions) { f(&o.options) }
+func (f option) applyConsumer(o *consumerOptions)   { f(&o.options) }
+
+type publisherOption func(*publisherOptions)
+
+func (f publisherOption) applyPublisher(o *publisherOptions) { f(o) }
+
+type consumerOption func(*consumerOptions)
+
+func (f consumerOption) applyConsumer(o *consumerOptions) { f(o) }
+
+func defaultOptions() options { return options{codec: DefaultCodec{}} }
+
+// finish fills in the defaults that depend on the OpenTelemetry globals,
+// checks what an option may have got wrong and builds the tracer; tr is
+// nil with WithoutTracing.
+func (o *options) finish() (tr *tracingnats.Tracer, err error) {
+	if o.codec == nil {
+		return nil, invalid("WithCodec", nil, "codec is nil")
 	}
 	if o.meter == nil {
 		o.meter = otel.GetMeterProvider()
 	}
-	if o.tracer == nil {
-		o.tracer = otel.GetTracerProvider()
+	if o.noTracing {
+		return nil, nil
 	}
-	if o.propagator == nil {
-		o.propagator = otel.GetTextMapPropagator()
-	}
-	return o
+	return tracingnats.New(o.tracing...), nil
 }
 
-// WithLogger logs through l; nil (the default) is silent. Publisher and
-// Consumer.
-func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+func buildPublisherOptions(opts []PublisherOption) (publisherOptions, *tracingnats.Tracer, error) {
+	o := publisherOptions{options: defaultOptions()}
+	for _, opt := range opts {
+		if opt != nil {
+			opt.applyPublisher(&o)
+		}
+	}
+	tr, err := o.finish()
+	return o, tr, err
+}
+
+func buildConsumerOptions(opts []ConsumerOption) (consumerOptions, *tracingnats.Tracer, error) {
+	o := consumerOptions{options: defaultOptions()}
+	for _, opt := range opts {
+		if opt != nil {
+			opt.applyConsumer(&o)
+		}
+	}
+	tr, err := o.finish()
+	return o, tr, err
+}
+
+// WithLogger logs through l; nil (the default) is silent.
+func WithLogger(l *slog.Logger) Option { return option(func(o *options) { o.logger = l }) }
 
 // WithMeterProvider records metrics through p instead of
-// otel.GetMeterProvider(). Publisher and Consumer.
-func WithMeterProvider(p metric.MeterProvider) Option { return func(o *options) { o.meter = p } }
-
-// WithTracerProvider starts spans through p instead of
-// otel.GetTracerProvider(). Publisher and Consumer.
-func WithTracerProvider(p trace.TracerProvider) Option { return func(o *options) { o.tracer = p } }
-
-// WithPropagator injects (Publisher) and extracts (Consumer) trace context
-// through p instead of otel.GetTextMapPropagator().
-func WithPropagator(p propagation.TextMapPropagator) Option {
-	return func(o *options) { o.propagator = p }
+// otel.GetMeterProvider().
+func WithMeterProvider(p metric.MeterProvider) Option {
+	return option(func(o *options) { o.meter = p })
 }
 
-// WithCaller names the publishing service; it is sent in the
-// Vitamin-Caller header. Publisher.
-func WithCaller(service string) Option { return func(o *options) { o.caller = service } }
+// WithTracing passes options to the tracingnats.Tracer that starts the
+// producer and consumer spans and writes and reads the trace headers, such
+// as tracingnats.WithTelemetry. By default the Tracer uses the
+// OpenTelemetry globals at construction. It may be given more than once;
+// the options add up.
+func WithTracing(opts ...tracingnats.Option) Option {
+	return option(func(o *options) { o.tracing = append(o.tracing, opts...) })
+}
+
+// WithoutTracing leaves out spans and trace headers: a Publisher writes no
+// trace context into its messages and a Consumer starts no span and reads
+// none, so handlers do not continue the publisher's trace.
+func WithoutTracing() Option { return option(func(o *options) { o.noTracing = true }) }
 
 // WithCodec encodes (Publisher) and decodes (Message.Decode) payloads with
 // c instead of DefaultCodec.
-func WithCodec(c Codec) Option { return func(o *options) { o.codec = c } }
+func WithCodec(c Codec) Option { return option(func(o *options) { o.codec = c }) }
+
+// WithCaller names the publishing service; it is sent in the
+// Vitamin-Caller header.
+func WithCaller(service string) PublisherOption {
+	return publisherOption(func(o *publisherOptions) { o.caller = service })
+}
 
 // WithStore keeps idempotency keys in s instead of a new MemoryStore with
 // default settings. Share one store between consumers of the same messages.
-// Consumer.
-func WithStore(s Store) Option { return func(o *options) { o.store = s } }
-
-// WithKeyFunc derives the idempotency key from a message instead of the
-// Nats-Msg-Id header. An empty key falls back to the default. Consumer.
-func WithKeyFunc(f func(*Message) string) Option { return func(o *options) { o.keyFunc = f } }
-
-// WithBackoff replaces the consumer's exponential backoff: f returns the
-// delay before redelivery after the attempt-th failed delivery (1-based).
-// Consumer.
-func WithBackoff(f func(attempt int) time.Duration) Option {
-	return func(o *options) { o.backoff = f }
+func WithStore(s Store) ConsumerOption {
+	return consumerOption(func(o *consumerOptions) { o.store = s })
 }
 
-// expBackoff returns initial * 2^(attempt-1), capped at max.
-func expBackoff(initial, max time.Duration) func(int) time.Duration {
-	return func(attempt int) time.Duration {
-		d := initial
-		for i := 1; i < attempt && d < max; i++ {
-			d *= 2
-		}
-		return min(d, max)
-	}
+// WithKeyFunc derives the idempotency key from a message instead of the
+// Nats-Msg-Id header. An empty key falls back to the default.
+func WithKeyFunc(f func(*Message) string) ConsumerOption {
+	return consumerOption(func(o *consumerOptions) { o.keyFunc = f })
 }

@@ -1,6 +1,7 @@
 package messaging
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,54 +12,52 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/vitamin-go/vitamin/internal/backoff"
 	"github.com/vitamin-go/vitamin/tracing/tracingnats"
 )
 
-// PublisherConfig holds a Publisher's settings. The zero value is valid.
-// It is plain data, safe to copy and to read concurrently.
+// PublisherConfig holds a Publisher's settings: plain data, with yaml and
+// json keys, so it can be loaded from a file. The zero value is valid. It
+// is safe to copy and to read concurrently.
 type PublisherConfig struct {
 	// Timeout bounds one publish attempt (sending the message and waiting
 	// for the stream's acknowledgement). Default 5s.
-	Timeout time.Duration
+	Timeout time.Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
 	// MaxAttempts is the number of attempts for a transient failure (no
 	// response, timeout, reconnecting). Default 5.
-	MaxAttempts int
-	// InitialBackoff is the wait after the first failed attempt; it
-	// doubles with each attempt up to MaxBackoff. Default 50ms.
-	InitialBackoff time.Duration
+	MaxAttempts int `yaml:"max_attempts,omitempty" json:"max_attempts,omitempty"`
+	// Backoff is the wait after the first failed attempt; it doubles with
+	// each attempt up to MaxBackoff, and each wait is jittered to between
+	// half and all of it, so publishers that failed together do not retry
+	// in step. Default 50ms.
+	Backoff time.Duration `yaml:"backoff,omitempty" json:"backoff,omitempty"`
 	// MaxBackoff caps the wait between attempts. Default 2s.
-	MaxBackoff time.Duration
+	MaxBackoff time.Duration `yaml:"max_backoff,omitempty" json:"max_backoff,omitempty"`
 	// MaxPending bounds asynchronous publishes awaiting their
 	// acknowledgement; PublishAsync blocks while it is reached. Default 256.
-	MaxPending int
+	MaxPending int `yaml:"max_pending,omitempty" json:"max_pending,omitempty"`
 }
 
 func (c *PublisherConfig) setDefaults() error {
-	if c.Timeout < 0 || c.MaxAttempts < 0 || c.InitialBackoff < 0 || c.MaxBackoff < 0 || c.MaxPending < 0 {
-		return invalid("PublisherConfig: Timeout, MaxAttempts, InitialBackoff, MaxBackoff and MaxPending must not be negative")
+	if err := cmp.Or(
+		notNegative("PublisherConfig.Timeout", c.Timeout),
+		notNegative("PublisherConfig.MaxAttempts", c.MaxAttempts),
+		notNegative("PublisherConfig.Backoff", c.Backoff),
+		notNegative("PublisherConfig.MaxBackoff", c.MaxBackoff),
+		notNegative("PublisherConfig.MaxPending", c.MaxPending),
+	); err != nil {
+		return err
 	}
-	if c.Timeout == 0 {
-		c.Timeout = 5 * time.Second
-	}
-	if c.MaxAttempts == 0 {
-		c.MaxAttempts = 5
-	}
-	if c.InitialBackoff == 0 {
-		c.InitialBackoff = 50 * time.Millisecond
-	}
-	if c.MaxBackoff == 0 {
-		c.MaxBackoff = 2 * time.Second
-	}
-	if c.MaxBackoff < c.InitialBackoff {
-		return invalid("PublisherConfig.MaxBackoff (%v) must not be below InitialBackoff (%v)", c.MaxBackoff, c.InitialBackoff)
-	}
-	if c.MaxPending == 0 {
-		c.MaxPending = 256
+	c.Timeout = cmp.Or(c.Timeout, 5*time.Second)
+	c.MaxAttempts = cmp.Or(c.MaxAttempts, 5)
+	c.Backoff = cmp.Or(c.Backoff, 50*time.Millisecond)
+	c.MaxBackoff = cmp.Or(c.MaxBackoff, 2*time.Second)
+	c.MaxPending = cmp.Or(c.MaxPending, 256)
+	if c.MaxBackoff < c.Backoff {
+		return invalid("PublisherConfig.MaxBackoff", c.MaxBackoff, fmt.Sprintf("must not be below Backoff (%v)", c.Backoff))
 	}
 	return nil
 }
@@ -71,32 +70,35 @@ func (c *PublisherConfig) setDefaults() error {
 type Publisher struct {
 	js      jetstream.JetStream
 	cfg     PublisherConfig
-	o       options
-	backoff func(int) time.Duration
-	tracer  trace.Tracer
+	o       publisherOptions
+	backoff backoff.Backoff
+	tracer  *tracingnats.Tracer // nil: WithoutTracing
 	failed  metric.Int64Counter
 	sent    metric.Int64Counter
 
-	slots   chan struct{}
-	wg      sync.WaitGroup
-	mu      sync.Mutex
+	slots chan struct{}
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	// closing is done when Close gives up waiting for pending publishes:
+	// a lifetime signal for their retries, not a request's context.
+	closing context.Context
+	giveUp  context.CancelFunc
 	closed  bool
-	closing chan struct{}
 }
 
 // NewPublisher returns a Publisher over js. Options: WithCaller,
-// WithCodec, WithPropagator, WithLogger, WithMeterProvider,
-// WithTracerProvider.
-func NewPublisher(js jetstream.JetStream, cfg PublisherConfig, opts ...Option) (*Publisher, error) {
+// WithCodec, WithTracing, WithoutTracing, WithLogger, WithMeterProvider.
+// Invalid settings return a *FieldError.
+func NewPublisher(js jetstream.JetStream, cfg PublisherConfig, opts ...PublisherOption) (*Publisher, error) {
 	if js == nil {
-		return nil, invalid("NewPublisher: js is nil")
+		return nil, invalid("js", nil, "is nil")
 	}
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	o := buildOptions(opts)
-	if o.codec == nil {
-		return nil, invalid("WithCodec: codec is nil")
+	o, tr, err := buildPublisherOptions(opts)
+	if err != nil {
+		return nil, err
 	}
 	m := o.meter.Meter(instrumentation)
 	sent, err := m.Int64Counter("vitamin.messaging.published", metric.WithDescription("Messages acknowledged by the stream."))
@@ -107,13 +109,14 @@ func NewPublisher(js jetstream.JetStream, cfg PublisherConfig, opts ...Option) (
 	if err != nil {
 		return nil, err
 	}
+	closing, giveUp := context.WithCancel(context.Background())
 	return &Publisher{
 		js: js, cfg: cfg, o: o,
-		backoff: expBackoff(cfg.InitialBackoff, cfg.MaxBackoff),
-		tracer:  o.tracer.Tracer(instrumentation),
+		backoff: backoff.Backoff{Initial: cfg.Backoff, Max: cfg.MaxBackoff},
+		tracer:  tr,
 		sent:    sent, failed: failed,
 		slots:   make(chan struct{}, cfg.MaxPending),
-		closing: make(chan struct{}),
+		closing: closing, giveUp: giveUp,
 	}, nil
 }
 
@@ -134,7 +137,9 @@ func WithHeader(key, value string) PublishOption {
 
 // Publish encodes v, publishes it to subject and waits for the stream's
 // acknowledgement, retrying transient failures. A PubAck with Duplicate
-// set means the broker had the message already.
+// set means the broker had the message already. The publish runs in a
+// producer span ("publish <subject>", see tracingnats.Tracer.StartPublish)
+// whose context travels in the message headers.
 func (p *Publisher) Publish(ctx context.Context, subject string, v any, opts ...PublishOption) (*jetstream.PubAck, error) {
 	if p.isClosed() {
 		return nil, ErrClosed
@@ -143,21 +148,18 @@ func (p *Publisher) Publish(ctx context.Context, subject string, v any, opts ...
 	if err != nil {
 		return nil, err
 	}
-	ctx, span := p.tracer.Start(ctx, "send "+subject, trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", subject)))
-	defer span.End()
-	p.o.propagator.Inject(ctx, tracingnats.HeaderCarrier(msg.Header))
-	ack, err := p.publish(ctx, msg)
-	if err != nil {
-		span.RecordError(err)
-		span.SetStatus(codes.Error, err.Error())
+	if p.tracer == nil {
+		return p.publish(ctx, msg)
 	}
+	ctx, span := p.tracer.StartPublish(ctx, msg)
+	ack, err := p.publish(ctx, msg)
+	tracingnats.End(span, err)
 	return ack, err
 }
 
 func (p *Publisher) message(subject string, v any, opts []PublishOption) (*nats.Msg, error) {
 	if subject == "" {
-		return nil, invalid("Publish: subject is empty")
+		return nil, invalid("subject", nil, "is empty")
 	}
 	data, ct, err := p.o.codec.Marshal(v)
 	if err != nil {
@@ -192,7 +194,7 @@ func (p *Publisher) publish(ctx context.Context, msg *nats.Msg) (*jetstream.PubA
 			break
 		}
 		p.logRetry(ctx, msg, attempt, err)
-		if !p.wait(ctx, p.backoff(attempt)) {
+		if !backoff.Sleep(ctx, p.backoff.Delay(attempt)) {
 			break
 		}
 	}
@@ -204,17 +206,6 @@ func (p *Publisher) logRetry(ctx context.Context, msg *nats.Msg, attempt int, er
 	if p.o.logger != nil && p.o.logger.Enabled(ctx, slog.LevelDebug) {
 		p.o.logger.DebugContext(ctx, "messaging: publish failed, retrying", "subject", msg.Subject,
 			"msg_id", msg.Header.Get(HeaderMsgID), "attempt", attempt, "error", err)
-	}
-}
-
-func (p *Publisher) wait(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
 
@@ -273,13 +264,13 @@ func (f *PublishFuture) Result(ctx context.Context) (*jetstream.PubAck, error) {
 // acknowledgement; the returned future reports it. Transient failures are
 // retried in the background with the same message ID. It blocks while
 // MaxPending publishes are unacknowledged, until ctx is done. Call Flush or
-// Close to wait for every pending publish.
+// Close to wait for every pending publish. The producer span starts here,
+// as a child of the span in ctx, and ends when the outcome is known.
 func (p *Publisher) PublishAsync(ctx context.Context, subject string, v any, opts ...PublishOption) (*PublishFuture, error) {
 	msg, err := p.message(subject, v, opts)
 	if err != nil {
 		return nil, err
 	}
-	p.o.propagator.Inject(ctx, tracingnats.HeaderCarrier(msg.Header))
 	select {
 	case p.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -293,15 +284,22 @@ func (p *Publisher) PublishAsync(ctx context.Context, subject string, v any, opt
 	}
 	p.wg.Add(1)
 	p.mu.Unlock()
+	var span trace.Span
+	if p.tracer != nil {
+		_, span = p.tracer.StartPublish(ctx, msg)
+	}
 	f := &PublishFuture{done: make(chan struct{})}
-	go p.runAsync(msg, f)
+	go p.runAsync(msg, f, span)
 	return f, nil
 }
 
-func (p *Publisher) runAsync(msg *nats.Msg, f *PublishFuture) {
+func (p *Publisher) runAsync(msg *nats.Msg, f *PublishFuture, span trace.Span) {
 	defer p.wg.Done()
 	defer func() { <-p.slots }()
 	defer close(f.done)
+	if span != nil {
+		defer func() { tracingnats.End(span, f.err) }()
+	}
 	ctx := context.Background()
 	for attempt := 1; ; attempt++ {
 		f.ack, f.err = p.asyncAttempt(msg)
@@ -313,11 +311,8 @@ func (p *Publisher) runAsync(msg *nats.Msg, f *PublishFuture) {
 			break
 		}
 		p.logRetry(ctx, msg, attempt, f.err)
-		select {
-		case <-time.After(p.backoff(attempt)):
-		case <-p.closing:
-			// Close gave up waiting: try once more without waiting.
-		}
+		// Once Close gave up waiting, the remaining attempts do not wait.
+		backoff.Sleep(p.closing, p.backoff.Delay(attempt))
 	}
 	p.failed.Add(ctx, 1)
 	f.err = &PublishError{Subject: msg.Subject, MsgID: msg.Header.Get(HeaderMsgID), Err: f.err}
@@ -369,16 +364,8 @@ func (p *Publisher) Close(ctx context.Context) error {
 	}
 	p.mu.Unlock()
 	err := p.Flush(ctx)
-	if err != nil {
-		p.mu.Lock()
-		select {
-		case <-p.closing:
-		default:
-			close(p.closing)
-		}
-		p.mu.Unlock()
-		p.wg.Wait()
-	}
+	p.giveUp() // if Flush gave up, pending publishes stop waiting between attempts
+	p.wg.Wait()
 	return err
 }
 

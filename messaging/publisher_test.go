@@ -9,6 +9,8 @@ import (
 
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/vitamin-go/vitamin/tracing/tracingnats"
 )
 
 type order struct {
@@ -42,14 +44,11 @@ func TestPublishSameIDTwiceIsStoredOnce(t *testing.T) {
 func TestPublishSetsHeaders(t *testing.T) {
 	e := newEnv(t)
 	prop := propagation.TraceContext{}
-	p, err := NewPublisher(e.js, PublisherConfig{}, WithCaller("checkout"), WithPropagator(prop))
+	p, err := NewPublisher(e.js, PublisherConfig{}, WithCaller("checkout"), WithTracing(tracingnats.WithPropagator(prop)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	traceID, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
-	spanID, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
-	parent := trace.ContextWithSpanContext(testCtx(t), trace.NewSpanContext(trace.SpanContextConfig{
-		TraceID: traceID, SpanID: spanID, TraceFlags: trace.FlagsSampled, Remote: true}))
+	parent, traceID, _ := remoteParent(t)
 	if _, err := p.Publish(parent, "events.order", order{ID: "o-1", Total: 3}); err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +59,7 @@ func TestPublishSetsHeaders(t *testing.T) {
 		gotTrace = trace.SpanContextFromContext(ctx).TraceID()
 		got <- m
 		return nil
-	}, WithPropagator(prop))
+	}, WithTracing(tracingnats.WithPropagator(prop)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +118,7 @@ func TestPublishAsyncBoundsPendingAndLosesNothing(t *testing.T) {
 
 func TestPublishToNoStreamFailsAfterRetries(t *testing.T) {
 	e := newEnv(t)
-	p, err := NewPublisher(e.js, PublisherConfig{MaxAttempts: 3, InitialBackoff: time.Millisecond, Timeout: 200 * time.Millisecond})
+	p, err := NewPublisher(e.js, PublisherConfig{MaxAttempts: 3, Backoff: time.Millisecond, Timeout: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,26 +134,40 @@ func TestInvalidSettingsFailAtConstruction(t *testing.T) {
 	ctx := testCtx(t)
 	h := func(context.Context, *Message) error { return nil }
 	for _, tc := range []struct {
-		name string
-		err  error
+		name, field string
+		err         error
 	}{
-		{"stream", func() error { _, err := EnsureStream(ctx, e.js, StreamConfig{Subjects: []string{"x"}}); return err }()},
-		{"duplicates", func() error {
+		{"stream", "StreamConfig.Name", func() error { _, err := EnsureStream(ctx, e.js, StreamConfig{Subjects: []string{"x"}}); return err }()},
+		{"duplicates", "StreamConfig.Duplicates", func() error {
 			_, err := EnsureStream(ctx, e.js, StreamConfig{Name: "x", Subjects: []string{"x"}, Duplicates: time.Hour, MaxAge: time.Minute})
 			return err
 		}()},
-		{"publisher", func() error { _, err := NewPublisher(e.js, PublisherConfig{MaxPending: -1}); return err }()},
-		{"durable", func() error { _, err := NewConsumer(ctx, e.js, ConsumerConfig{Stream: "events"}, h); return err }()},
-		{"ackwait", func() error {
+		{"publisher", "PublisherConfig.MaxPending", func() error { _, err := NewPublisher(e.js, PublisherConfig{MaxPending: -1}); return err }()},
+		{"publisher backoff", "PublisherConfig.MaxBackoff", func() error {
+			_, err := NewPublisher(e.js, PublisherConfig{Backoff: time.Second, MaxBackoff: time.Millisecond})
+			return err
+		}()},
+		{"codec", "WithCodec", func() error { _, err := NewPublisher(e.js, PublisherConfig{}, WithCodec(nil)); return err }()},
+		{"durable", "ConsumerConfig.Durable", func() error { _, err := NewConsumer(ctx, e.js, ConsumerConfig{Stream: "events"}, h); return err }()},
+		{"ackwait", "ConsumerConfig.AckWait", func() error {
 			_, err := NewConsumer(ctx, e.js, ConsumerConfig{Stream: "events", Durable: "d", AckWait: time.Millisecond}, h)
 			return err
 		}()},
-		{"handler", func() error { _, err := NewConsumer(ctx, e.js, fastConfig("d"), nil); return err }()},
-		{"sql table", func() error { _, err := NewSQLStore(ctx, nil, SQLStoreConfig{}); return err }()},
-		{"memory", func() error { _, err := NewMemoryStore(MemoryStoreConfig{MaxKeys: -1}); return err }()},
+		{"consumer backoff", "ConsumerConfig.Backoff", func() error {
+			_, err := NewConsumer(ctx, e.js, ConsumerConfig{Stream: "events", Durable: "d", Backoff: -time.Second}, h)
+			return err
+		}()},
+		{"consumer max backoff", "ConsumerConfig.MaxBackoff", func() error {
+			_, err := NewConsumer(ctx, e.js, ConsumerConfig{Stream: "events", Durable: "d", Backoff: time.Minute, MaxBackoff: time.Second}, h)
+			return err
+		}()},
+		{"handler", "handler", func() error { _, err := NewConsumer(ctx, e.js, fastConfig("d"), nil); return err }()},
+		{"sql table", "db", func() error { _, err := NewSQLStore(ctx, nil, SQLStoreConfig{}); return err }()},
+		{"memory", "MemoryStoreConfig.MaxKeys", func() error { _, err := NewMemoryStore(MemoryStoreConfig{MaxKeys: -1}); return err }()},
 	} {
-		if !errors.Is(tc.err, ErrInvalidConfig) {
-			t.Errorf("%s: %v, want ErrInvalidConfig", tc.name, tc.err)
+		var fe *FieldError
+		if !errors.Is(tc.err, ErrInvalidConfig) || !errors.As(tc.err, &fe) || fe.Field != tc.field {
+			t.Errorf("%s: %v, want a *FieldError for %s matching ErrInvalidConfig", tc.name, tc.err, tc.field)
 		}
 	}
 }

@@ -26,14 +26,14 @@ const (
 type SQLStoreConfig struct {
 	// Table keeps the processed keys; it may be schema-qualified. Default
 	// "vitamin_processed_messages".
-	Table string
+	Table string `yaml:"table,omitempty" json:"table,omitempty"`
 	// Dialect of the database. Default DialectPostgres.
-	Dialect Dialect
+	Dialect Dialect `yaml:"dialect,omitempty" json:"dialect,omitempty"`
 	// SkipCreateTable does not create the table (CREATE TABLE IF NOT
 	// EXISTS) in NewSQLStore; use it when migrations own the schema. The
 	// table needs a unique key column "msg_key" (text, up to 255
 	// characters) and a "processed_at" timestamp column.
-	SkipCreateTable bool
+	SkipCreateTable bool `yaml:"skip_create_table,omitempty" json:"skip_create_table,omitempty"`
 }
 
 var tableName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$`)
@@ -57,13 +57,13 @@ var _ Store = (*SQLStore)(nil)
 // cfg.SkipCreateTable.
 func NewSQLStore(ctx context.Context, db *sql.DB, cfg SQLStoreConfig) (*SQLStore, error) {
 	if db == nil {
-		return nil, invalid("NewSQLStore: db is nil")
+		return nil, invalid("db", nil, "is nil")
 	}
 	if cfg.Table == "" {
 		cfg.Table = "vitamin_processed_messages"
 	}
 	if !tableName.MatchString(cfg.Table) {
-		return nil, invalid("SQLStoreConfig.Table %q is not a plain (optionally schema-qualified) identifier", cfg.Table)
+		return nil, invalid("SQLStoreConfig.Table", cfg.Table, "is not a plain (optionally schema-qualified) identifier")
 	}
 	if cfg.Dialect == "" {
 		cfg.Dialect = DialectPostgres
@@ -84,7 +84,7 @@ func NewSQLStore(ctx context.Context, db *sql.DB, cfg SQLStoreConfig) (*SQLStore
 		s.purge = "DELETE FROM " + cfg.Table + " WHERE processed_at < ?"
 		create = "CREATE TABLE IF NOT EXISTS " + cfg.Table + " (msg_key VARCHAR(255) PRIMARY KEY, processed_at DATETIME(6) NOT NULL)"
 	default:
-		return nil, invalid("SQLStoreConfig.Dialect %q is not one of postgres, sqlite, mysql", cfg.Dialect)
+		return nil, invalid("SQLStoreConfig.Dialect", cfg.Dialect, "is not one of postgres, sqlite, mysql")
 	}
 	if !cfg.SkipCreateTable {
 		if _, err := db.ExecContext(ctx, create); err != nil {

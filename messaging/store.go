@@ -1,6 +1,7 @@
 package messaging
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"hash/maphash"
@@ -45,9 +46,9 @@ type MemoryStoreConfig struct {
 	// MaxKeys bounds the number of keys kept. When it is reached, the
 	// oldest processed or expired keys are forgotten first. Default
 	// 100,000.
-	MaxKeys int
+	MaxKeys int `yaml:"max_keys,omitempty" json:"max_keys,omitempty"`
 	// Retention is how long a processed key is remembered. Default 24h.
-	Retention time.Duration
+	Retention time.Duration `yaml:"retention,omitempty" json:"retention,omitempty"`
 }
 
 // MemoryStore is a bounded Store in process memory, with a TTL: for one
@@ -86,8 +87,8 @@ var _ Store = (*MemoryStore)(nil)
 
 // NewMemoryStore returns an empty MemoryStore.
 func NewMemoryStore(cfg MemoryStoreConfig) (*MemoryStore, error) {
-	if cfg.MaxKeys < 0 || cfg.Retention < 0 {
-		return nil, invalid("MemoryStoreConfig: MaxKeys and Retention must not be negative")
+	if err := cmp.Or(notNegative("MemoryStoreConfig.MaxKeys", cfg.MaxKeys), notNegative("MemoryStoreConfig.Retention", cfg.Retention)); err != nil {
+		return nil, err
 	}
 	if cfg.MaxKeys == 0 {
 		cfg.MaxKeys = 100_000

@@ -1,8 +1,10 @@
 package messaging
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -13,36 +15,40 @@ import (
 // It is plain data, safe to copy and to read concurrently.
 type StreamConfig struct {
 	// Name is the stream's name. Required.
-	Name string
+	Name string `yaml:"name" json:"name"`
 	// Subjects the stream captures. Required.
-	Subjects []string
+	Subjects []string `yaml:"subjects" json:"subjects"`
 	// Duplicates is the window in which a second publish with the same
 	// Nats-Msg-Id is dropped by the broker. Default 2 minutes.
-	Duplicates time.Duration
+	Duplicates time.Duration `yaml:"duplicates,omitempty" json:"duplicates,omitempty"`
 	// MaxAge is how long messages are kept; 0 (the default) keeps them
 	// until other limits remove them.
-	MaxAge time.Duration
+	MaxAge time.Duration `yaml:"max_age,omitempty" json:"max_age,omitempty"`
 	// Memory keeps the stream in memory instead of on disk (the default).
-	Memory bool
+	Memory bool `yaml:"memory,omitempty" json:"memory,omitempty"`
 	// Replicas is the number of copies in a cluster. Default 1.
-	Replicas int
+	Replicas int `yaml:"replicas,omitempty" json:"replicas,omitempty"`
 }
 
 func (c StreamConfig) jetstream() (jetstream.StreamConfig, error) {
 	if c.Name == "" {
-		return jetstream.StreamConfig{}, invalid("StreamConfig.Name is required")
+		return jetstream.StreamConfig{}, invalid("StreamConfig.Name", nil, "is required")
 	}
 	if len(c.Subjects) == 0 {
-		return jetstream.StreamConfig{}, invalid("StreamConfig.Subjects must name at least one subject")
+		return jetstream.StreamConfig{}, invalid("StreamConfig.Subjects", nil, "must name at least one subject")
 	}
-	if c.Duplicates < 0 || c.MaxAge < 0 || c.Replicas < 0 {
-		return jetstream.StreamConfig{}, invalid("StreamConfig.Duplicates, MaxAge and Replicas must not be negative")
+	if err := cmp.Or(
+		notNegative("StreamConfig.Duplicates", c.Duplicates),
+		notNegative("StreamConfig.MaxAge", c.MaxAge),
+		notNegative("StreamConfig.Replicas", c.Replicas),
+	); err != nil {
+		return jetstream.StreamConfig{}, err
 	}
 	if c.Duplicates == 0 {
 		c.Duplicates = 2 * time.Minute
 	}
 	if c.MaxAge > 0 && c.Duplicates > c.MaxAge {
-		return jetstream.StreamConfig{}, invalid("StreamConfig.Duplicates (%v) must not exceed MaxAge (%v)", c.Duplicates, c.MaxAge)
+		return jetstream.StreamConfig{}, invalid("StreamConfig.Duplicates", c.Duplicates, fmt.Sprintf("must not exceed MaxAge (%v)", c.MaxAge))
 	}
 	storage := jetstream.FileStorage
 	if c.Memory {

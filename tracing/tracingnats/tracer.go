@@ -11,6 +11,8 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/vitamin-go/vitamin/internal/telemetry"
 )
 
 // ScopeName is the instrumentation scope of the spans this package starts.
@@ -29,13 +31,12 @@ const (
 // Option configures a Tracer.
 type Option func(*Tracer)
 
-// Telemetry is what WithTelemetry takes; *tracing.Telemetry has these
-// methods. The interface keeps this package, and so messaging, free of the
+// Telemetry gives the OpenTelemetry providers a Tracer reports to; it is
+// the one telemetry seam of Vitamin's tracing adapters (tracinggrpc and
+// tracinghttp take the same), and *tracing.Telemetry implements it. Taking
+// an interface keeps this package, and so messaging, free of the
 // OpenTelemetry SDK and exporters that package tracing brings in.
-type Telemetry interface {
-	TracerProvider() trace.TracerProvider
-	Propagator() propagation.TextMapPropagator
-}
+type Telemetry = telemetry.Telemetry
 
 // WithTelemetry takes the tracer provider and propagator from t, usually
 // the *tracing.Telemetry that tracing.New returned.

@@ -57,7 +57,7 @@ func run(port int) error {
 		Durable:  "billing",
 		Subjects: []string{events.OrderCreated},
 		AckWait:  10 * time.Second,
-	}, handle, messaging.WithStore(store), messaging.WithLogger(svc.Log), messaging.WithCaller("billing"))
+	}, handle, messaging.WithStore(store), messaging.WithLogger(svc.Log))
 	if err != nil {
 		return err
 	}
