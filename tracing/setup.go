@@ -29,6 +29,8 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/vitamin-go/vitamin/internal/telemetry"
 )
 
 // Exporter names for Config.Exporter.
@@ -130,8 +132,8 @@ func WithLogger(l *slog.Logger) Option {
 
 // Telemetry holds the tracer provider, meter provider and propagator of a
 // service. Hand it to the transport adapters (tracinggrpc, tracinghttp,
-// tracingnats) or use Setup to make it the global default. It is safe for
-// concurrent use.
+// tracingnats: their Telemetry interface is the one it satisfies) or use
+// Setup to make it the global default. It is safe for concurrent use.
 type Telemetry struct {
 	tp       trace.TracerProvider
 	mp       metric.MeterProvider
@@ -139,6 +141,8 @@ type Telemetry struct {
 	shutdown []func(context.Context) error
 	flush    []func(context.Context) error
 }
+
+var _ telemetry.Telemetry = (*Telemetry)(nil)
 
 // TracerProvider returns the tracer provider (a no-op one when disabled).
 func (t *Telemetry) TracerProvider() trace.TracerProvider { return t.tp }

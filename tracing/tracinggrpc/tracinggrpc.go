@@ -8,6 +8,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/stats"
+
+	"github.com/vitamin-go/vitamin/internal/telemetry"
 )
 
 // Option configures the handlers.
@@ -18,17 +20,16 @@ type config struct {
 	filter otelgrpc.Filter
 }
 
-// Telemetry is what WithTelemetry takes; *tracing.Telemetry has these
-// methods. The interface keeps this package free of the OpenTelemetry SDK
-// and exporters that package tracing brings in.
-type Telemetry interface {
-	TracerProvider() trace.TracerProvider
-	MeterProvider() metric.MeterProvider
-	Propagator() propagation.TextMapPropagator
-}
+// Telemetry gives the OpenTelemetry providers the handlers report to.
+// *tracing.Telemetry satisfies it, and tracinggrpc, tracinghttp and
+// tracingnats take the same type. Taking an interface keeps this package
+// free of the OpenTelemetry SDK and exporters that package tracing brings
+// in.
+type Telemetry = telemetry.Telemetry
 
 // WithTelemetry takes the tracer provider, meter provider and propagator
-// from t, usually the *tracing.Telemetry that tracing.New returned. Without it (or the single-purpose options), the handlers use
+// from t, usually the *tracing.Telemetry that tracing.New returned.
+// Without it (or the single-purpose options), the handlers use
 // the OpenTelemetry globals, as installed by tracing.Setup.
 func WithTelemetry(t Telemetry) Option {
 	return func(c *config) {

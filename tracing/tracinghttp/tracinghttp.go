@@ -7,6 +7,8 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/vitamin-go/vitamin/internal/telemetry"
 )
 
 // Option configures the handler and the transport.
@@ -24,18 +26,17 @@ func DefaultHealthPaths() []string {
 	return []string{"/health", "/healthz", "/livez", "/readyz", "/ready", "/live"}
 }
 
-// Telemetry is what WithTelemetry takes; *tracing.Telemetry has these
-// methods. The interface keeps this package free of the OpenTelemetry SDK
-// and exporters that package tracing brings in.
-type Telemetry interface {
-	TracerProvider() trace.TracerProvider
-	MeterProvider() metric.MeterProvider
-	Propagator() propagation.TextMapPropagator
-}
+// Telemetry gives the OpenTelemetry providers the handler and transport
+// report to. *tracing.Telemetry satisfies it, and tracinghttp, tracinggrpc
+// and tracingnats take the same type. Taking an interface keeps this
+// package free of the OpenTelemetry SDK and exporters that package tracing
+// brings in.
+type Telemetry = telemetry.Telemetry
 
 // WithTelemetry takes the tracer provider, meter provider and propagator
-// from t, usually the *tracing.Telemetry that tracing.New returned. Without it (or the single-purpose options), the handler and
-// transport use the OpenTelemetry globals, as installed by tracing.Setup.
+// from t, usually the *tracing.Telemetry that tracing.New returned.
+// Without it (or the single-purpose options), the handler and transport
+// use the OpenTelemetry globals, as installed by tracing.Setup.
 func WithTelemetry(t Telemetry) Option {
 	return func(c *config) {
 		c.otel = append(c.otel,
