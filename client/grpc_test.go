@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -490,5 +491,31 @@ func TestGRPCStream(t *testing.T) {
 			t.Fatalf("stream: %v %v", resp, err)
 		}
 		cancel()
+	}
+}
+
+// flakyWatcher fails its first failures watches, then watches through w.
+type flakyWatcher struct {
+	discovery.Watcher
+	failures int32
+	calls    atomic.Int32
+}
+
+func (f *flakyWatcher) Watch(ctx context.Context, service string, opts ...discovery.WatchOption) (discovery.Watch, error) {
+	if f.calls.Add(1) <= f.failures {
+		return nil, errors.New("discovery backend unreachable")
+	}
+	return f.Watcher.Watch(ctx, service, opts...)
+}
+
+func TestGRPCWatchStartsAgainAfterFailures(t *testing.T) {
+	reg := newRegistry(t)
+	b := startGRPC(t, "a")
+	register(t, reg, b.instance(svc, nil))
+	w := &flakyWatcher{Watcher: reg, failures: 3}
+	conn := dial(t, client.Config{}, client.WithWatcher(w), client.WithoutTracing())
+	vitamintest.Eventually(t, 5*time.Second, func() error { return check(context.Background(), conn) })
+	if n := w.calls.Load(); n != 4 {
+		t.Errorf("the watch was started %d times, want 4 (3 failures, then one that lasts)", n)
 	}
 }
