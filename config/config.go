@@ -21,6 +21,8 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/vitamin-go/vitamin/internal/fielderr"
 )
 
 // Delim separates the parts of a config key: "db.pool.max".
@@ -135,8 +137,8 @@ type refresher interface {
 
 // Load reads every configured layer once and returns the Config. A layer
 // that cannot be read fails Load with a *SourceError; invalid settings
-// fail it with an error wrapping ErrInvalidConfig. Call Watch to follow
-// changes.
+// fail it with a *FieldError matching ErrInvalidConfig that names the
+// field. Call Watch to follow changes.
 func Load(ctx context.Context, l Layers, opts ...Option) (*Config, error) {
 	o := options{environ: nil}
 	for _, opt := range opts {
@@ -177,11 +179,11 @@ func Load(ctx context.Context, l Layers, opts ...Option) (*Config, error) {
 		}
 		c.layers = append(c.layers, &layer{name: fs.String(), src: fs})
 	} else if l.FileFormat != "" {
-		return nil, fmt.Errorf("%w: Layers.FileFormat %q given without Layers.File", ErrInvalidConfig, l.FileFormat)
+		return nil, fielderr.New(ErrInvalidConfig, "Layers.FileFormat", l.FileFormat, "given without Layers.File", nil)
 	}
 	for i, s := range l.Sources {
 		if s == nil {
-			return nil, fmt.Errorf("%w: Layers.Sources[%d] is nil", ErrInvalidConfig, i)
+			return nil, fielderr.Errorf(ErrInvalidConfig, fmt.Sprintf("Layers.Sources[%d]", i), "nil")
 		}
 		name := fmt.Sprintf("source[%d]", i)
 		if n, ok := s.(fmt.Stringer); ok {
@@ -242,11 +244,11 @@ func defaultsMap(d any) (map[string]any, error) {
 		t = t.Elem()
 	}
 	if t.Kind() != reflect.Struct {
-		return nil, fmt.Errorf("%w: Layers.Defaults is a %T; want a struct or a map[string]any", ErrInvalidConfig, d)
+		return nil, fielderr.Errorf(ErrInvalidConfig, "Layers.Defaults", "a %T; want a struct or a map[string]any", d)
 	}
 	m, err := structs.Provider(d, "koanf").Read()
 	if err != nil {
-		return nil, fmt.Errorf("%w: Layers.Defaults: %v", ErrInvalidConfig, err)
+		return nil, fielderr.New(ErrInvalidConfig, "Layers.Defaults", nil, "cannot read the struct", err)
 	}
 	return flatten(m), nil
 }
@@ -266,7 +268,7 @@ func parserFor(path, format string) (koanf.Parser, error) {
 	case "toml":
 		return toml.Parser(), nil
 	}
-	return nil, fmt.Errorf("%w: %s: unknown format %q (want yaml, json or toml)", ErrInvalidConfig, field, f)
+	return nil, fielderr.New(ErrInvalidConfig, field, f, "unknown format (want yaml, json or toml)", nil)
 }
 
 // flatten returns a flat copy of m, with nested maps turned into dotted

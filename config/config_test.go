@@ -101,7 +101,7 @@ func TestLayersOverrideInOrderAndDefaultsFillGaps(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "app.yaml")
 	writeFile(t, file, "db:\n  host: file-host\n  pool:\n    max: 2\n    min: 2\n")
-	mem := config.NewMemory(map[string]any{"db.pool.max": "3", "db.pool.min": 3})
+	mem := config.NewMemorySource(map[string]any{"db.pool.max": "3", "db.pool.min": 3})
 	env := func() []string {
 		return []string{"APP_DB_POOL_MAX=4", "OTHER_DB_POOL_MIN=99", "APP_LOG__LEVEL=debug"}
 	}
@@ -167,6 +167,10 @@ func TestLoadRejectsInvalidSettings(t *testing.T) {
 			if !strings.Contains(err.Error(), tc.field) {
 				t.Errorf("error %q does not name %s", err, tc.field)
 			}
+			var fe *config.FieldError
+			if tc.want == config.ErrInvalidConfig && (!errors.As(err, &fe) || fe.Field != tc.field) {
+				t.Errorf("error %q is not a FieldError for %s", err, tc.field)
+			}
 		})
 	}
 	// An optional file may be missing, and is picked up once written.
@@ -230,7 +234,7 @@ func TestFileReplacedByRenameIsReloadedAndMalformedFileRejected(t *testing.T) {
 }
 
 func TestOnChangeFiresOncePerRealChangeAndDeleteRestoresDefault(t *testing.T) {
-	mem := config.NewMemory(nil)
+	mem := config.NewMemorySource(nil)
 	cfg, err := config.Load(context.Background(), config.Layers{Sources: []config.Source{mem}})
 	if err != nil {
 		t.Fatal(err)
@@ -274,7 +278,7 @@ func TestOnChangeFiresOncePerRealChangeAndDeleteRestoresDefault(t *testing.T) {
 
 func TestInvalidValueIsRejectedReportedAndCounted(t *testing.T) {
 	metrics := vitamintest.NewMetrics(t)
-	mem := config.NewMemory(map[string]any{"db.pool.max": 5, "timeout": "1s"})
+	mem := config.NewMemorySource(map[string]any{"db.pool.max": 5, "timeout": "1s"})
 	reported := make(chan error, 10)
 	cfg, err := config.Load(context.Background(), config.Layers{Sources: []config.Source{mem}},
 		config.WithMeterProvider(metrics.Provider), config.WithErrorHandler(func(err error) { reported <- err }))
@@ -329,7 +333,7 @@ type pool struct {
 }
 
 func TestConcurrentReadersSeeOnlyWholeSnapshots(t *testing.T) {
-	mem := config.NewMemory(map[string]any{"pool.min": 0, "pool.max": 0, "pool.idle": "0s"})
+	mem := config.NewMemorySource(map[string]any{"pool.min": 0, "pool.max": 0, "pool.idle": "0s"})
 	cfg, err := config.Load(context.Background(), config.Layers{Sources: []config.Source{mem}})
 	if err != nil {
 		t.Fatal(err)
@@ -396,7 +400,7 @@ func TestConcurrentReadersSeeOnlyWholeSnapshots(t *testing.T) {
 }
 
 func TestWatchTwiceFails(t *testing.T) {
-	cfg, err := config.Load(context.Background(), config.Layers{Sources: []config.Source{config.NewMemory(nil)}})
+	cfg, err := config.Load(context.Background(), config.Layers{Sources: []config.Source{config.NewMemorySource(nil)}})
 	if err != nil {
 		t.Fatal(err)
 	}

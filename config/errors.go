@@ -3,12 +3,15 @@ package config
 import (
 	"errors"
 	"fmt"
+
+	"github.com/vitamin-go/vitamin/internal/fielderr"
 )
 
 var (
-	// ErrInvalidConfig is wrapped by the error Load returns when its
-	// settings are invalid; the message names the field.
-	ErrInvalidConfig = errors.New("config: invalid settings")
+	// ErrInvalidConfig is matched by the errors about bad settings given
+	// to Load or to a source's constructor (such as the Consul KV
+	// source's). The concrete error is a *FieldError naming the field.
+	ErrInvalidConfig = errors.New("config: invalid configuration")
 
 	// ErrRejected is matched by every *RejectedError: a change that failed
 	// parsing or validation and was not applied.
@@ -27,6 +30,14 @@ var (
 	// being watched.
 	ErrWatching = errors.New("config: already watching")
 )
+
+// FieldError names a bad setting: the field (such as "Layers.File" or
+// "Config.WaitTime"), the offending value, the reason and the cause. It
+// matches [ErrInvalidConfig] with errors.Is and unwraps to the cause. It is
+// the one field-error type of the module, so errors.As with the FieldError
+// of any Vitamin package finds it. It is not modified after it is
+// returned, so it is safe for concurrent use.
+type FieldError = fielderr.Error
 
 // RejectedError reports a change that was not applied: a value that did
 // not parse or failed a validator (Key is set), or a whole layer whose new

@@ -18,8 +18,8 @@ func ExampleInt() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	// A Memory source stands in for Consul KV here.
-	remote := config.NewMemory(map[string]any{"db.pool.max": "10"})
+	// A MemorySource stands in for Consul KV here.
+	remote := config.NewMemorySource(map[string]any{"db.pool.max": "10"})
 	rejected := make(chan struct{})
 	cfg, err := config.Load(ctx, config.Layers{
 		Defaults: map[string]any{"db.pool.max": 5},
@@ -67,7 +67,7 @@ func ExampleBind() {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	remote := config.NewMemory(nil)
+	remote := config.NewMemorySource(nil)
 	cfg, err := config.Load(ctx, config.Layers{
 		Defaults: map[string]any{"db": map[string]any{"pool": map[string]any{"min": 1, "max": 10, "max_idle": "30s"}}},
 		Sources:  []config.Source{remote},
@@ -107,7 +107,7 @@ func ExampleBind() {
 func ExampleInt_poolSize() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	remote := config.NewMemory(nil)
+	remote := config.NewMemorySource(nil)
 	cfg, err := config.Load(ctx, config.Layers{Sources: []config.Source{remote}})
 	if err != nil {
 		panic(err)

@@ -14,6 +14,8 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/knadh/koanf/v2"
+
+	"github.com/vitamin-go/vitamin/internal/fielderr"
 )
 
 // fileDebounce coalesces the bursts of events an editor's save makes.
@@ -40,7 +42,7 @@ func newFileSource(path, format string, optional bool, log *slog.Logger) (*fileS
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: Layers.File: %v", ErrInvalidConfig, err)
+		return nil, fielderr.New(ErrInvalidConfig, "Layers.File", path, "cannot make the path absolute", err)
 	}
 	return &fileSource{path: abs, parser: p, optional: optional, log: log}, nil
 }

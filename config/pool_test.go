@@ -15,7 +15,7 @@ import (
 func TestPoolSizeFollowsPropertyOnPostgres(t *testing.T) {
 	pg := vitamintest.StartPostgres(t)
 	db := pg.DB
-	remote := config.NewMemory(map[string]any{"db.pool.max": 2})
+	remote := config.NewMemorySource(map[string]any{"db.pool.max": 2})
 	cfg, err := config.Load(context.Background(), config.Layers{Sources: []config.Source{remote}})
 	if err != nil {
 		t.Fatal(err)

@@ -8,8 +8,8 @@ import (
 
 // Source is a live layer of configuration, such as Consul KV
 // (package [github.com/vitamin-go/vitamin/config/consul]) or a test's
-// [Memory]. Like koanf's Provider it has two methods: one reads the whole
-// layer, the other follows it.
+// [MemorySource]. Like koanf's Provider it has two methods: one reads the
+// whole layer, the other follows it.
 //
 // Keys in the maps a Source returns are config keys: nested maps, or flat
 // keys whose parts are separated by "." ("db.pool.max"), or both.
@@ -47,37 +47,37 @@ type Update struct {
 	Stale bool
 }
 
-// Memory is a Source held in memory: a test double for a remote source
-// (as grpc-go ships resolver/manual), or a layer that code changes at run
-// time. It is safe for concurrent use.
-type Memory struct {
+// MemorySource is a Source held in memory: a test double for a remote
+// source (as grpc-go ships resolver/manual), or a layer that code changes
+// at run time. It is safe for concurrent use.
+type MemorySource struct {
 	mu      sync.Mutex
 	data    map[string]any
 	version uint64
 	notify  chan struct{} // closed and replaced at each change
 }
 
-var _ Source = (*Memory)(nil)
+var _ Source = (*MemorySource)(nil)
 
-// NewMemory returns a Memory source holding a copy of data (nested maps or
-// flat keys; nil is empty).
-func NewMemory(data map[string]any) *Memory {
-	m := &Memory{data: flatten(data), notify: make(chan struct{})}
+// NewMemorySource returns a MemorySource holding a copy of data (nested
+// maps or flat keys; nil is empty).
+func NewMemorySource(data map[string]any) *MemorySource {
+	m := &MemorySource{data: flatten(data), notify: make(chan struct{})}
 	return m
 }
 
 // Set sets key to value.
-func (m *Memory) Set(key string, value any) {
+func (m *MemorySource) Set(key string, value any) {
 	m.change(func(d map[string]any) { d[key] = value })
 }
 
 // Delete removes key.
-func (m *Memory) Delete(key string) {
+func (m *MemorySource) Delete(key string) {
 	m.change(func(d map[string]any) { delete(d, key) })
 }
 
 // Replace replaces the whole layer with a copy of data.
-func (m *Memory) Replace(data map[string]any) {
+func (m *MemorySource) Replace(data map[string]any) {
 	flat := flatten(data)
 	m.change(func(d map[string]any) {
 		clear(d)
@@ -85,7 +85,7 @@ func (m *Memory) Replace(data map[string]any) {
 	})
 }
 
-func (m *Memory) change(f func(map[string]any)) {
+func (m *MemorySource) change(f func(map[string]any)) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	// Copy on write: maps handed out by Load and Watch are never changed.
@@ -97,21 +97,21 @@ func (m *Memory) change(f func(map[string]any)) {
 	m.notify = make(chan struct{})
 }
 
-func (m *Memory) current() (map[string]any, uint64, chan struct{}) {
+func (m *MemorySource) current() (map[string]any, uint64, chan struct{}) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.data, m.version, m.notify
 }
 
 // Load returns the current content.
-func (m *Memory) Load(context.Context) (map[string]any, error) {
+func (m *MemorySource) Load(context.Context) (map[string]any, error) {
 	d, _, _ := m.current()
 	return maps.Clone(d), nil
 }
 
 // Watch emits the current content and then every change, until ctx is
 // done. Changes made in quick succession may be emitted as one.
-func (m *Memory) Watch(ctx context.Context, emit func(Update)) error {
+func (m *MemorySource) Watch(ctx context.Context, emit func(Update)) error {
 	var seen uint64
 	first := true
 	for {

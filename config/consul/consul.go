@@ -2,10 +2,8 @@ package consul
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -16,51 +14,52 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/vitamin-go/vitamin/config"
+	"github.com/vitamin-go/vitamin/internal/backoff"
+	"github.com/vitamin-go/vitamin/internal/consulquery"
+	"github.com/vitamin-go/vitamin/internal/fielderr"
 )
-
-// ErrInvalidConfig is wrapped by the error New returns when its settings
-// are invalid; the message names the field.
-var ErrInvalidConfig = errors.New("consul config source: invalid settings")
 
 // Defaults of Config.
 const (
 	DefaultWaitTime    = 5 * time.Minute
-	DefaultMinBackoff  = 100 * time.Millisecond
+	DefaultBackoff     = 100 * time.Millisecond
 	DefaultMaxBackoff  = 10 * time.Second
 	DefaultLoadTimeout = 10 * time.Second
-	maxWaitTime        = 10 * time.Minute // Consul's own cap
 )
 
 // Config describes a Consul KV source. The zero value is not valid:
-// Prefix is required.
+// Prefix is required. It is plain data, safe to copy; all but Consul can
+// be written in a file (yaml and json keys in snake_case).
 type Config struct {
 	// Prefix is the KV prefix that holds the configuration, such as
 	// "config/orders/"; a "/" is added when it does not end with one. The
 	// key "config/orders/db/pool/max" is the config key "db.pool.max".
 	// Keys ending in "/" (folders) are ignored.
-	Prefix string
+	Prefix string `yaml:"prefix" json:"prefix"`
 
 	// Consul is the client's configuration: address, datacenter, ACL
 	// token, TLS. It is used for every request, the blocking queries
 	// included. Nil: api.DefaultConfig(), which reads CONSUL_HTTP_ADDR,
 	// CONSUL_HTTP_TOKEN, CONSUL_CACERT and the other CONSUL_ variables.
 	// Ignored when WithClient is given.
-	Consul *api.Config
+	Consul *api.Config `yaml:"-" json:"-"`
 
 	// WaitTime bounds one blocking query; Consul answers at the latest
 	// after it (plus a little jitter) even without a change. Default
 	// DefaultWaitTime (5m); at most 10m.
-	WaitTime time.Duration
+	WaitTime time.Duration `yaml:"wait_time" json:"wait_time"`
 
-	// MinBackoff and MaxBackoff bound the wait before retrying a failed
-	// query: it starts at MinBackoff and doubles up to MaxBackoff, with
-	// jitter. Defaults DefaultMinBackoff (100ms) and DefaultMaxBackoff
-	// (10s).
-	MinBackoff, MaxBackoff time.Duration
+	// Backoff is the wait before retrying a failed query; it doubles with
+	// each failure in a row up to MaxBackoff, with jitter (between half
+	// and all of it). Default DefaultBackoff (100ms).
+	Backoff time.Duration `yaml:"backoff" json:"backoff"`
+	// MaxBackoff caps the wait before retrying. Default DefaultMaxBackoff
+	// (10s), or Backoff if that is longer.
+	MaxBackoff time.Duration `yaml:"max_backoff" json:"max_backoff"`
 
 	// LoadTimeout bounds Load when its context has no deadline. Default
 	// DefaultLoadTimeout (10s).
-	LoadTimeout time.Duration
+	LoadTimeout time.Duration `yaml:"load_timeout" json:"load_timeout"`
 }
 
 // Option changes how New builds a Source, for settings only code can give.
@@ -89,18 +88,18 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 
 // Source is a live configuration layer over the Consul KV keys under a
 // prefix, for config.Layers.Sources. It follows them with blocking queries
-// on the prefix, resets its index when Consul's goes backwards or after an
-// error (a restarted agent), retries with backoff and jitter, and reports
-// itself stale while Consul cannot be reached; the configuration then
-// keeps the last good keys. A missing prefix is an empty layer.
+// on the prefix, starts over from index 0 when Consul's index goes
+// backwards or after an error (a restarted agent), retries with backoff
+// and jitter, and reports itself stale while Consul cannot be reached; the
+// configuration then keeps the last good keys. A missing prefix is an
+// empty layer.
 //
 // Source is safe for concurrent use, but Watch must not run twice at once.
 type Source struct {
 	kv     *api.KV
 	prefix string
 	wait   time.Duration
-	minB   time.Duration
-	maxB   time.Duration
+	back   backoff.Backoff
 	loadTO time.Duration
 	log    *slog.Logger
 	errs   metric.Int64Counter
@@ -112,8 +111,9 @@ type Source struct {
 
 var _ config.Source = (*Source)(nil)
 
-// New returns a Source for cfg. Invalid settings fail with an error
-// wrapping ErrInvalidConfig that names the field.
+// New returns a Source for cfg. Invalid settings fail with a
+// [*config.FieldError] matching [config.ErrInvalidConfig] that names the
+// field.
 func New(cfg Config, opts ...Option) (*Source, error) {
 	var o options
 	for _, opt := range opts {
@@ -121,28 +121,29 @@ func New(cfg Config, opts ...Option) (*Source, error) {
 	}
 	prefix := strings.TrimPrefix(cfg.Prefix, "/")
 	if prefix == "" {
-		return nil, fmt.Errorf("%w: Config.Prefix is empty", ErrInvalidConfig)
+		return nil, fielderr.Errorf(config.ErrInvalidConfig, "Config.Prefix", "empty")
 	}
 	if !strings.HasSuffix(prefix, "/") {
 		prefix += "/"
 	}
+	initial := orDefault(cfg.Backoff, DefaultBackoff)
 	s := &Source{
 		prefix: prefix,
 		wait:   orDefault(cfg.WaitTime, DefaultWaitTime),
-		minB:   orDefault(cfg.MinBackoff, DefaultMinBackoff),
-		maxB:   orDefault(cfg.MaxBackoff, DefaultMaxBackoff),
+		back:   backoff.Backoff{Initial: initial, Max: orDefault(cfg.MaxBackoff, max(DefaultMaxBackoff, initial))},
 		loadTO: orDefault(cfg.LoadTimeout, DefaultLoadTimeout),
 		log:    o.logger,
 	}
 	switch {
-	case cfg.WaitTime < 0 || cfg.WaitTime > maxWaitTime:
-		return nil, fmt.Errorf("%w: Config.WaitTime %v is outside (0, 10m]", ErrInvalidConfig, cfg.WaitTime)
-	case cfg.MinBackoff < 0:
-		return nil, fmt.Errorf("%w: Config.MinBackoff %v is negative", ErrInvalidConfig, cfg.MinBackoff)
-	case s.maxB < s.minB:
-		return nil, fmt.Errorf("%w: Config.MaxBackoff %v is below MinBackoff %v", ErrInvalidConfig, s.maxB, s.minB)
+	case cfg.WaitTime < 0 || cfg.WaitTime > consulquery.MaxWaitTime:
+		return nil, fielderr.New(config.ErrInvalidConfig, "Config.WaitTime", cfg.WaitTime, "not in (0, 10m]", nil)
+	case cfg.Backoff < 0:
+		return nil, fielderr.New(config.ErrInvalidConfig, "Config.Backoff", cfg.Backoff, "negative", nil)
+	case s.back.Max < s.back.Initial:
+		return nil, fielderr.New(config.ErrInvalidConfig, "Config.MaxBackoff", cfg.MaxBackoff,
+			fmt.Sprintf("less than Backoff %v", s.back.Initial), nil)
 	case cfg.LoadTimeout < 0:
-		return nil, fmt.Errorf("%w: Config.LoadTimeout %v is negative", ErrInvalidConfig, cfg.LoadTimeout)
+		return nil, fielderr.New(config.ErrInvalidConfig, "Config.LoadTimeout", cfg.LoadTimeout, "negative", nil)
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -155,7 +156,7 @@ func New(cfg Config, opts ...Option) (*Source, error) {
 		}
 		var err error
 		if client, err = api.NewClient(ac); err != nil {
-			return nil, fmt.Errorf("%w: Config.Consul: %v", ErrInvalidConfig, err)
+			return nil, fielderr.New(config.ErrInvalidConfig, "Config.Consul", nil, "cannot make a client", err)
 		}
 	}
 	s.kv = client.KV()
@@ -197,20 +198,19 @@ func (s *Source) Load(ctx context.Context) (map[string]any, error) {
 		ctx, cancel = context.WithTimeout(ctx, s.loadTO)
 		defer cancel()
 	}
-	data, idx, err := s.list(ctx, 0)
+	data, meta, err := s.list(ctx, (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
 		return nil, err
 	}
-	s.index.Store(idx)
+	s.index.Store(meta.LastIndex)
 	return data, nil
 }
 
-// list runs one query, blocking when index > 0.
-func (s *Source) list(ctx context.Context, index uint64) (map[string]any, uint64, error) {
-	q := (&api.QueryOptions{WaitIndex: index, WaitTime: s.wait}).WithContext(ctx)
+// list runs one query on the prefix with q, which carries ctx.
+func (s *Source) list(_ context.Context, q *api.QueryOptions) (map[string]any, *api.QueryMeta, error) {
 	pairs, meta, err := s.kv.List(s.prefix, q)
 	if err != nil {
-		return nil, 0, fmt.Errorf("consul: list %q: %w", s.prefix, err)
+		return nil, nil, fmt.Errorf("consul: list %q: %w", s.prefix, err)
 	}
 	data := make(map[string]any, len(pairs))
 	for _, p := range pairs {
@@ -220,50 +220,36 @@ func (s *Source) list(ctx context.Context, index uint64) (map[string]any, uint64
 		}
 		data[strings.ReplaceAll(k, "/", config.Delim)] = string(p.Value)
 	}
-	return data, meta.LastIndex, nil
+	return data, meta, nil
 }
 
 // Watch follows the keys under the prefix with blocking queries until ctx
 // is done, emitting the whole layer after each change. See Source.
 func (s *Source) Watch(ctx context.Context, emit func(config.Update)) error {
-	index := s.index.Load()
-	backoff := s.minB
+	loop := consulquery.New(consulquery.Config{
+		WaitTime:   s.wait,
+		Backoff:    s.back,
+		StartIndex: s.index.Load(),
+		What:       "the configuration's KV prefix",
+		Logger:     s.log.With("prefix", s.prefix),
+	}, s.list)
 	for {
-		data, next, err := s.list(ctx, index)
-		if ctx.Err() != nil {
+		r, ok := loop.Next(ctx)
+		if !ok {
 			return nil
 		}
-		if err != nil {
+		s.index.Store(loop.Index())
+		if r.Err != nil {
 			s.errs.Add(ctx, 1, s.attrs)
-			if !s.stale.Swap(true) {
-				s.log.Warn("consul config source unreachable; keeping the last good keys", "prefix", s.prefix, "err", err)
-				emit(config.Update{Stale: true, Err: err})
-			}
-			// Whatever comes back may have lost or changed its state (a
-			// restarted agent starts its index again): read afresh.
-			index = 0
-			wait := backoff/2 + rand.N(backoff/2+1)
-			backoff = min(2*backoff, s.maxB)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(wait):
+			s.stale.Store(true)
+			if r.Failures == 1 {
+				emit(config.Update{Stale: true, Err: r.Err})
 			}
 			continue
 		}
-		backoff = s.minB
-		recovered := s.stale.Swap(false)
-		if recovered {
-			s.log.Info("consul config source back", "prefix", s.prefix)
+		s.stale.Store(false)
+		if r.Changed || r.Recovered {
+			emit(config.Update{Data: r.Answer})
 		}
-		// When the index went backwards (next < index), the answer is
-		// still the current state: take it, and block on its index.
-		if next == index && !recovered {
-			continue // the wait ran out without a change
-		}
-		emit(config.Update{Data: data})
-		// An index of 0 would make the next query return at once.
-		index = max(next, 1)
-		s.index.Store(index)
 	}
 }

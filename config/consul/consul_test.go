@@ -30,7 +30,7 @@ func source(t testing.TB, c *vitamintest.Consul, cfg consul.Config) *consul.Sour
 		cfg.Consul = &api.Config{Address: c.Addr}
 	}
 	if cfg.MaxBackoff == 0 {
-		cfg.MinBackoff, cfg.MaxBackoff = 20*time.Millisecond, 200*time.Millisecond
+		cfg.Backoff, cfg.MaxBackoff = 20*time.Millisecond, 200*time.Millisecond
 	}
 	s, err := consul.New(cfg)
 	if err != nil {
@@ -87,13 +87,20 @@ func TestNewRejectsInvalidSettings(t *testing.T) {
 	}{
 		{consul.Config{}, "Config.Prefix"},
 		{consul.Config{Prefix: "a", WaitTime: time.Hour}, "Config.WaitTime"},
-		{consul.Config{Prefix: "a", MinBackoff: -1}, "Config.MinBackoff"},
-		{consul.Config{Prefix: "a", MinBackoff: time.Second, MaxBackoff: time.Millisecond}, "Config.MaxBackoff"},
+		{consul.Config{Prefix: "a", Backoff: -1}, "Config.Backoff"},
+		{consul.Config{Prefix: "a", Backoff: time.Second, MaxBackoff: time.Millisecond}, "Config.MaxBackoff"},
+		{consul.Config{Prefix: "a", LoadTimeout: -1}, "Config.LoadTimeout"},
+		{consul.Config{Prefix: "a", Consul: &api.Config{Address: "gopher://127.0.0.1:8500"}}, "Config.Consul"},
 	} {
 		_, err := consul.New(tc.cfg)
-		if !errors.Is(err, consul.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.field) {
+		var fe *config.FieldError
+		if !errors.Is(err, config.ErrInvalidConfig) || !errors.As(err, &fe) || fe.Field != tc.field ||
+			!strings.Contains(err.Error(), tc.field) {
 			t.Errorf("New(%+v) = %v, want ErrInvalidConfig naming %s", tc.cfg, err, tc.field)
 		}
+	}
+	if _, err := consul.New(consul.Config{Prefix: "a", Backoff: time.Minute}); err != nil {
+		t.Errorf("Backoff above the default MaxBackoff: %v; want MaxBackoff to follow it", err)
 	}
 }
 
