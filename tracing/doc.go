@@ -12,6 +12,11 @@
 // is a no-op that costs almost nothing, and an incoming trace context is
 // still passed on.
 //
+// Invalid settings fail New and Setup with a *FieldError that names the
+// Config field or the environment variable, behind ErrInvalidConfig:
+//
+//	tracing: invalid configuration: SampleRatio = 2: must be between 0 and 1
+//
 // # Environment
 //
 // A Config field that is set wins; an empty one falls back to the standard
@@ -34,7 +39,9 @@
 // The adapters live in subpackages, so that this one stays light:
 // tracinggrpc (stats handlers for clients and servers), tracinghttp
 // (handler and transport) and tracingnats (a header carrier and producer
-// and consumer spans). Health checks are left out of traces.
+// and consumer spans). Health checks are left out of traces. Each takes
+// its providers through the same Telemetry interface, which *Telemetry
+// satisfies, so a library built on them needs the OpenTelemetry API only.
 //
 // # Logs
 //
