@@ -15,7 +15,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.opentelemetry.io/otel/attribute"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
@@ -120,17 +119,16 @@ func (c *ConsumerConfig) setDefaults() error {
 // it once; it is safe for concurrent use (Stop may be called from any
 // goroutine).
 type Consumer struct {
-	js        jetstream.JetStream
-	cons      jetstream.Consumer
-	cfg       ConsumerConfig
-	o         consumerOptions
-	handler   Handler
-	store     Store
-	backoff   backoff.Backoff
-	metrics   *consumerMetrics
-	tracer    *tracingnats.Tracer  // nil: WithoutTracing
-	spanAttrs []attribute.KeyValue // built once: the durable consumer
-	epoch     time.Time            // handler start times are offsets from it
+	js      jetstream.JetStream
+	cons    jetstream.Consumer
+	cfg     ConsumerConfig
+	o       consumerOptions
+	handler Handler
+	store   Store
+	backoff backoff.Backoff
+	metrics *consumerMetrics
+	spans   *tracingnats.ProcessSpans // nil: WithoutTracing
+	epoch   time.Time                 // handler start times are offsets from it
 
 	running  atomic.Bool
 	stopOnce sync.Once
@@ -162,10 +160,11 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig
 	}
 	c := &Consumer{js: js, cfg: cfg, o: o, handler: handler,
 		stop: make(chan struct{}), stopped: make(chan struct{}),
-		backoff:   backoff.Backoff{Initial: cfg.Backoff, Max: cfg.MaxBackoff},
-		tracer:    tr,
-		spanAttrs: []attribute.KeyValue{semconv.MessagingConsumerGroupName(cfg.Durable)},
-		epoch:     time.Now()}
+		backoff: backoff.Backoff{Initial: cfg.Backoff, Max: cfg.MaxBackoff},
+		epoch:   time.Now()}
+	if tr != nil {
+		c.spans = tr.ProcessSpans(semconv.MessagingConsumerGroupName(cfg.Durable))
+	}
 	if !cfg.DisableIdempotency {
 		c.store = o.store
 		if c.store == nil {
@@ -350,9 +349,9 @@ func (c *Consumer) handle(ctx context.Context, jm jetstream.Msg, slot *atomic.Po
 	m.Key = c.key(m)
 
 	var herr error // the handler's, recorded on the span
-	if c.tracer != nil {
+	if c.spans != nil {
 		var span trace.Span
-		ctx, span = c.tracer.StartProcess(ctx, m.Subject, m.Header, len(m.Data), c.spanAttrs...)
+		ctx, span = c.spans.Start(ctx, m.Subject, m.Header, len(m.Data))
 		defer func() { tracingnats.End(span, herr) }()
 	}
 

@@ -3,6 +3,9 @@ package tracingnats
 import (
 	"context"
 	"fmt"
+	"maps"
+	"sync"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel"
@@ -103,18 +106,8 @@ func (t *Tracer) StartPublish(ctx context.Context, msg *nats.Msg, attrs ...attri
 	if msg.Header == nil {
 		msg.Header = nats.Header{}
 	}
-	all := make([]attribute.KeyValue, 0, 6+len(attrs))
-	all = append(all,
-		semconv.MessagingSystemKey.String(System),
-		semconv.MessagingOperationName(OperationPublish),
-		semconv.MessagingOperationTypeSend,
-		semconv.MessagingDestinationName(msg.Subject),
-		semconv.MessagingMessageBodySize(len(msg.Data)),
-	)
-	if id := HeaderCarrier(msg.Header).Get(nats.MsgIdHdr); id != "" {
-		all = append(all, semconv.MessagingMessageID(id))
-	}
-	all = append(all, attrs...)
+	all := spanAttrs(OperationPublish, semconv.MessagingOperationTypeSend, msg.Subject, 2+len(attrs))
+	all = append(appendMessage(all, msg.Header, len(msg.Data)), attrs...)
 	ctx, span := t.tracer.Start(ctx, OperationPublish+" "+msg.Subject,
 		trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(all...))
@@ -122,35 +115,113 @@ func (t *Tracer) StartPublish(ctx context.Context, msg *nats.Msg, attrs ...attri
 	return ctx, span
 }
 
+// spanAttrs returns the attributes the semantic conventions ask for at
+// span creation, with room for extra more.
+func spanAttrs(operation string, opType attribute.KeyValue, subject string, extra int) []attribute.KeyValue {
+	return append(make([]attribute.KeyValue, 0, 4+extra),
+		semconv.MessagingSystemKey.String(System),
+		semconv.MessagingOperationName(operation),
+		opType,
+		semconv.MessagingDestinationName(subject),
+	)
+}
+
+// appendMessage appends the attributes of one message: its body size and,
+// when the Nats-Msg-Id header is set, its ID.
+func appendMessage(attrs []attribute.KeyValue, h nats.Header, bodySize int) []attribute.KeyValue {
+	attrs = append(attrs, semconv.MessagingMessageBodySize(bodySize))
+	if id := HeaderCarrier(h).Get(nats.MsgIdHdr); id != "" {
+		attrs = append(attrs, semconv.MessagingMessageID(id))
+	}
+	return attrs
+}
+
 // StartProcess reads the trace context and baggage from the headers of a
 // received message and starts a consumer span named "process <subject>"
 // as its child, so the handler's work joins the producer's trace. When the
 // message carries no trace context, the span is a child of the span in ctx
 // (or a new root). Run the handler with the returned context, then end
-// the span with End. bodySize is the payload length in bytes.
+// the span with End. bodySize is the payload length in bytes. The span has
+// messaging.system, messaging.operation.name and .type,
+// messaging.destination.name, messaging.message.body.size and, when the
+// Nats-Msg-Id header is set, messaging.message.id, then attrs.
 //
 // It takes the subject and headers rather than a *nats.Msg so that
 // JetStream messages (jetstream.Msg) fit too. Add
-// semconv.MessagingConsumerGroupName (queue group) or
-// semconv.MessagingDestinationSubscriptionName (durable consumer) through
-// attrs.
+// semconv.MessagingConsumerGroupName (queue group or durable consumer)
+// through attrs. For many messages of one subscription, ProcessSpans
+// starts the same spans for less.
 func (t *Tracer) StartProcess(ctx context.Context, subject string, h nats.Header, bodySize int, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
 	ctx = Extract(ctx, t.prop, h)
-	all := make([]attribute.KeyValue, 0, 6+len(attrs))
-	all = append(all,
-		semconv.MessagingSystemKey.String(System),
-		semconv.MessagingOperationName(OperationProcess),
-		semconv.MessagingOperationTypeProcess,
-		semconv.MessagingDestinationName(subject),
-		semconv.MessagingMessageBodySize(bodySize),
-	)
-	if id := HeaderCarrier(h).Get(nats.MsgIdHdr); id != "" {
-		all = append(all, semconv.MessagingMessageID(id))
-	}
-	all = append(all, attrs...)
+	all := spanAttrs(OperationProcess, semconv.MessagingOperationTypeProcess, subject, 2+len(attrs))
+	all = append(appendMessage(all, h, bodySize), attrs...)
 	return t.tracer.Start(ctx, OperationProcess+" "+subject,
 		trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(all...))
+}
+
+// ProcessSpans starts the consumer spans of one subscription, such as a
+// JetStream durable consumer, whose own attributes are the same for every
+// message. It builds the span name and start options of each subject once
+// (for up to 256 subjects), so that a span costs what the tracer's Start
+// costs: nothing is allocated for a span that is not recorded. It is safe
+// for concurrent use.
+type ProcessSpans struct {
+	t     *Tracer
+	attrs []attribute.KeyValue
+	mu    sync.Mutex                         // serialises additions to subjects
+	known atomic.Pointer[map[string]process] // copied on write: read without a lock
+}
+
+type process struct {
+	name string
+	opts []trace.SpanStartOption
+}
+
+// maxProcessSubjects bounds the subjects whose span options a
+// ProcessSpans keeps; spans on other subjects build theirs each time.
+const maxProcessSubjects = 256
+
+// ProcessSpans returns a ProcessSpans whose spans carry attrs, such as
+// semconv.MessagingConsumerGroupName of the durable consumer.
+func (t *Tracer) ProcessSpans(attrs ...attribute.KeyValue) *ProcessSpans {
+	p := &ProcessSpans{t: t, attrs: attrs}
+	p.known.Store(&map[string]process{})
+	return p
+}
+
+// Start is StartProcess with the attributes given to ProcessSpans, except
+// that messaging.message.body.size and messaging.message.id are added
+// after the span starts, and only if it is recorded: a sampler sees the
+// attributes the semantic conventions ask for at creation (system,
+// operation, destination and the subscription's own).
+func (p *ProcessSpans) Start(ctx context.Context, subject string, h nats.Header, bodySize int) (context.Context, trace.Span) {
+	ctx = Extract(ctx, p.t.prop, h)
+	proc := p.process(subject)
+	ctx, span := p.t.tracer.Start(ctx, proc.name, proc.opts...)
+	if span.IsRecording() {
+		var buf [2]attribute.KeyValue
+		span.SetAttributes(appendMessage(buf[:0], h, bodySize)...)
+	}
+	return ctx, span
+}
+
+func (p *ProcessSpans) process(subject string) process {
+	if proc, ok := (*p.known.Load())[subject]; ok {
+		return proc
+	}
+	all := append(spanAttrs(OperationProcess, semconv.MessagingOperationTypeProcess, subject, len(p.attrs)), p.attrs...)
+	proc := process{name: OperationProcess + " " + subject, opts: []trace.SpanStartOption{
+		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(all...)}}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	old := *p.known.Load()
+	if len(old) < maxProcessSubjects {
+		known := maps.Clone(old)
+		known[subject] = proc
+		p.known.Store(&known)
+	}
+	return proc
 }
 
 // Publish publishes msg on nc inside a producer span (see StartPublish)

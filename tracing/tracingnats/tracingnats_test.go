@@ -3,15 +3,18 @@ package tracingnats_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/contrib/propagators/b3"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/goleak"
 
@@ -171,5 +174,53 @@ func TestHeaderCarrierSetReplacesOtherCases(t *testing.T) {
 	}
 	if len(c.Keys()) != 2 {
 		t.Errorf("Keys() = %v", c.Keys())
+	}
+}
+
+// TestProcessSpansMatchStartProcess: ProcessSpans starts the same spans as
+// StartProcess (name, kind, parent, attributes), also on more subjects than
+// it keeps options for.
+func TestProcessSpansMatchStartProcess(t *testing.T) {
+	tr, rec := newTracer(t, w3c)
+	group := semconv.MessagingConsumerGroupName("billing")
+	ps := tr.ProcessSpans(group)
+	ctx := context.Background()
+	attrs := func(s sdktrace.ReadOnlySpan) map[string]string {
+		m := map[string]string{}
+		for _, kv := range s.Attributes() {
+			m[string(kv.Key)] = kv.Value.Emit()
+		}
+		return m
+	}
+	for i := range 300 {
+		subj := fmt.Sprintf("orders.%d", i)
+		msg := nats.NewMsg(subj)
+		msg.Data = []byte(`{"id":7}`)
+		if i%2 == 0 {
+			msg.Header.Set(nats.MsgIdHdr, fmt.Sprint("order-", i))
+		}
+		_, pub := tr.StartPublish(ctx, msg)
+		tracingnats.End(pub, nil)
+		_, a := tr.StartProcess(ctx, subj, msg.Header, len(msg.Data), group)
+		tracingnats.End(a, nil)
+		_, b := ps.Start(ctx, subj, msg.Header, len(msg.Data))
+		tracingnats.End(b, errors.New("refused"))
+
+		ended := rec.Ended()
+		want, got := ended[len(ended)-2], ended[len(ended)-1]
+		if got.Name() != "process "+subj || got.Name() != want.Name() || got.SpanKind() != trace.SpanKindConsumer {
+			t.Fatalf("ProcessSpans span %q of kind %v, want %q as StartProcess", got.Name(), got.SpanKind(), want.Name())
+		}
+		if got.Parent().SpanID() != pub.SpanContext().SpanID() {
+			t.Fatalf("%s: ProcessSpans span is not the child of the producer span", subj)
+		}
+		wantAttrs, gotAttrs := attrs(want), attrs(got)
+		delete(gotAttrs, "error.type")
+		if diff := cmp.Diff(wantAttrs, gotAttrs); diff != "" {
+			t.Fatalf("%s: attributes (-StartProcess +ProcessSpans):\n%s", subj, diff)
+		}
+		if got.Status().Code != codes.Error {
+			t.Fatalf("%s: the error given to End is not recorded", subj)
+		}
 	}
 }
