@@ -510,7 +510,7 @@ func TestAttemptKeepsItsOwnCause(t *testing.T) {
 					attemptCtx = ctx
 					child, stop = context.WithCancel(ctx) // ended with the attempt
 					if expire {
-						<-ctx.Done()
+						<-child.Done() // the deadline reaches the derived context
 						return ctx.Err()
 					}
 					return nil
