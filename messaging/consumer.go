@@ -55,7 +55,8 @@ type ConsumerConfig struct {
 	// (a dependency was down) do not all come back at the same moment.
 	// Default 1s.
 	Backoff time.Duration `yaml:"backoff,omitempty" json:"backoff,omitempty"`
-	// MaxBackoff caps the redelivery delay. Default 1m.
+	// MaxBackoff caps the redelivery delay; it must not be below Backoff.
+	// Default 1m, or Backoff if that is larger.
 	MaxBackoff time.Duration `yaml:"max_backoff,omitempty" json:"max_backoff,omitempty"`
 	// InProgressInterval is how often a running handler's message is
 	// signalled as in progress (and its idempotency lease extended). Below
@@ -88,11 +89,12 @@ func (c *ConsumerConfig) setDefaults() error {
 		notNegative("ConsumerConfig.MaxDeliver", c.MaxDeliver),
 		notNegative("ConsumerConfig.MaxAckPending", c.MaxAckPending),
 		notNegative("ConsumerConfig.BatchSize", c.BatchSize),
-		notNegative("ConsumerConfig.Backoff", c.Backoff),
-		notNegative("ConsumerConfig.MaxBackoff", c.MaxBackoff),
 		notNegative("ConsumerConfig.InProgressInterval", c.InProgressInterval),
 		notNegative("ConsumerConfig.IdempotencyLease", c.IdempotencyLease),
 	); err != nil {
+		return err
+	}
+	if err := setBackoff("ConsumerConfig", &c.Backoff, &c.MaxBackoff, time.Second, time.Minute); err != nil {
 		return err
 	}
 	c.Workers = cmp.Or(c.Workers, 8)
@@ -100,11 +102,6 @@ func (c *ConsumerConfig) setDefaults() error {
 	c.MaxDeliver = cmp.Or(c.MaxDeliver, 5)
 	c.MaxAckPending = cmp.Or(c.MaxAckPending, 1000)
 	c.BatchSize = cmp.Or(c.BatchSize, max(4*c.Workers, 64))
-	c.Backoff = cmp.Or(c.Backoff, time.Second)
-	c.MaxBackoff = cmp.Or(c.MaxBackoff, time.Minute)
-	if c.MaxBackoff < c.Backoff {
-		return invalid("ConsumerConfig.MaxBackoff", c.MaxBackoff, fmt.Sprintf("must not be below Backoff (%v)", c.Backoff))
-	}
 	c.InProgressInterval = cmp.Or(c.InProgressInterval, c.AckWait/3)
 	if c.InProgressInterval >= c.AckWait {
 		return invalid("ConsumerConfig.InProgressInterval", c.InProgressInterval, fmt.Sprintf("must be below AckWait (%v)", c.AckWait))

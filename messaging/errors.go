@@ -48,14 +48,6 @@ func invalid(field string, value any, reason string) error {
 	return fielderr.New(ErrInvalidConfig, field, value, reason, nil)
 }
 
-// notNegative returns a *FieldError if v is below zero.
-func notNegative[T int | time.Duration](field string, v T) error {
-	if v < 0 {
-		return invalid(field, v, "must not be negative")
-	}
-	return nil
-}
-
 // DecodeError is returned by Message.Decode when the payload cannot be
 // decoded. Its Is reports true for ErrUndecodable and
 // resilience.ErrPermanent: no retry can fix it.

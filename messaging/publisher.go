@@ -34,7 +34,8 @@ type PublisherConfig struct {
 	// half and all of it, so publishers that failed together do not retry
 	// in step. Default 50ms.
 	Backoff time.Duration `yaml:"backoff,omitempty" json:"backoff,omitempty"`
-	// MaxBackoff caps the wait between attempts. Default 2s.
+	// MaxBackoff caps the wait between attempts; it must not be below
+	// Backoff. Default 2s, or Backoff if that is larger.
 	MaxBackoff time.Duration `yaml:"max_backoff,omitempty" json:"max_backoff,omitempty"`
 	// MaxPending bounds asynchronous publishes awaiting their
 	// acknowledgement; PublishAsync blocks while it is reached. Default 256.
@@ -45,20 +46,16 @@ func (c *PublisherConfig) setDefaults() error {
 	if err := cmp.Or(
 		notNegative("PublisherConfig.Timeout", c.Timeout),
 		notNegative("PublisherConfig.MaxAttempts", c.MaxAttempts),
-		notNegative("PublisherConfig.Backoff", c.Backoff),
-		notNegative("PublisherConfig.MaxBackoff", c.MaxBackoff),
 		notNegative("PublisherConfig.MaxPending", c.MaxPending),
 	); err != nil {
 		return err
 	}
+	if err := setBackoff("PublisherConfig", &c.Backoff, &c.MaxBackoff, 50*time.Millisecond, 2*time.Second); err != nil {
+		return err
+	}
 	c.Timeout = cmp.Or(c.Timeout, 5*time.Second)
 	c.MaxAttempts = cmp.Or(c.MaxAttempts, 5)
-	c.Backoff = cmp.Or(c.Backoff, 50*time.Millisecond)
-	c.MaxBackoff = cmp.Or(c.MaxBackoff, 2*time.Second)
 	c.MaxPending = cmp.Or(c.MaxPending, 256)
-	if c.MaxBackoff < c.Backoff {
-		return invalid("PublisherConfig.MaxBackoff", c.MaxBackoff, fmt.Sprintf("must not be below Backoff (%v)", c.Backoff))
-	}
 	return nil
 }
 

@@ -18,11 +18,15 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/goleak"
 
+	"github.com/vitamin-go/vitamin/tracing"
 	"github.com/vitamin-go/vitamin/tracing/tracingnats"
 	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// *tracing.Telemetry is what users give WithTelemetry.
+var _ tracingnats.Telemetry = (*tracing.Telemetry)(nil)
 
 func newTracer(t *testing.T, p propagation.TextMapPropagator) (*tracingnats.Tracer, *tracetest.SpanRecorder) {
 	rec := tracetest.NewSpanRecorder()
