@@ -151,7 +151,8 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	o, tr, err := buildConsumerOptions(opts)
+	var o consumerOptions
+	tr, err := build(&o, &o.options, opts, ConsumerOption.applyConsumer)
 	if err != nil {
 		return nil, err
 	}

@@ -63,8 +63,6 @@ type consumerOption func(*consumerOptions)
 
 func (f consumerOption) applyConsumer(o *consumerOptions) { f(o) }
 
-func defaultOptions() options { return options{codec: DefaultCodec{}} }
-
 // finish fills in the defaults that depend on the OpenTelemetry globals,
 // checks what an option may have got wrong and builds the tracer; tr is
 // nil with WithoutTracing.
@@ -81,26 +79,17 @@ func (o *options) finish() (tr *tracingnats.Tracer, err error) {
 	return tracingnats.New(o.tracing...), nil
 }
 
-func buildPublisherOptions(opts []PublisherOption) (publisherOptions, *tracingnats.Tracer, error) {
-	o := publisherOptions{options: defaultOptions()}
+// build sets o to the defaults, applies opts with apply (skipping nil
+// ones) and finishes shared, the part of o both kinds of options set.
+func build[O any, Opt comparable](o *O, shared *options, opts []Opt, apply func(Opt, *O)) (*tracingnats.Tracer, error) {
+	*shared = options{codec: DefaultCodec{}}
+	var none Opt
 	for _, opt := range opts {
-		if opt != nil {
-			opt.applyPublisher(&o)
+		if opt != none {
+			apply(opt, o)
 		}
 	}
-	tr, err := o.finish()
-	return o, tr, err
-}
-
-func buildConsumerOptions(opts []ConsumerOption) (consumerOptions, *tracingnats.Tracer, error) {
-	o := consumerOptions{options: defaultOptions()}
-	for _, opt := range opts {
-		if opt != nil {
-			opt.applyConsumer(&o)
-		}
-	}
-	tr, err := o.finish()
-	return o, tr, err
+	return shared.finish()
 }
 
 // WithLogger logs through l; nil (the default) is silent.

@@ -93,7 +93,8 @@ func NewPublisher(js jetstream.JetStream, cfg PublisherConfig, opts ...Publisher
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	o, tr, err := buildPublisherOptions(opts)
+	var o publisherOptions
+	tr, err := build(&o, &o.options, opts, PublisherOption.applyPublisher)
 	if err != nil {
 		return nil, err
 	}
