@@ -1,6 +1,7 @@
 package client
 
 import (
+	"errors"
 	"log/slog"
 	"net/http"
 
@@ -163,8 +164,9 @@ func WithPolicies(r *resilience.Registry) Option {
 // the process and given by code to every client and publisher it builds.
 func WithCaller(name string) Option {
 	return option(func(o *options) {
-		if err := resilience.ValidateCaller(name); err != nil {
-			o.fail(fielderr.New(ErrInvalidConfig, "WithCaller", name, "not a valid caller name", err))
+		var fe *FieldError
+		if err := resilience.ValidateCaller(name); errors.As(err, &fe) {
+			o.fail(fielderr.New(ErrInvalidConfig, "WithCaller", name, fe.Reason, nil))
 		}
 		o.caller = name
 	})
