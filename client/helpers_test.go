@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -27,7 +28,12 @@ import (
 	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if kind := os.Getenv(childEnv); kind != "" {
+		os.Exit(serveChild(kind)) // a backend process of procBackend
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // backend is a real server on 127.0.0.1 that counts the calls it serves
 // and can be slowed down or made to fail.
