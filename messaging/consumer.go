@@ -332,8 +332,8 @@ func (c *Consumer) handle(ctx context.Context, jm jetstream.Msg, slot *atomic.Po
 	m := &Message{Subject: jm.Subject(), Header: h, Data: jm.Data(), msg: jm, codec: c.o.codec,
 		Stream: c.cfg.Stream}
 	if h != nil {
-		m.ID = h.Get(HeaderMsgID)
-		m.Caller = h.Get(HeaderCaller)
+		m.ID = headerGet(h, HeaderMsgID)
+		m.Caller = headerGet(h, HeaderCaller)
 	} else {
 		m.Header = nats.Header{}
 	}
@@ -461,18 +461,19 @@ func (c *Consumer) deadLetter(ctx context.Context, m *Message, reason string, ca
 	for k, v := range m.Header {
 		dl.Header[k] = append([]string(nil), v...)
 	}
-	// One dead letter per stream message, even if this runs twice.
-	dl.Header.Set(HeaderMsgID, "dl:"+m.Stream+":"+strconv.FormatUint(m.Sequence, 10))
+	// One dead letter per stream message, even if this runs twice. Each
+	// header replaces the original's in any letter case.
+	headerSet(dl.Header, HeaderMsgID, "dl:"+m.Stream+":"+strconv.FormatUint(m.Sequence, 10))
 	if m.ID != "" {
-		dl.Header.Set(HeaderOriginMsgID, m.ID)
+		headerSet(dl.Header, HeaderOriginMsgID, m.ID)
 	}
-	dl.Header.Set(HeaderDeadLetterReason, reason)
-	dl.Header.Set(HeaderDeadLetterError, cause.Error())
-	dl.Header.Set(HeaderOriginSubject, m.Subject)
-	dl.Header.Set(HeaderOriginStream, m.Stream)
-	dl.Header.Set(HeaderOriginSequence, strconv.FormatUint(m.Sequence, 10))
-	dl.Header.Set(HeaderOriginConsumer, c.cfg.Durable)
-	dl.Header.Set(HeaderDeliveries, strconv.FormatUint(m.NumDelivered, 10))
+	headerSet(dl.Header, HeaderDeadLetterReason, reason)
+	headerSet(dl.Header, HeaderDeadLetterError, cause.Error())
+	headerSet(dl.Header, HeaderOriginSubject, m.Subject)
+	headerSet(dl.Header, HeaderOriginStream, m.Stream)
+	headerSet(dl.Header, HeaderOriginSequence, strconv.FormatUint(m.Sequence, 10))
+	headerSet(dl.Header, HeaderOriginConsumer, c.cfg.Durable)
+	headerSet(dl.Header, HeaderDeliveries, strconv.FormatUint(m.NumDelivered, 10))
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	_, err := c.js.PublishMsg(pctx, dl)
 	cancel()

@@ -19,6 +19,17 @@
 // jittered exponential backoff (PublisherConfig.Backoff, MaxBackoff) under
 // the same message ID, so a retry never stores a message twice.
 //
+// # Peers in other languages
+//
+// NATS header names are case-sensitive, but a consumer finds every header
+// it reads (Content-Type, Nats-Msg-Id, Vitamin-Caller, the trace headers)
+// in any letter case, and Message.HeaderValue does the same for yours.
+// DefaultCodec reads Content-Type as a media type, so
+// "application/json; charset=utf-8", "APPLICATION/JSON" and
+// "application/vnd.acme.order+json" are JSON. The broker itself
+// deduplicates only on Nats-Msg-Id spelled exactly so. The headers, their
+// values and the dead-letter headers are listed in docs/wire.md.
+//
 // # Settings
 //
 // What a person writes in a file is a Config struct with yaml and json

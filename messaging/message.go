@@ -21,15 +21,18 @@ type Handler func(ctx context.Context, m *Message) error
 type Message struct {
 	// Subject the message was published to.
 	Subject string
-	// Header holds the message's headers; do not modify it.
+	// Header holds the message's headers; do not modify it. Its names are
+	// as the publisher spelled them: use HeaderValue to find one in any
+	// letter case.
 	Header nats.Header
 	// Data is the encoded payload.
 	Data []byte
-	// ID is the Nats-Msg-Id header, if any.
+	// ID is the Nats-Msg-Id header (in any letter case), if any.
 	ID string
 	// Key is the idempotency key of this message.
 	Key string
-	// Caller is the publishing service (the Vitamin-Caller header).
+	// Caller is the publishing service (the Vitamin-Caller header, in any
+	// letter case).
 	Caller string
 	// Stream and Sequence locate the message in its stream.
 	Stream   string
@@ -46,12 +49,17 @@ type Message struct {
 	started time.Duration // when the handler started, from Consumer.epoch
 }
 
+// HeaderValue returns the first value of the header key, matched exactly
+// or, failing that, in any letter case ("content-type" finds
+// "Content-Type"), and "" when the message has no such header.
+func (m *Message) HeaderValue(key string) string { return headerGet(m.Header, key) }
+
 // Decode decodes the payload into v with the consumer's codec, choosing
-// the format by the Content-Type header. The error matches ErrUndecodable
-// (and resilience.ErrPermanent): return it from the handler to dead-letter
-// the message.
+// the format by the Content-Type header (read in any letter case). The
+// error matches ErrUndecodable (and resilience.ErrPermanent): return it
+// from the handler to dead-letter the message.
 func (m *Message) Decode(v any) error {
-	ct := m.Header.Get(HeaderContentType)
+	ct := m.HeaderValue(HeaderContentType)
 	if err := m.codec.Unmarshal(m.Data, ct, v); err != nil {
 		return &DecodeError{ContentType: ct, Err: err}
 	}

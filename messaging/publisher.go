@@ -125,12 +125,14 @@ type PublishOption func(*nats.Msg)
 // generated one. Publishing twice with one ID inside the stream's
 // duplicates window stores the message once.
 func WithMsgID(id string) PublishOption {
-	return func(m *nats.Msg) { m.Header.Set(HeaderMsgID, id) }
+	return func(m *nats.Msg) { headerSet(m.Header, HeaderMsgID, id) }
 }
 
-// WithHeader sets a header on the message.
+// WithHeader sets a header on the message, replacing its value in any
+// letter case (WithHeader("content-type", …) replaces the codec's
+// Content-Type).
 func WithHeader(key, value string) PublishOption {
-	return func(m *nats.Msg) { m.Header.Set(key, value) }
+	return func(m *nats.Msg) { headerSet(m.Header, key, value) }
 }
 
 // Publish encodes v, publishes it to subject and waits for the stream's
@@ -171,9 +173,12 @@ func (p *Publisher) message(subject string, v any, opts []PublishOption) (*nats.
 	for _, opt := range opts {
 		opt(msg)
 	}
-	if msg.Header.Get(HeaderMsgID) == "" {
-		msg.Header.Set(HeaderMsgID, nuid.Next())
+	// The broker deduplicates on Nats-Msg-Id spelled exactly so.
+	id := headerGet(msg.Header, HeaderMsgID)
+	if id == "" {
+		id = nuid.Next()
 	}
+	headerSet(msg.Header, HeaderMsgID, id)
 	return msg, nil
 }
 
@@ -197,13 +202,13 @@ func (p *Publisher) publish(ctx context.Context, msg *nats.Msg) (*jetstream.PubA
 		}
 	}
 	p.failed.Add(ctx, 1)
-	return nil, &PublishError{Subject: msg.Subject, MsgID: msg.Header.Get(HeaderMsgID), Err: last}
+	return nil, &PublishError{Subject: msg.Subject, MsgID: headerGet(msg.Header, HeaderMsgID), Err: last}
 }
 
 func (p *Publisher) logRetry(ctx context.Context, msg *nats.Msg, attempt int, err error) {
 	if p.o.logger != nil && p.o.logger.Enabled(ctx, slog.LevelDebug) {
 		p.o.logger.DebugContext(ctx, "messaging: publish failed, retrying", "subject", msg.Subject,
-			"msg_id", msg.Header.Get(HeaderMsgID), "attempt", attempt, "error", err)
+			"msg_id", headerGet(msg.Header, HeaderMsgID), "attempt", attempt, "error", err)
 	}
 }
 
@@ -313,10 +318,10 @@ func (p *Publisher) runAsync(msg *nats.Msg, f *PublishFuture, span trace.Span) {
 		backoff.Sleep(p.closing, p.backoff.Delay(attempt))
 	}
 	p.failed.Add(ctx, 1)
-	f.err = &PublishError{Subject: msg.Subject, MsgID: msg.Header.Get(HeaderMsgID), Err: f.err}
+	f.err = &PublishError{Subject: msg.Subject, MsgID: headerGet(msg.Header, HeaderMsgID), Err: f.err}
 	if p.o.logger != nil {
 		p.o.logger.Error("messaging: asynchronous publish failed", "subject", msg.Subject,
-			"msg_id", msg.Header.Get(HeaderMsgID), "error", f.err)
+			"msg_id", headerGet(msg.Header, HeaderMsgID), "error", f.err)
 	}
 }
 
