@@ -197,7 +197,7 @@ func (l *CallerLimiter) Acquire(ctx context.Context, caller string) (CallerPermi
 	}
 	if s.bulkhead != nil {
 		if !s.bulkhead.TryAcquirePermit() {
-			return CallerPermit{}, l.reject(ctx, caller, bulkhead.ErrFull, time.Second)
+			return CallerPermit{}, l.reject(ctx, caller, bulkhead.ErrFull, BusyRetryAfter)
 		}
 		return CallerPermit{b: s.bulkhead}, nil
 	}

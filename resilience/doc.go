@@ -55,9 +55,13 @@
 //
 // A Budget caps retries and hedges together at a share of calls (20 % by
 // default), whether callers are concurrent or not, and at
-// max(MinConcurrency, Ratio × calls in flight) at once. It plugs into
-// failsafe-go's retry policy through its budget hook, and hedges draw on it
-// directly.
+// max(MinConcurrency, Ratio × calls in flight) at once. A retry that finds
+// that many running waits for one to end (up to Budget.MaxWait), so a
+// burst of failures — the calls in flight to an instance that just died —
+// is paced instead of failed; a retry finding the balance spent fails at
+// once with ErrBudgetExhausted, and hedges never wait. The executor takes
+// a retry's permit before failsafe-go's retry policy runs the attempt;
+// hedges draw on the budget directly.
 //
 // # Named policies
 //
@@ -91,6 +95,22 @@
 // client sends, so one noisy consumer cannot starve the others. gRPC
 // interceptors live in the resiliencegrpc subpackage, so this package does
 // not import gRPC.
+//
+// # Health checks and pushback on servers
+//
+// A server's limits never apply to its health checks: Middleware passes
+// the paths of DefaultHealthPaths (/health, /healthz, /livez, /readyz,
+// /ready, /live; WithHealthPaths replaces them) straight to the handler,
+// and resiliencegrpc does the same for the grpc.health.v1.Health service.
+// A check is not limited, shed, timed out or counted, so an instance at its
+// limits stays registered instead of being deregistered and moving its
+// load onto its peers.
+//
+// Every shed answer carries pushback, Retry-After on HTTP and
+// grpc-retry-pushback-ms on gRPC (see Pushback): the time to the next
+// permit for a rate or caller rate limit, the remaining open time for an
+// open circuit, and BusyRetryAfter (one second) for a full bulkhead or
+// concurrency limit, whose next free slot the server cannot foresee.
 //
 // # Observability
 //

@@ -124,3 +124,29 @@ func ExampleMiddleware() {
 	// cart 429 Retry-After="100"
 	// search 200 Retry-After=""
 }
+
+// Health checks pass a server's limits untouched, so an instance that is
+// shedding load still reports itself alive; WithHealthPaths names other
+// paths. Every shed answer carries Retry-After.
+func ExampleWithHealthPaths() {
+	limits, _ := resilience.NewExecutor("orders-server", resilience.Policy{
+		RateLimit: &resilience.RateLimit{Rate: 0.01}, // one request, then one per 100 s
+	})
+	mw := resilience.Middleware(limits, nil, resilience.WithHealthPaths(append(resilience.DefaultHealthPaths(), "/status")...))
+	srv := httptest.NewServer(mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})))
+	defer srv.Close()
+	for _, path := range []string{"/orders", "/orders", "/health", "/status"} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		resp.Body.Close()
+		fmt.Printf("%s %d Retry-After=%q\n", path, resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	// Output:
+	// /orders 200 Retry-After=""
+	// /orders 429 Retry-After="100"
+	// /health 200 Retry-After=""
+	// /status 200 Retry-After=""
+}

@@ -7,9 +7,12 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/vitamin-go/vitamin/internal/healthcheck"
 )
 
 // StatusError is an HTTP response whose status counts as a failed attempt
@@ -133,17 +136,51 @@ func (b *cancelOnClose) Close() error {
 	return err
 }
 
+// MiddlewareOption configures Middleware.
+type MiddlewareOption func(*middlewareConfig)
+
+type middlewareConfig struct {
+	healthPaths []string
+}
+
+// DefaultHealthPaths returns the request paths Middleware treats as health
+// checks unless WithHealthPaths says otherwise: /health, /healthz, /livez,
+// /readyz, /ready and /live, the same list tracinghttp leaves out of
+// traces. Each call returns a new slice.
+func DefaultHealthPaths() []string { return healthcheck.Paths() }
+
+// WithHealthPaths replaces DefaultHealthPaths: requests whose URL path is
+// exactly one of paths pass Middleware untouched. No paths limits every
+// request. To add a path, pass append(DefaultHealthPaths(), "/status").
+func WithHealthPaths(paths ...string) MiddlewareOption {
+	return func(c *middlewareConfig) { c.healthPaths = append([]string{}, paths...) }
+}
+
 // Middleware protects an HTTP server. For each request it applies the
 // caller's limit from callers (keyed by CallerHeader), then the executor's
 // rate limit, bulkhead and circuit breaker, and bounds the handler's
 // context with the executor's timeout; either may be nil. A shed request is
 // answered 429 (rate or caller limit) or 503 (bulkhead, open circuit) with a
-// Retry-After header, without calling next. Responses with status 5xx count
-// as failures for the breaker. Retries and hedges do not apply on the
-// server side.
-func Middleware(e *Executor, callers *CallerLimiter) func(http.Handler) http.Handler {
+// Retry-After header (see Pushback), without calling next. Responses with
+// status 5xx count as failures for the breaker. Retries and hedges do not
+// apply on the server side.
+//
+// Health checks (the paths of DefaultHealthPaths, or of WithHealthPaths)
+// go straight to next: they are never limited, shed, timed out or counted,
+// so a check keeps reporting while the limits it reports on are full, and
+// an instance under load is not deregistered for being busy.
+func Middleware(e *Executor, callers *CallerLimiter, opts ...MiddlewareOption) func(http.Handler) http.Handler {
+	c := middlewareConfig{healthPaths: healthcheck.Paths()}
+	for _, o := range opts {
+		o(&c)
+	}
+	health := c.healthPaths
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if slices.Contains(health, r.URL.Path) {
+				next.ServeHTTP(w, r)
+				return
+			}
 			ctx := r.Context()
 			if callers != nil {
 				cp, err := callers.Acquire(ctx, r.Header.Get(CallerHeader))
@@ -185,25 +222,56 @@ func Middleware(e *Executor, callers *CallerLimiter) func(http.Handler) http.Han
 	}
 }
 
+// BusyRetryAfter is the pushback for a rejection whose own wait is unknown:
+// a full bulkhead, a caller's MaxConcurrent or an adaptive concurrency
+// limit (a slot frees when some call in flight ends, which the server
+// cannot foresee), and a circuit with no open time left. One second is
+// also the shortest Retry-After HTTP can say.
+const BusyRetryAfter = time.Second
+
+// Pushback returns how long a server that shed a call with err asks the
+// caller to wait before trying again (HTTP Retry-After, gRPC
+// grpc-retry-pushback-ms): the *Error's RetryAfter (the time to the next
+// rate-limit permit, the circuit's remaining open time) when it is known,
+// else BusyRetryAfter. ok is false if err is not a shed (a timeout, or no
+// *Error at all); those carry no pushback.
+func Pushback(err error) (wait time.Duration, ok bool) {
+	var re *Error
+	if !errors.As(err, &re) {
+		return 0, false
+	}
+	switch re.Reason {
+	case ReasonRateLimit, ReasonCallerLimit, ReasonBulkhead, ReasonLimit, ReasonCircuitOpen:
+		if re.RetryAfter > 0 {
+			return re.RetryAfter, true
+		}
+		return BusyRetryAfter, true
+	}
+	return 0, false
+}
+
 // ShedStatus returns the HTTP status and Retry-After seconds a server
 // answers for err: 429 for rate and caller limits, 503 for a full bulkhead,
 // an exceeded concurrency limit or an open circuit, 504 for a timeout; ok is
-// false for errors that are not a shed.
+// false for errors that are not a shed. Retry-After is Pushback rounded up
+// to whole seconds (at least 1), and 0 (none) for a timeout.
 func ShedStatus(err error) (status, retryAfterSeconds int, ok bool) {
 	var re *Error
 	if !errors.As(err, &re) {
 		return 0, 0, false
 	}
-	secs := max(1, int(math.Ceil(re.RetryAfter.Seconds())))
-	switch re.Reason {
-	case ReasonRateLimit, ReasonCallerLimit:
-		return http.StatusTooManyRequests, secs, true
-	case ReasonBulkhead, ReasonLimit, ReasonCircuitOpen:
-		return http.StatusServiceUnavailable, secs, true
-	case ReasonTimeout:
+	if re.Reason == ReasonTimeout {
 		return http.StatusGatewayTimeout, 0, true
 	}
-	return 0, 0, false
+	wait, ok := Pushback(err)
+	if !ok {
+		return 0, 0, false
+	}
+	secs := max(1, int(math.Ceil(wait.Seconds())))
+	if re.Reason == ReasonRateLimit || re.Reason == ReasonCallerLimit {
+		return http.StatusTooManyRequests, secs, true
+	}
+	return http.StatusServiceUnavailable, secs, true
 }
 
 func writeShed(w http.ResponseWriter, err error) {

@@ -25,8 +25,15 @@
 // resilience.CallerMetadataKey metadata, else the caller the Vitamin
 // client names in its user agent) answer RESOURCE_EXHAUSTED, as does the
 // executor's rate limit; a full bulkhead or an open circuit answers
-// UNAVAILABLE. Both carry the grpc-retry-pushback-ms trailer, gRPC's
-// Retry-After.
+// UNAVAILABLE. Every such rejection carries the grpc-retry-pushback-ms
+// trailer, gRPC's Retry-After, in milliseconds (resilience.Pushback): the
+// time to the next permit for a rate limit, the remaining open time for an
+// open circuit, and resilience.BusyRetryAfter (one second) for a full
+// bulkhead or a caller's concurrency limit.
+//
+// The grpc.health.v1.Health service (Check, List, Watch) is never limited,
+// shed, timed out or counted: a Consul gRPC check keeps answering while the
+// server is at its limits, and an open Watch stream holds no bulkhead slot.
 //
 // # Classification
 //

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vitamin-go/vitamin/internal/healthcheck"
 	"github.com/vitamin-go/vitamin/resilience"
 )
 
@@ -227,7 +229,8 @@ func Caller(ctx context.Context) string {
 }
 
 // shed converts a rejection into the status a server answers, and sets the
-// pushback trailer.
+// pushback trailer (resilience.Pushback, in whole milliseconds rounded up)
+// on every rejection.
 func shed(ctx context.Context, err error) error {
 	code := codes.Unavailable
 	if errors.Is(err, resilience.ErrRejected) {
@@ -238,9 +241,9 @@ func shed(ctx context.Context, err error) error {
 	} else if !errors.Is(err, resilience.ErrCircuitOpen) {
 		return status.FromContextError(err).Err()
 	}
-	var re *resilience.Error
-	if errors.As(err, &re) && re.RetryAfter > 0 {
-		_ = grpc.SetTrailer(ctx, metadata.Pairs(PushbackTrailer, strconv.FormatInt(re.RetryAfter.Milliseconds(), 10)))
+	if wait, ok := resilience.Pushback(err); ok {
+		ms := (wait + time.Millisecond - 1) / time.Millisecond
+		_ = grpc.SetTrailer(ctx, metadata.Pairs(PushbackTrailer, strconv.FormatInt(int64(ms), 10)))
 	}
 	return status.Error(code, err.Error())
 }
@@ -278,9 +281,19 @@ var errPanicked = status.Error(codes.Internal, "handler panicked")
 
 // UnaryServerInterceptor sheds load before the handler runs: callers' limits
 // (either argument may be nil), then the executor's rate limit, bulkhead and
-// breaker; it bounds the handler's context with the executor's timeout.
+// breaker; it bounds the handler's context with the executor's timeout. A
+// shed call fails with RESOURCE_EXHAUSTED (rate or caller limit) or
+// UNAVAILABLE (bulkhead, open circuit) and the PushbackTrailer.
+//
+// The methods of gRPC's health service (grpc.health.v1.Health: Check, List,
+// Watch) go straight to the handler: they are never limited, shed, timed
+// out or counted, so a Consul gRPC check keeps reporting while the server
+// is at its limits.
 func UnaryServerInterceptor(e *resilience.Executor, callers *resilience.CallerLimiter) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		if healthcheck.IsGRPC(info.FullMethod) {
+			return handler(ctx, req)
+		}
 		ctx, release, err := admit(ctx, e, callers)
 		if err != nil {
 			return nil, err
@@ -294,9 +307,14 @@ func UnaryServerInterceptor(e *resilience.Executor, callers *resilience.CallerLi
 }
 
 // StreamServerInterceptor is UnaryServerInterceptor for streams: the limits
-// hold for the stream's whole life.
+// hold for the stream's whole life. A health Watch stream is exempt like
+// every health method, so it holds no bulkhead slot however long it stays
+// open.
 func StreamServerInterceptor(e *resilience.Executor, callers *resilience.CallerLimiter) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if healthcheck.IsGRPC(info.FullMethod) {
+			return handler(srv, ss)
+		}
 		ctx, release, err := admit(ss.Context(), e, callers)
 		if err != nil {
 			return err

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -239,77 +238,6 @@ func TestServerStreamingThroughInterceptors(t *testing.T) {
 	if s := server.Snapshot(); s.Rejected != 0 {
 		t.Fatalf("server snapshot %+v", s)
 	}
-}
-
-func TestServerShedsLoad(t *testing.T) {
-	entered, release := make(chan struct{}), make(chan struct{})
-	h := &healthServer{check: func(ctx context.Context, n int32) (*healthpb.HealthCheckResponse, error) {
-		if n == 1 {
-			close(entered)
-			<-release
-		}
-		return &healthpb.HealthCheckResponse{}, nil
-	}}
-	server, err := resilience.NewExecutor("server", resilience.Policy{Bulkhead: &resilience.Bulkhead{MaxConcurrent: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := serve(t, h, []grpc.ServerOption{grpc.UnaryInterceptor(resiliencegrpc.UnaryServerInterceptor(server, nil))})
-	done := make(chan error)
-	go func() {
-		_, err := c.Check(context.Background(), &healthpb.HealthCheckRequest{})
-		done <- err
-	}()
-	<-entered
-	_, err = c.Check(context.Background(), &healthpb.HealthCheckRequest{})
-	if status.Code(err) != codes.Unavailable {
-		t.Fatalf("got %v, want UNAVAILABLE from the full bulkhead", err)
-	}
-	close(release)
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-}
-
-func TestServerPerCallerLimit(t *testing.T) {
-	callers, err := resilience.NewCallerLimiter(resilience.CallerLimits{Rate: 0.01, Burst: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &healthServer{}
-	c := serve(t, h, []grpc.ServerOption{grpc.UnaryInterceptor(resiliencegrpc.UnaryServerInterceptor(nil, callers))})
-	call := func(caller string) (codes.Code, metadata.MD) {
-		ctx := metadata.AppendToOutgoingContext(context.Background(), resilience.CallerMetadataKey, caller)
-		var trailer metadata.MD
-		_, err := c.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Trailer(&trailer))
-		return status.Code(err), trailer
-	}
-	rejected := 0
-	for range 10 {
-		code, trailer := call("noisy")
-		if code == codes.ResourceExhausted {
-			rejected++
-			ms, err := strconv.Atoi(first(trailer.Get(resiliencegrpc.PushbackTrailer)))
-			if err != nil || ms <= 0 {
-				t.Fatalf("RESOURCE_EXHAUSTED without a pushback trailer: %v", trailer)
-			}
-		}
-	}
-	if rejected != 8 {
-		t.Fatalf("noisy caller: %d of 10 rejected, want 8 (burst 2)", rejected)
-	}
-	for range 2 {
-		if code, _ := call("quiet"); code != codes.OK {
-			t.Fatalf("quiet caller got %v while the noisy one was limited", code)
-		}
-	}
-}
-
-func first(v []string) string {
-	if len(v) == 0 {
-		return ""
-	}
-	return v[0]
 }
 
 func TestServerCaller(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/vitamin-go/vitamin/internal/healthcheck"
 	"github.com/vitamin-go/vitamin/internal/telemetry"
 )
 
@@ -21,10 +22,9 @@ type config struct {
 }
 
 // DefaultHealthPaths are the request paths that are neither traced nor
-// measured unless WithHealthPaths says otherwise.
-func DefaultHealthPaths() []string {
-	return []string{"/health", "/healthz", "/livez", "/readyz", "/ready", "/live"}
-}
+// measured unless WithHealthPaths says otherwise. They are the same paths
+// resilience.Middleware exempts from its limits (resilience.DefaultHealthPaths).
+func DefaultHealthPaths() []string { return healthcheck.Paths() }
 
 // Telemetry gives the OpenTelemetry providers the handler and transport
 // report to. *tracing.Telemetry satisfies it, and tracinghttp, tracinggrpc
