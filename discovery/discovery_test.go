@@ -3,6 +3,8 @@ package discovery_test
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -106,6 +108,73 @@ func TestGuard(t *testing.T) {
 	}
 }
 
+func TestGuardRestartGrace(t *testing.T) {
+	three := []discovery.Instance{inst("a", 1), inst("b", 2), inst("c", 3)}
+	ids := func(in []discovery.Instance) string {
+		var s []string
+		for _, i := range in {
+			s = append(s, i.ID)
+		}
+		return strings.Join(s, ",")
+	}
+	g, err := discovery.NewGuard(discovery.SelfPreservation{RestartGrace: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Restarted() // no good set yet: nothing to hold
+	if v := g.Observe(three[:1]); v.Held {
+		t.Fatalf("first answer held: %+v", v)
+	}
+	g.Observe(three)
+	g.Restarted()
+	steps := []struct {
+		answer   []discovery.Instance
+		serve    string
+		held     bool
+		restored bool
+	}{
+		{nil, "a,b,c", true, false},                                         // the backend came back empty
+		{[]discovery.Instance{inst("d", 4)}, "a,b,c,d", true, false},        // a new instance is served with the old ones
+		{three[1:], "a,b,c", true, false},                                   // a drop of one of three: held too during the grace
+		{append(three[:2:2], inst("d", 4)), "a,b,c,d", true, false},         // c still missing
+		{append(slices.Clone(three), inst("d", 4)), "a,b,c,d", false, true}, // all back: the grace ends
+		{three[1:], "b,c", false, false},                                    // a small drop is served as usual again
+	}
+	for i, s := range steps {
+		v := g.Observe(s.answer)
+		if ids(v.Serve) != s.serve || v.Held != s.held || v.Restored != s.restored || (v.Grace > 0) != s.held {
+			t.Fatalf("step %d: %+v; want serve %s held %v restored %v", i, v, s.serve, s.held, s.restored)
+		}
+		if good, _ := g.Good(); ids(good) != s.serve {
+			t.Fatalf("step %d: Good() = %s, want what was served, %s", i, ids(good), s.serve)
+		}
+	}
+
+	// When the grace runs out, answers are judged as usual: an empty set
+	// still needs its confirming read.
+	g, _ = discovery.NewGuard(discovery.SelfPreservation{RestartGrace: time.Millisecond})
+	g.Observe(three)
+	g.Restarted()
+	v := g.Observe(nil)
+	for v.Grace > 0 {
+		v = g.Observe(nil)
+	}
+	if !v.Held || ids(v.Serve) != "a,b,c" {
+		t.Fatalf("first answer after the grace: %+v, want held for its confirmation", v)
+	}
+	if v = g.Observe(nil); v.Held || !v.Confirmed || len(v.Serve) != 0 {
+		t.Fatalf("second answer after the grace: %+v, want the empty set confirmed", v)
+	}
+
+	// Disabled: no grace either.
+	g, _ = discovery.NewGuard(discovery.SelfPreservation{Disabled: true})
+	g.Observe(three)
+	g.Restarted()
+	if v := g.Observe(nil); v.Held || len(v.Serve) != 0 {
+		t.Fatalf("disabled guard held: %+v", v)
+	}
+}
+
 func TestInvalidSettingsAndInputNameTheField(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -117,6 +186,10 @@ func TestInvalidSettingsAndInputNameTheField(t *testing.T) {
 			_, err := discovery.NewGuard(discovery.SelfPreservation{ConfirmReads: -1})
 			return err
 		}(), discovery.ErrInvalidConfig, "SelfPreservation.ConfirmReads"},
+		{"grace", func() error {
+			_, err := discovery.NewGuard(discovery.SelfPreservation{RestartGrace: -time.Second})
+			return err
+		}(), discovery.ErrInvalidConfig, "SelfPreservation.RestartGrace"},
 		{"registry", func() error {
 			_, err := vitamintest.NewRegistry(vitamintest.RegistryConfig{SelfPreservation: discovery.SelfPreservation{MaxDrop: 2}})
 			return err

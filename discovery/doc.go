@@ -25,8 +25,11 @@
 // A watch never trusts a sudden empty set, or a drop of more than a
 // configured share of instances, until a second read confirms it; until
 // then the last good set is served with Preserved set ([SelfPreservation],
-// [Guard]). When the backend cannot be reached, the last good set is
-// served and marked stale.
+// [Guard]). After the backend may have lost its state (a restart, an index
+// that went backwards, an answer after failures), it is more cautious
+// still: for a grace period, any answer that lacks instances of the last
+// good set is held, until they are back or the grace has passed. When the
+// backend cannot be reached, the last good set is served and marked stale.
 //
 // # Backends
 //

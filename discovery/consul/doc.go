@@ -16,10 +16,19 @@
 // tags and metadata are passed on.
 //
 // When the agent forgets the instance — a restarted agent, a lost state —
-// the next heartbeat (TTL) or reconciliation (other checks, every
-// RegistrarConfig.ReconcileInterval) gets "unknown check" or "unknown
-// service" (404) and registers it again under the same ID, so there is
-// never a duplicate.
+// the registration learns it at once: each one holds a blocking query on
+// the agent's copy of it, which fails when the agent goes away and answers
+// "unknown service" (404) when it is back without the instance; a TTL
+// heartbeat gets "unknown check" likewise. The registrar asks a vanished
+// agent again with backoff (RegistrarConfig.Backoff up to MaxBackoff) and
+// registers the instance again as soon as the agent answers, under the
+// same ID, so there is never a duplicate. An HTTP or gRPC check whose last
+// status read from the agent was passing is registered passing again
+// (api.AgentServiceCheck.Status), rather than critical until the agent's
+// first probe: the instance is alive, it is the agent that forgot it. The
+// status is read once per check Interval (at most ReconcileInterval
+// apart); a TTL check always starts passing. Each registration thus holds
+// one connection to its agent.
 //
 // # Shutdown
 //
@@ -44,6 +53,13 @@
 //     answer, or one that drops more than MaxDrop of the instances, is
 //     served only once a second read confirms it; until then snapshots
 //     carry the last good set with Preserved set;
+//   - after an agent restart — the index went backwards, or the agent
+//     answers again after failures — holds the last good set (with any
+//     instances the answers add), marked Preserved, until every instance
+//     is back or SelfPreservation.RestartGrace (default 5s) has passed, so
+//     that the restarted agent's empty answer is never served while the
+//     registrars register their instances again; meanwhile it still hears
+//     of each change at once;
 //   - while the agent cannot be reached, serves the last good set marked
 //     Stale, with the time it was last confirmed and the error.
 //
@@ -55,7 +71,8 @@
 // # Settings
 //
 // [RegistrarConfig] and [WatcherConfig] are plain data with yaml and json
-// keys (wait_time, backoff, max_backoff, self_preservation…), so they can
+// keys (wait_time, backoff, max_backoff, self_preservation.restart_grace,
+// reconcile_interval…), so they can
 // be written in a file; invalid settings fail at construction with a
 // [*discovery.FieldError] matching [discovery.ErrInvalidConfig]. What only
 // code can give (a logger) is an [Option].

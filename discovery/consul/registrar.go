@@ -4,25 +4,42 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/consul/api"
 
 	"github.com/vitamin-go/vitamin/discovery"
+	"github.com/vitamin-go/vitamin/internal/backoff"
 	"github.com/vitamin-go/vitamin/internal/fielderr"
 )
 
 // RegistrarConfig holds the settings of a [Registrar]. The zero value gives
 // the documented defaults. It is plain data, safe to copy.
 type RegistrarConfig struct {
-	// ReconcileInterval is how often a registration without a TTL check
-	// asks the agent whether it still knows the service, and registers it
-	// again if not (after an agent restart, for instance). A TTL check
-	// learns it from each heartbeat instead. Default 10s.
+	// ReconcileInterval bounds how long a registration goes without the
+	// agent confirming that it still knows the instance. Each
+	// registration holds a blocking query on the agent's copy of it
+	// (/v1/agent/service/:id), which returns at once when the agent goes
+	// away or forgets the instance (a restart), and otherwise after
+	// ReconcileInterval — or after the check's Interval, if shorter: an
+	// HTTP or gRPC check's status is read then, to be restored with the
+	// instance. Default 10s.
 	ReconcileInterval time.Duration `yaml:"reconcile_interval" json:"reconcile_interval"`
+	// Backoff is the wait after a failed request to the agent (it cannot
+	// be reached, or registering again failed) before the next one; it
+	// doubles with each failure in a row up to MaxBackoff, with jitter
+	// (between half and all of it). A restarted agent is asked again this
+	// often, so that the instance is registered again as soon as the
+	// agent answers. Default 100ms.
+	Backoff time.Duration `yaml:"backoff" json:"backoff"`
+	// MaxBackoff caps the wait after failed requests. Default 1s, or
+	// Backoff if that is longer.
+	MaxBackoff time.Duration `yaml:"max_backoff" json:"max_backoff"`
 	// DeregisterTimeout bounds how long Deregister waits for the health
 	// endpoint to stop listing the instance. Default 10s.
 	DeregisterTimeout time.Duration `yaml:"deregister_timeout" json:"deregister_timeout"`
@@ -33,13 +50,21 @@ type RegistrarConfig struct {
 
 // Defaults of RegistrarConfig.
 const (
-	DefaultReconcileInterval = 10 * time.Second
-	DefaultDeregisterTimeout = 10 * time.Second
+	DefaultReconcileInterval   = 10 * time.Second
+	DefaultRegistrarBackoff    = 100 * time.Millisecond
+	DefaultRegistrarMaxBackoff = time.Second
+	DefaultDeregisterTimeout   = 10 * time.Second
 )
 
 func (c RegistrarConfig) withDefaults() (RegistrarConfig, error) {
 	if c.ReconcileInterval == 0 {
 		c.ReconcileInterval = DefaultReconcileInterval
+	}
+	if c.Backoff == 0 {
+		c.Backoff = DefaultRegistrarBackoff
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = max(DefaultRegistrarMaxBackoff, c.Backoff)
 	}
 	if c.DeregisterTimeout == 0 {
 		c.DeregisterTimeout = DefaultDeregisterTimeout
@@ -47,6 +72,11 @@ func (c RegistrarConfig) withDefaults() (RegistrarConfig, error) {
 	switch {
 	case c.ReconcileInterval < 0:
 		return c, fielderr.New(discovery.ErrInvalidConfig, "RegistrarConfig.ReconcileInterval", c.ReconcileInterval, "negative", nil)
+	case c.Backoff < 0:
+		return c, fielderr.New(discovery.ErrInvalidConfig, "RegistrarConfig.Backoff", c.Backoff, "negative", nil)
+	case c.MaxBackoff < c.Backoff:
+		return c, fielderr.New(discovery.ErrInvalidConfig, "RegistrarConfig.MaxBackoff", c.MaxBackoff,
+			fmt.Sprintf("less than Backoff %v", c.Backoff), nil)
 	case c.DeregisterTimeout < 0:
 		return c, fielderr.New(discovery.ErrInvalidConfig, "RegistrarConfig.DeregisterTimeout", c.DeregisterTimeout, "negative", nil)
 	}
@@ -55,7 +85,9 @@ func (c RegistrarConfig) withDefaults() (RegistrarConfig, error) {
 
 // Registrar registers instances with the local Consul agent and keeps them
 // registered: it renews TTL checks, and registers an instance again, under
-// the same ID, when the agent has forgotten it.
+// the same ID, as soon as the agent has forgotten it (a restarted agent
+// answers again), with the check status it had: a healthy instance does
+// not turn critical because its agent restarted.
 //
 // The ACL token, TLS settings, datacenter and HTTP transport all come from
 // the api.Config the client was built from.
@@ -112,7 +144,9 @@ func validate(in discovery.Instance) error {
 // registered. Registering an ID again at the same endpoint through the same
 // Registrar supersedes the earlier registration: its Deregister then does
 // nothing. A TTL check starts passing; an HTTP or gRPC check starts
-// critical until the agent's first probe passes.
+// critical until the agent's first probe passes. (When the agent forgets
+// the instance later, the registration is restored with the check's last
+// status: see [Registrar].)
 //
 // Bad input fails with a *discovery.FieldError naming the field; an ID
 // registered at another endpoint with a *discovery.DuplicateError.
@@ -136,7 +170,7 @@ func (r *Registrar) Register(ctx context.Context, reg discovery.Registration) (d
 			Requested: in.Endpoint()}
 	}
 	h := &Registered{r: r, reg: reg, def: agentRegistration(reg), stop: make(chan struct{}), done: make(chan struct{})}
-	if err := h.register(ctx); err != nil {
+	if err := h.register(ctx, h.def); err != nil {
 		return nil, err
 	}
 	r.mu.Lock()
@@ -185,8 +219,8 @@ func agentRegistration(reg discovery.Registration) *api.AgentServiceRegistration
 	return def
 }
 
-// Registered is an instance registered by a [Registrar]. A goroutine
-// keeps it registered until Deregister.
+// Registered is an instance registered by a [Registrar]. Goroutines keep
+// it registered until Deregister.
 //
 // Registered is safe for concurrent use.
 type Registered struct {
@@ -195,6 +229,12 @@ type Registered struct {
 	def  *api.AgentServiceRegistration
 	stop chan struct{}
 	done chan struct{}
+
+	regMu  sync.Mutex // serializes registering again
+	gen    uint64     // registrations so far; under regMu
+	status string     // the check's last status read from the agent; under regMu
+
+	failing atomic.Bool // the agent could not be reached or refused
 
 	mu           sync.Mutex
 	deregistered bool
@@ -206,17 +246,79 @@ var _ discovery.Registered = (*Registered)(nil)
 // Instance returns the registered instance, with its defaults filled in.
 func (h *Registered) Instance() discovery.Instance { return h.reg.Instance.Clone() }
 
-func (h *Registered) register(ctx context.Context) error {
-	err := h.r.client.Agent().ServiceRegisterOpts(h.def, api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(ctx))
+func (h *Registered) register(ctx context.Context, def *api.AgentServiceRegistration) error {
+	err := h.r.client.Agent().ServiceRegisterOpts(def, api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(ctx))
 	if err != nil {
 		return fmt.Errorf("consul: register %q: %w", h.reg.Instance.ID, err)
 	}
 	return nil
 }
 
-// keep renews the TTL check, or asks the agent whether it still knows the
-// service, and registers the instance again when the agent answers that it
-// does not (404: "Unknown check ID", "unknown service ID").
+// probed reports whether the agent probes the instance (HTTP or gRPC).
+func (h *Registered) probed() bool {
+	k := h.reg.Check.Kind()
+	return k == discovery.CheckHTTP || k == discovery.CheckGRPC
+}
+
+// generation returns the number of registrations so far: a request that
+// finds the instance gone restores it only if no registration came since
+// the request was sent.
+func (h *Registered) generation() uint64 {
+	h.regMu.Lock()
+	defer h.regMu.Unlock()
+	return h.gen
+}
+
+func (h *Registered) setStatus(status string) {
+	h.regMu.Lock()
+	h.status = status
+	h.regMu.Unlock()
+}
+
+// restore registers the instance again after a request sent at generation
+// gen found it gone, unless a registration came since. An HTTP or gRPC
+// check that was passing at the last status read starts passing again,
+// instead of critical until the agent's first probe: the instance is
+// alive, it is the agent that forgot it.
+func (h *Registered) restore(ctx context.Context, gen uint64) error {
+	h.regMu.Lock()
+	defer h.regMu.Unlock()
+	if h.gen != gen {
+		return nil
+	}
+	in, def := h.reg.Instance, h.def
+	if h.probed() && h.status == api.HealthPassing {
+		d, c := *def, *def.Check
+		c.Status = api.HealthPassing
+		d.Check = &c
+		def = &d
+	}
+	status := api.HealthCritical
+	if def.Check != nil && def.Check.Status != "" {
+		status = def.Check.Status
+	}
+	h.r.log.Warn("consul: the agent forgot the instance; registering it again", "service", in.Service, "id", in.ID, "status", status)
+	if err := h.register(ctx, def); err != nil {
+		return err
+	}
+	h.gen++
+	h.r.log.Info("consul: registered again", "service", in.Service, "id", in.ID)
+	return nil
+}
+
+// note logs when the agent stops or starts answering.
+func (h *Registered) note(err error) {
+	in := h.reg.Instance
+	switch {
+	case err != nil && h.failing.CompareAndSwap(false, true):
+		h.r.log.Warn("consul: cannot keep the instance registered", "service", in.Service, "id", in.ID, "error", err)
+	case err == nil && h.failing.CompareAndSwap(true, false):
+		h.r.log.Info("consul: agent reachable again", "service", in.Service, "id", in.ID)
+	}
+}
+
+// keep keeps the instance registered until Deregister: it follows the
+// agent's copy of the registration and, for a TTL check, renews it.
 func (h *Registered) keep() {
 	defer close(h.done)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -228,45 +330,90 @@ func (h *Registered) keep() {
 		case <-ctx.Done():
 		}
 	}()
-	in, agent := h.reg.Instance, h.r.client.Agent()
-	ttl := h.reg.Check.Kind() == discovery.CheckTTL
-	every := h.r.cfg.ReconcileInterval
-	if ttl {
-		every = h.reg.Check.HeartbeatInterval
+	var wg sync.WaitGroup
+	if h.reg.Check.Kind() == discovery.CheckTTL {
+		wg.Go(func() { h.heartbeat(ctx) })
 	}
-	t := time.NewTicker(every)
+	h.follow(ctx)
+	wg.Wait()
+}
+
+// errGone stands for the agent's 404 when it does not know the instance.
+var errGone = api.StatusError{Code: http.StatusNotFound, Body: "unknown service ID"}
+
+// follow holds a blocking query on the agent's copy of the registration.
+// The query returns when the definition changes, after its wait (then an
+// HTTP or gRPC check's status is read), at once with an error when the
+// agent goes away — then it is asked again with backoff — and with 404
+// when the agent has forgotten the instance: then it is registered again
+// at once.
+func (h *Registered) follow(ctx context.Context) {
+	in, agent := h.reg.Instance, h.r.client.Agent()
+	wait := h.r.cfg.ReconcileInterval
+	probed := h.probed()
+	if probed {
+		wait = min(wait, h.reg.Check.Interval)
+	}
+	bo := backoff.Backoff{Initial: h.r.cfg.Backoff, Max: h.r.cfg.MaxBackoff}
+	hash, failures := "", 0
+	for {
+		gen := h.generation()
+		_, meta, err := agent.Service(in.ID, (&api.QueryOptions{WaitHash: hash, WaitTime: wait}).WithContext(ctx))
+		if err == nil && probed {
+			var info *api.AgentServiceChecksInfo
+			var status string
+			status, info, err = agent.AgentHealthServiceByIDOpts(in.ID, (&api.QueryOptions{}).WithContext(ctx))
+			switch {
+			case err == nil && info == nil:
+				err = errGone
+			case err == nil:
+				h.setStatus(status)
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		hash = ""
+		switch {
+		case isNotFound(err):
+			err = h.restore(ctx, gen)
+		case err == nil && meta != nil:
+			hash = meta.LastContentHash
+		}
+		h.note(err)
+		if err == nil {
+			failures = 0
+			continue
+		}
+		failures++
+		if !backoff.Sleep(ctx, bo.Delay(failures)) {
+			return
+		}
+	}
+}
+
+// heartbeat renews the TTL check every HeartbeatInterval; when the agent
+// answers that it does not know the check (404), the instance is
+// registered again.
+func (h *Registered) heartbeat(ctx context.Context) {
+	agent := h.r.client.Agent()
+	t := time.NewTicker(h.reg.Check.HeartbeatInterval)
 	defer t.Stop()
-	failing := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		q := (&api.QueryOptions{}).WithContext(ctx)
-		var err error
-		if ttl {
-			err = agent.UpdateTTLOpts(checkID(in.ID), "", api.HealthPassing, q)
-		} else {
-			_, _, err = agent.Service(in.ID, q)
-		}
+		gen := h.generation()
+		err := agent.UpdateTTLOpts(checkID(h.reg.Instance.ID), "", api.HealthPassing, (&api.QueryOptions{}).WithContext(ctx))
 		if ctx.Err() != nil {
 			return
 		}
 		if isNotFound(err) {
-			h.r.log.Warn("consul: the agent forgot the instance; registering it again", "service", in.Service, "id", in.ID)
-			if err = h.register(ctx); err == nil {
-				h.r.log.Info("consul: registered again", "service", in.Service, "id", in.ID)
-			}
+			err = h.restore(ctx, gen)
 		}
-		switch {
-		case err != nil && !failing:
-			failing = true
-			h.r.log.Warn("consul: cannot keep the instance registered", "service", in.Service, "id", in.ID, "error", err)
-		case err == nil && failing:
-			failing = false
-			h.r.log.Info("consul: agent reachable again", "service", in.Service, "id", in.ID)
-		}
+		h.note(err)
 	}
 }
 

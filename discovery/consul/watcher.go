@@ -40,7 +40,9 @@ type WatcherConfig struct {
 	// if that is longer.
 	MaxBackoff time.Duration `yaml:"max_backoff" json:"max_backoff"`
 	// SelfPreservation says when an answer with far fewer instances is
-	// served; see [discovery.SelfPreservation].
+	// served, and how long after an agent restart answers that lack
+	// instances are held (RestartGrace, default 5s); see
+	// [discovery.SelfPreservation].
 	SelfPreservation discovery.SelfPreservation `yaml:"self_preservation" json:"self_preservation"`
 }
 
@@ -94,6 +96,11 @@ type healthFunc func(ctx context.Context, service string, q *api.QueryOptions) (
 // restarted server) or after an error, backs off with jitter after errors,
 // applies self-preservation, and while the agent cannot be reached serves
 // the last good set marked stale with the time it was last confirmed.
+// When the index went backwards, or the agent answers again after failing,
+// it holds the last good set, marked Preserved, for up to
+// SelfPreservation.RestartGrace or until every instance is back (their
+// registrars register them again), so that a restarted agent's empty
+// answer never empties the set.
 //
 // Watcher is safe for concurrent use.
 type Watcher struct {
@@ -217,6 +224,7 @@ func (w *Watcher) run(ctx context.Context, service string, l *serviceLoop, guard
 	}, func(ctx context.Context, q *api.QueryOptions) ([]*api.ServiceEntry, *api.QueryMeta, error) {
 		return w.health(ctx, service, q)
 	})
+	holding := false // in a restart grace
 	for {
 		r, ok := loop.Next(ctx)
 		if !ok {
@@ -227,16 +235,32 @@ func (w *Watcher) run(ctx context.Context, service string, l *serviceLoop, guard
 			l.feed.Publish(discovery.Snapshot{Instances: good, Stale: true, LastConfirmed: r.LastConfirmed, Err: r.Err})
 			continue
 		}
+		if r.Reset || r.Recovered {
+			// The agent may have restarted and forgotten what its
+			// registrars are about to register again.
+			guard.Restarted()
+		}
 		v := guard.Observe(instances(r.Answer))
 		switch {
-		case v.Held:
+		case v.Grace > 0 && !holding:
+			log.Warn("consul: the agent may have lost its state; keeping the last good set until its instances are back",
+				"previous", v.Previous, "answer", len(r.Answer), "grace", v.Grace)
+		case v.Restored && holding:
+			log.Info("consul: the instances are back", "now", len(v.Serve))
+		case v.Held && v.Grace == 0:
 			log.Warn("consul: self-preservation keeps the last good set until a second read confirms the drop",
 				"previous", v.Previous, "answer", len(r.Answer))
 		case v.Confirmed:
 			log.Warn("consul: self-preservation confirmed the drop", "previous", v.Previous, "now", len(v.Serve))
 		}
+		holding = v.Grace > 0
 		l.feed.Publish(discovery.Snapshot{Instances: v.Serve, Preserved: v.Held, LastConfirmed: r.LastConfirmed})
-		if v.Held {
+		switch {
+		case v.Grace > 0:
+			// Hear of the next change at once, but look again when the
+			// grace ends.
+			loop.WaitAtMost(v.Grace)
+		case v.Held:
 			// Read again soon, without waiting for a change.
 			loop.Reread(guard.Config().ConfirmAfter)
 		}

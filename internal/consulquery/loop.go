@@ -60,6 +60,13 @@ type Round[T any] struct {
 	// blocking query that ran out its WaitTime answers with the index it
 	// waited on and Changed false.
 	Changed bool
+	// Reset is set when the answer's index is lower than the last
+	// answer's, failures in between or not: whatever answers has lost the
+	// state the earlier answers came from (a restarted agent in dev mode,
+	// servers restored from a snapshot). The answer is handed over as
+	// usual; the next query starts from index 0. An answer without an
+	// index (0) is never a reset.
+	Reset bool
 	// LastConfirmed is when the last answer came; zero before the first.
 	LastConfirmed time.Time
 }
@@ -74,8 +81,10 @@ type Loop[T any] struct {
 	log   *slog.Logger
 
 	index         uint64
+	lastIndex     uint64 // of the last answer that had one; kept across failures
 	failures      int
 	pause         time.Duration // before the next query
+	bound         time.Duration // of the next query's wait; 0: WaitTime
 	lastConfirmed time.Time
 }
 
@@ -85,7 +94,7 @@ func New[T any](cfg Config, query Query[T]) *Loop[T] {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Loop[T]{cfg: cfg, query: query, log: log, index: cfg.StartIndex}
+	return &Loop[T]{cfg: cfg, query: query, log: log, index: cfg.StartIndex, lastIndex: cfg.StartIndex}
 }
 
 // Next waits as the last round asks (a backoff after a failure, or the
@@ -97,11 +106,16 @@ func (l *Loop[T]) Next(ctx context.Context) (Round[T], bool) {
 	}
 	l.pause = 0
 	waited := l.index
+	wait := l.cfg.WaitTime
+	if l.bound > 0 && (wait == 0 || l.bound < wait) {
+		wait = l.bound
+	}
+	l.bound = 0
 	q := (&api.QueryOptions{
 		Datacenter: l.cfg.Datacenter,
 		AllowStale: l.cfg.AllowStale,
 		WaitIndex:  waited,
-		WaitTime:   l.cfg.WaitTime,
+		WaitTime:   wait,
 	}).WithContext(ctx)
 	answer, meta, err := l.query(ctx, q)
 	if ctx.Err() != nil {
@@ -129,16 +143,27 @@ func (l *Loop[T]) Next(ctx context.Context) (Round[T], bool) {
 		next = meta.LastIndex
 	}
 	r.Changed = waited == 0 || next != waited
+	r.Reset = next != 0 && next < l.lastIndex
 	switch {
-	case next < waited:
-		l.log.Info("consul: the index went backwards; starting over from 0", "from", waited, "to", next)
+	case r.Reset:
+		l.log.Info("consul: the index went backwards; starting over from 0", "from", l.lastIndex, "to", next)
 		l.index = 0
 	case next == 0:
 		l.index = 1 // never block on 0: that would not block at all
 	default:
 		l.index = next
 	}
+	if next != 0 {
+		l.lastIndex = next
+	}
 	return r, true
+}
+
+// WaitAtMost bounds the wait of the next query to d (if that is shorter
+// than WaitTime): for a caller that wants to hear of a change as usual but
+// must look again by a deadline of its own. The bound applies to one query.
+func (l *Loop[T]) WaitAtMost(d time.Duration) {
+	l.bound = max(d, time.Millisecond)
 }
 
 // Reread makes the next query start from index 0, after waiting d: for a

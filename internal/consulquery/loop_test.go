@@ -55,6 +55,7 @@ type round struct {
 	Failures  int
 	Recovered bool
 	Changed   bool
+	Reset     bool
 }
 
 func TestLoopFollowsTheIndexAndResetsIt(t *testing.T) {
@@ -66,12 +67,14 @@ func TestLoopFollowsTheIndexAndResetsIt(t *testing.T) {
 		{step{index: 10, value: "a"}, round{Answer: "a", Changed: true}},
 		{step{index: 12, value: "b"}, round{Answer: "b", Changed: true}},
 		{step{index: 12, value: "b"}, round{Answer: "b"}},                                // the wait ran out
-		{step{index: 7, value: "c"}, round{Answer: "c", Changed: true}},                  // went backwards: served, then start over
+		{step{index: 7, value: "c"}, round{Answer: "c", Changed: true, Reset: true}},     // went backwards: served, then start over
 		{step{index: 9, value: "c"}, round{Answer: "c", Changed: true}},                  // from 0: does not block
 		{step{err: down}, round{Err: true, Failures: 1}},                                 // an error also starts over
 		{step{err: down}, round{Err: true, Failures: 2}},                                 // after a backoff
 		{step{index: 0, value: "d"}, round{Answer: "d", Recovered: true, Changed: true}}, // index 0: never wait on it
 		{step{index: 11, value: "e"}, round{Answer: "e", Changed: true}},
+		{step{err: down}, round{Err: true, Failures: 1}},
+		{step{index: 3, value: "f"}, round{Answer: "f", Recovered: true, Changed: true, Reset: true}}, // lower than before the failure
 	}
 	s := &script{}
 	for _, st := range steps {
@@ -90,7 +93,7 @@ func TestLoopFollowsTheIndexAndResetsIt(t *testing.T) {
 		if !ok {
 			t.Fatalf("round %d: Next ended", i)
 		}
-		got := round{Answer: r.Answer, Err: r.Err != nil, Failures: r.Failures, Recovered: r.Recovered, Changed: r.Changed}
+		got := round{Answer: r.Answer, Err: r.Err != nil, Failures: r.Failures, Recovered: r.Recovered, Changed: r.Changed, Reset: r.Reset}
 		if diff := cmp.Diff(st.want, got); diff != "" {
 			t.Fatalf("round %d (-want +got):\n%s", i, diff)
 		}
@@ -113,11 +116,11 @@ func TestLoopFollowsTheIndexAndResetsIt(t *testing.T) {
 			t.Errorf("query options %+v, want dc2, AllowStale, WaitTime 3s", q)
 		}
 	}
-	if diff := cmp.Diff([]uint64{0, 10, 12, 12, 0, 9, 0, 0, 1}, indexes); diff != "" {
+	if diff := cmp.Diff([]uint64{0, 10, 12, 12, 0, 9, 0, 0, 1, 11, 0}, indexes); diff != "" {
 		t.Errorf("WaitIndex of each query (-want +got):\n%s", diff)
 	}
-	if l.Index() != 11 {
-		t.Errorf("Index() = %d, want 11", l.Index())
+	if l.Index() != 0 {
+		t.Errorf("Index() = %d after a reset, want 0", l.Index())
 	}
 	// The queries after the first and second failures in a row waited
 	// the backoff: 20ms, then 40ms.
@@ -127,9 +130,9 @@ func TestLoopFollowsTheIndexAndResetsIt(t *testing.T) {
 		}
 	}
 	out := logs.String()
-	for _, want := range []string{"cannot read the thing", "reading the thing again", "index went backwards"} {
-		if n := strings.Count(out, want); n != 1 {
-			t.Errorf("log has %q %d times, want once:\n%s", want, n, out)
+	for want, times := range map[string]int{"cannot read the thing": 2, "reading the thing again": 2, "index went backwards": 2} {
+		if n := strings.Count(out, want); n != times {
+			t.Errorf("log has %q %d times, want %d:\n%s", want, n, times, out)
 		}
 	}
 }
@@ -154,6 +157,25 @@ func TestRereadStartsOverAfterThePause(t *testing.T) {
 	}
 	if gap := s.at[1].Sub(s.at[0]); gap < 30*time.Millisecond {
 		t.Errorf("the re-read came %v after the answer, want at least 30ms", gap)
+	}
+}
+
+func TestWaitAtMostBoundsOneQuery(t *testing.T) {
+	s := &script{steps: []step{{index: 5, value: "a"}, {index: 5, value: "a"}, {index: 5, value: "a"}}}
+	l := consulquery.New(consulquery.Config{WaitTime: time.Minute}, s.query)
+	l.Next(context.Background())
+	l.WaitAtMost(2 * time.Second)
+	l.Next(context.Background())
+	l.Next(context.Background())
+	var got []time.Duration
+	for _, q := range s.asked {
+		got = append(got, q.WaitTime)
+	}
+	if diff := cmp.Diff([]time.Duration{time.Minute, 2 * time.Second, time.Minute}, got); diff != "" {
+		t.Errorf("WaitTime of each query (-want +got):\n%s", diff)
+	}
+	if s.asked[1].WaitIndex != 5 {
+		t.Errorf("the bounded query waited on %d, want a blocking query on 5", s.asked[1].WaitIndex)
 	}
 }
 
