@@ -228,3 +228,34 @@ func TestPushback(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkMiddleware is the success path of the server middleware with a
+// bulkhead and a rate limit: "health-paths" with the default health list
+// (each request's path is compared with it), "no-health-paths" without one
+// (the cost before health checks were exempt).
+func BenchmarkMiddleware(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		opts []resilience.MiddlewareOption
+	}{
+		{"health-paths", nil},
+		{"no-health-paths", []resilience.MiddlewareOption{resilience.WithHealthPaths()}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			e, err := resilience.NewExecutor("server", resilience.Policy{
+				Bulkhead:  &resilience.Bulkhead{MaxConcurrent: 100},
+				RateLimit: &resilience.RateLimit{Rate: 1e9, Burst: 1e6},
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			h := resilience.Middleware(e, nil, bc.opts...)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+			req := httptest.NewRequest(http.MethodGet, "/orders/42", nil)
+			w := httptest.NewRecorder()
+			b.ReportAllocs()
+			for b.Loop() {
+				h.ServeHTTP(w, req)
+			}
+		})
+	}
+}
