@@ -32,7 +32,12 @@
 // # Propagation
 //
 // W3C trace context and baggage by default; B3, single or multiple header,
-// on request, to join traces with Zipkin or Spring Cloud Sleuth peers.
+// on request, to join traces with Zipkin or Spring Cloud Sleuth peers. B3
+// is this package's own propagator: it honours the four B3 sampling
+// states in both directions (accept, deny, defer, debug; a lone "b3: 0"
+// is not sampled and is sent on as deny), reads 64- and 128-bit trace
+// IDs, and sends the parent span ID of a recorded span. NewPropagator
+// gives the details; docs/wire.md lists every header.
 //
 // # Transports
 //

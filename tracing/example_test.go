@@ -64,7 +64,7 @@ func ExampleNewPropagator() {
 	}
 	fmt.Println(slices.Sorted(slices.Values(p.Fields())))
 	// Output:
-	// [baggage traceparent tracestate x-b3-flags x-b3-sampled x-b3-spanid x-b3-traceid]
+	// [baggage traceparent tracestate x-b3-flags x-b3-parentspanid x-b3-sampled x-b3-spanid x-b3-traceid]
 }
 
 // Every record logged with a context that carries a span gets its IDs.

@@ -5,7 +5,6 @@ import (
 	"os"
 	"strings"
 
-	"go.opentelemetry.io/contrib/propagators/b3"
 	"go.opentelemetry.io/otel/propagation"
 )
 
@@ -17,11 +16,12 @@ const (
 	// PropagatorBaggage is W3C Baggage (baggage).
 	PropagatorBaggage = "baggage"
 	// PropagatorB3 is Zipkin B3 with a single "b3" header on injection.
-	// Extraction reads both the single and the multiple header forms.
+	// Extraction reads both the single and the multiple header forms. See
+	// NewPropagator for the sampling states.
 	PropagatorB3 = "b3"
 	// PropagatorB3Multi is Zipkin B3 with the multiple X-B3-* headers on
 	// injection, as Spring Cloud Sleuth sends them. Extraction reads both
-	// forms.
+	// forms. Listing both b3 and b3multi writes both.
 	PropagatorB3Multi = "b3multi"
 	// PropagatorNone disables propagation; it must be the only name.
 	PropagatorNone = "none"
@@ -35,6 +35,32 @@ const (
 // To join traces with Zipkin or Spring Cloud Sleuth peers while keeping W3C
 // for the others, list both: tracecontext, baggage, b3multi. Incoming
 // requests in either format are then joined, and outgoing ones carry both.
+//
+// # B3
+//
+// B3 follows the openzipkin b3-propagation specification in both
+// directions. 64- and 128-bit trace IDs are read; a 64-bit one is sent on
+// as 64 bits. The caller's parent span ID is read, and an outgoing request
+// from a recorded span carries that span's parent (X-B3-ParentSpanId, or
+// the fourth field of b3). The sampling states:
+//
+//   - accept (1) and debug (d, X-B3-Flags: 1) are sampled; debug is sent
+//     on as debug for the whole trace, without X-B3-Sampled;
+//   - deny (0) is not sampled, and is sent on as 0, with the trace's IDs
+//     when it has them (the specification asks for them, so that logs
+//     can be correlated) — also when it came alone, as "b3: 0" or
+//     X-B3-Sampled: 0, since the service's span gives the trace IDs;
+//   - defer (IDs without a state) leaves the decision to this service:
+//     its sampler decides as for a new trace, keeping the IDs, and the
+//     decision is sent on, so that every later hop agrees with it;
+//   - with tracing disabled (no span of its own), a service passes on
+//     exactly what it received, a deferred state or a lone "b3: 0"
+//     included; a context with no trace at all writes no B3 header.
+//
+// The sampling decisions that OpenTelemetry's span context cannot hold
+// (deny or debug without IDs, deferred) are honoured by the sampler that
+// New and Setup build; a tracer provider of your own sees deny and debug
+// without IDs as no parent, and deferred as not sampled.
 func NewPropagator(names ...string) (propagation.TextMapPropagator, error) {
 	return newPropagator("Propagators", names)
 }
@@ -44,10 +70,10 @@ func newPropagator(field string, names []string) (propagation.TextMapPropagator,
 		names = []string{PropagatorTraceContext, PropagatorBaggage}
 	}
 	var (
-		props    []propagation.TextMapPropagator
-		encoding b3.Encoding
-		b3At     = -1
-		seen     = map[string]bool{}
+		props []propagation.TextMapPropagator
+		b3    b3Propagator
+		b3At  = -1
+		seen  = map[string]bool{}
 	)
 	for _, raw := range names {
 		name := strings.ToLower(strings.TrimSpace(raw))
@@ -62,9 +88,9 @@ func newPropagator(field string, names []string) (propagation.TextMapPropagator,
 			props = append(props, propagation.Baggage{})
 		case PropagatorB3, PropagatorB3Multi:
 			if name == PropagatorB3 {
-				encoding |= b3.B3SingleHeader
+				b3.single = true
 			} else {
-				encoding |= b3.B3MultipleHeader
+				b3.multi = true
 			}
 			if b3At < 0 {
 				b3At = len(props)
@@ -81,7 +107,7 @@ func newPropagator(field string, names []string) (propagation.TextMapPropagator,
 		}
 	}
 	if b3At >= 0 {
-		props[b3At] = b3.New(b3.WithInjectEncoding(encoding))
+		props[b3At] = b3
 	}
 	return propagation.NewCompositeTextMapPropagator(props...), nil
 }

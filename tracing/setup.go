@@ -83,8 +83,11 @@ type Config struct {
 	// SampleRatio is the share of new traces that are sampled, from 0 to 1,
 	// used in a parent-based sampler: a span whose parent was sampled is
 	// sampled, and one whose parent was not is not, whatever the ratio.
-	// Default (nil): OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG, else
-	// 1 (sample everything).
+	// A B3 decision that came without IDs ("b3: 0", "b3: d") counts as
+	// the parent's; B3 IDs that came without one (deferred) leave it to
+	// the ratio. Default (nil): OTEL_TRACES_SAMPLER and
+	// OTEL_TRACES_SAMPLER_ARG (an unsupported sampler or a bad ratio fails
+	// New), else 1 (sample everything).
 	SampleRatio *float64
 
 	// Propagators lists the header formats used to send and receive trace
@@ -222,6 +225,10 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Telemetry, error) {
 			return nil, err
 		}
 	}
+	sampler, err := newSampler(cfg)
+	if err != nil {
+		return nil, err
+	}
 	traceExp, err := exporterKind(cfg, "TRACES")
 	if err != nil {
 		return nil, err
@@ -243,10 +250,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Telemetry, error) {
 		}
 	}()
 
-	tpOpts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
-	if cfg.SampleRatio != nil {
-		tpOpts = append(tpOpts, sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(*cfg.SampleRatio))))
-	}
+	tpOpts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(sampler)}
 	spanExp, err := newSpanExporter(ctx, traceExp, cfg.Endpoint)
 	if err != nil {
 		return nil, err
@@ -291,6 +295,20 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Telemetry, error) {
 			slog.String("propagators", strings.Join(prop.Fields(), ",")))
 	}
 	return t, nil
+}
+
+// newSampler returns the parent-based ratio sampler of cfg.SampleRatio,
+// else the one OTEL_TRACES_SAMPLER names, else one that samples every new
+// trace; its parent-based forms honour B3 decisions (see parentBased).
+func newSampler(cfg Config) (sdktrace.Sampler, error) {
+	if cfg.SampleRatio != nil {
+		return parentBased(sdktrace.TraceIDRatioBased(*cfg.SampleRatio)), nil
+	}
+	s, err := samplerFromEnv()
+	if s == nil && err == nil {
+		s = parentBased(sdktrace.AlwaysSample())
+	}
+	return s, err
 }
 
 func logDebug(ctx context.Context, l *slog.Logger, msg string) {

@@ -69,6 +69,9 @@ func TestNewRejectsInvalidConfigNamingTheField(t *testing.T) {
 		{"unknown exporter in env", tracing.Config{ServiceName: "s"}, map[string]string{"OTEL_TRACES_EXPORTER": "zipkin"}, "OTEL_TRACES_EXPORTER"},
 		{"unknown protocol in env", tracing.Config{ServiceName: "s"}, map[string]string{"OTEL_METRICS_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, "OTEL_EXPORTER_OTLP_PROTOCOL"},
 		{"unknown propagator in env", tracing.Config{ServiceName: "s"}, map[string]string{"OTEL_PROPAGATORS": "xray"}, "OTEL_PROPAGATORS"},
+		{"unsupported sampler in env", tracing.Config{ServiceName: "s"}, map[string]string{"OTEL_TRACES_SAMPLER": "jaeger_remote"}, "OTEL_TRACES_SAMPLER"},
+		{"bad sampler ratio in env", tracing.Config{ServiceName: "s"}, map[string]string{"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "half"}, "OTEL_TRACES_SAMPLER_ARG"},
+		{"sampler ratio above one in env", tracing.Config{ServiceName: "s"}, map[string]string{"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "2"}, "OTEL_TRACES_SAMPLER_ARG"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -159,6 +162,9 @@ func TestSamplerIsParentBasedRatio(t *testing.T) {
 		{"ratio 1, unsampled parent", tracing.Ratio(1), "", unsampledParent, false},
 		{"default samples everything", nil, "", context.Background(), true},
 		{"OTEL_TRACES_SAMPLER when the config says nothing", nil, "always_off", context.Background(), false},
+		{"OTEL_TRACES_SAMPLER parent-based, sampled parent", nil, "parentbased_always_off", sampledParent, true},
+		{"OTEL_TRACES_SAMPLER parent-based, unsampled parent", nil, "parentbased_always_on", unsampledParent, false},
+		{"OTEL_TRACES_SAMPLER always_on ignores the parent", nil, "always_on", unsampledParent, true},
 		{"the config wins over OTEL_TRACES_SAMPLER", tracing.Ratio(1), "always_off", context.Background(), true},
 	}
 	for _, tt := range tests {

@@ -9,7 +9,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go"
-	"go.opentelemetry.io/contrib/propagators/b3"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -70,6 +69,10 @@ func TestTraceHeadersAreReadInAnyLetterCase(t *testing.T) {
 	ns := vitamintest.StartNATS(t)
 	nc := ns.Connect(t)
 	const traceHex, spanHex = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	b3, err := tracing.NewPropagator(tracing.PropagatorB3Multi)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name   string
 		prop   propagation.TextMapPropagator
@@ -79,7 +82,7 @@ func TestTraceHeadersAreReadInAnyLetterCase(t *testing.T) {
 		{"uppercase TRACEPARENT", w3c, nats.Header{"TRACEPARENT": {"00-" + traceHex + "-" + spanHex + "-01"}}},
 		{"mixed-case Traceparent", w3c, nats.Header{"Traceparent": {"00-" + traceHex + "-" + spanHex + "-01"}}},
 		{"mixed-case TraceParent", w3c, nats.Header{"TraceParent": {"00-" + traceHex + "-" + spanHex + "-01"}}},
-		{"Sleuth-style X-B3 headers", b3.New(),
+		{"Sleuth-style X-B3 headers", b3,
 			nats.Header{"X-B3-TraceId": {traceHex}, "X-B3-SpanId": {spanHex}, "X-B3-Sampled": {"1"}}},
 	}
 	for i, tt := range tests {
