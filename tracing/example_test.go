@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vitamin-go/vitamin/tracing"
@@ -65,6 +66,35 @@ func ExampleNewPropagator() {
 	fmt.Println(slices.Sorted(slices.Values(p.Fields())))
 	// Output:
 	// [baggage traceparent tracestate x-b3-flags x-b3-parentspanid x-b3-sampled x-b3-spanid x-b3-traceid]
+}
+
+// A B3 "deny" that came without IDs is honoured: the service's span is
+// not sampled, and the next hop is told not to sample either, with the
+// trace's IDs for its logs.
+func ExampleNewPropagator_b3Deny() {
+	tel, err := tracing.New(context.Background(), tracing.Config{
+		ServiceName: "orders", Exporter: tracing.ExporterNone, Propagators: []string{tracing.PropagatorB3Multi},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer func() { _ = tel.Shutdown(context.Background()) }()
+
+	in := propagation.MapCarrier{"b3": "0"}
+	ctx := tel.Propagator().Extract(context.Background(), in)
+	ctx, span := tel.TracerProvider().Tracer("orders").Start(ctx, "GET /orders")
+	defer span.End()
+
+	out := propagation.MapCarrier{}
+	tel.Propagator().Inject(ctx, out)
+	fmt.Println("sampled:", span.SpanContext().IsSampled())
+	fmt.Println("x-b3-sampled:", out.Get("x-b3-sampled"))
+	fmt.Println("x-b3-traceid is the span's:", out.Get("x-b3-traceid") == span.SpanContext().TraceID().String())
+	// Output:
+	// sampled: false
+	// x-b3-sampled: 0
+	// x-b3-traceid is the span's: true
 }
 
 // Every record logged with a context that carries a span gets its IDs.
