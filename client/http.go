@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -227,7 +228,16 @@ func idempotent(req *http.Request) bool {
 	return a || b
 }
 
-// pickTransport sends one attempt to the instance the core picks.
+// maxTransparent bounds the transparent retries of one attempt: after that
+// many, or when every instance has been tried, the attempt fails with the
+// last error.
+const maxTransparent = 3
+
+// pickTransport sends one attempt to the instance the core picks. An
+// attempt that provably never reached a server (neverSent) is sent again,
+// transparently, to an instance the call has not tried, at most
+// maxTransparent times: these retries are part of the attempt, so the
+// policy's MaxAttempts and budget do not see them.
 type pickTransport struct {
 	core *core
 	base http.RoundTripper
@@ -240,27 +250,64 @@ func (p *pickTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, resilience.WithOutcome(err, noInstances)
 	}
-	r := new(http.Request)
-	*r = *req
-	u := *req.URL
-	u.Host = m.ep.addr
-	r.URL = &u
-	start := p.core.start(m.ep)
-	resp, err := p.base.RoundTrip(r)
-	o := outcomeSuccess
+	for n := 0; ; n++ {
+		r := new(http.Request)
+		*r = *req
+		if n > 0 && req.Body != nil && req.Body != http.NoBody {
+			if r.Body, err = req.GetBody(); err != nil {
+				return nil, err
+			}
+		}
+		u := *req.URL
+		u.Host = m.ep.addr
+		r.URL = &u
+		start := p.core.start(m.ep)
+		resp, err := p.base.RoundTrip(r)
+		p.core.finish(m.ep, start, httpOutcome(req, resp, err))
+		if err == nil || n == maxTransparent || !neverSent(err) || req.Context().Err() != nil || !replayable(req) {
+			return resp, err
+		}
+		next, again, perr := p.core.pickAgain(cs)
+		if perr != nil || again {
+			return resp, err // nowhere else to go
+		}
+		m = next
+	}
+}
+
+// httpOutcome is how an attempt's result counts for the balancer.
+func httpOutcome(req *http.Request, resp *http.Response, err error) outcome {
 	switch {
 	case err != nil && req.Context().Err() != nil:
-		o = outcomeIgnore
 		if errors.Is(req.Context().Err(), context.DeadlineExceeded) {
-			o = outcomeSlow
+			return outcomeSlow
 		}
+		return outcomeIgnore
 	case errors.Is(err, syscall.ECONNREFUSED):
-		o = outcomeRefused
+		return outcomeRefused
 	case err != nil:
-		o = outcomeFailure
+		return outcomeFailure
 	case resp.StatusCode >= 500:
-		o = outcomeFailure
+		return outcomeFailure
 	}
-	p.core.finish(m.ep, start, o)
-	return resp, err
+	return outcomeSuccess
+}
+
+// neverSent reports whether err proves that the request reached no server:
+// the base transport could not open a connection to the instance (a
+// *net.OpError from dialing: refused, unreachable, dial timeout). net/http
+// dials only for a request it has not written anywhere, or for one it
+// retries itself after a reused connection failed — which it does only
+// when nothing was written or the request is idempotent (see
+// http.Transport) — so sending it to another instance is safe for any
+// method. A reset, EOF or timeout after the connection was open does not
+// count: the server may have received and processed the request.
+func neverSent(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// replayable reports whether req's body can be sent again.
+func replayable(req *http.Request) bool {
+	return req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
 }

@@ -1,21 +1,33 @@
 package resilience
 
 import (
+	"context"
 	"math"
 	"sync/atomic"
+	"time"
 
 	"github.com/failsafe-go/failsafe-go"
 	fsbudget "github.com/failsafe-go/failsafe-go/budget"
+
+	"github.com/vitamin-go/vitamin/internal/backoff"
 )
 
 const milli = 1000
 
-// retryBudget is a retry and hedge budget. failsafe-go's retry policy
-// consults it through its WithBudget hook (it has the method set of
-// failsafe-go's internal budget interface); hedged groups call it
-// directly. Unlike failsafe-go's own budget, which only bounds retries in
-// flight, it also bounds retries as a share of calls, which holds for
-// sequential callers too.
+// defaultBudgetWait is Budget.MaxWait's default.
+const defaultBudgetWait = 100 * time.Millisecond
+
+// budgetPoll is how often a retry waiting for a running retry to end looks
+// again: a retry lasts about one attempt, so the first looks come soon.
+var budgetPoll = backoff.Backoff{Initial: 250 * time.Microsecond, Max: 5 * time.Millisecond}
+
+// retryBudget is a retry and hedge budget. execute counts the calls and
+// takes a permit (acquire) before each retry, which may wait for a running
+// retry to end; hedged groups take one without waiting (TryAcquirePermit).
+// It has the method set of failsafe-go's budget interface. Unlike
+// failsafe-go's own budget, which only bounds retries in flight, it also
+// bounds retries as a share of calls, which holds for sequential callers
+// too.
 //
 // It is safe for concurrent use.
 type retryBudget struct {
@@ -30,6 +42,7 @@ type retryBudget struct {
 	permits   atomic.Int32 // retries and hedges in flight
 	exhausted atomic.Uint64
 	onExhaust func(kind string)
+	wait      time.Duration // Budget.MaxWait; 0: no waiting
 }
 
 var _ fsbudget.Budget = (*retryBudget)(nil)
@@ -53,6 +66,10 @@ func newRetryBudget(spec Budget, onExhaust func(kind string)) *retryBudget {
 		ratio:          ratio,
 		minConcurrency: int32(min(minConc, math.MaxInt32)),
 		onExhaust:      onExhaust,
+		wait:           max(spec.MaxWait, 0),
+	}
+	if spec.MaxWait == 0 {
+		b.wait = defaultBudgetWait
 	}
 	if b.deposit > 0 {
 		// Advance one retry, so that a new process can retry its first
@@ -73,8 +90,8 @@ func (b *retryBudget) Rate() float64 {
 	return float64(b.permits.Load()) / float64(c)
 }
 
-// RecordExecution is called by failsafe-go when a call starts: it earns the
-// call's share of a retry.
+// RecordExecution is called when a call that may retry or hedge starts:
+// it earns the call's share of a retry.
 func (b *retryBudget) RecordExecution() {
 	b.calls.Add(1)
 	if b.loan.Load() > 0 && b.loan.Add(-b.deposit) > -b.deposit {
@@ -91,32 +108,69 @@ func (b *retryBudget) RecordExecution() {
 	}
 }
 
-// ReleaseExecution is called by failsafe-go when a call ends.
+// ReleaseExecution is called when such a call ends.
 func (b *retryBudget) ReleaseExecution() { b.calls.Add(-1) }
 
-// TryAcquirePermit is called before a retry (by failsafe-go) or a hedge.
+// TryAcquirePermit is called before a hedge: it takes a permit if the
+// budget has one now.
 func (b *retryBudget) TryAcquirePermit() bool {
+	ok, _ := b.try()
+	return ok
+}
+
+// try takes a permit, or reports whether it was refused because too many
+// retries and hedges are running (busy) rather than for want of balance.
+func (b *retryBudget) try() (ok, busy bool) {
 	limit := max(b.minConcurrency, int32(b.ratio*float64(b.calls.Load())))
 	if b.permits.Add(1) > limit {
 		b.permits.Add(-1)
-		return false
+		return false, true
 	}
 	for {
 		cur := b.balance.Load()
 		if cur < milli {
 			b.permits.Add(-1)
-			return false
+			return false, false
 		}
 		if b.balance.CompareAndSwap(cur, cur-milli) {
-			return true
+			return true, false
 		}
 	}
+}
+
+// acquire takes a permit for a retry. If the budget is short for the
+// moment — as many retries and hedges as allowed are running, or the
+// balance is spent while other calls are in flight to earn it back — it
+// waits up to b.wait, so that a burst of failures is paced instead of
+// failed; a caller alone with a spent balance fails at once. It returns
+// nil, ctx's error if ctx ended while it waited, or ErrBudgetExhausted
+// (counted as exhausted).
+func (b *retryBudget) acquire(ctx context.Context) error {
+	ok, busy := b.try()
+	if !ok && b.wait > 0 && (busy || b.calls.Load() > 1) {
+		until := time.Now().Add(b.wait)
+		for n := 1; !ok; n++ {
+			d := min(budgetPoll.Delay(n), time.Until(until))
+			if d <= 0 {
+				break
+			}
+			if !backoff.Sleep(ctx, d) {
+				return ctx.Err()
+			}
+			ok, _ = b.try()
+		}
+	}
+	if !ok {
+		b.exceeded("retry")
+		return ErrBudgetExhausted
+	}
+	return nil
 }
 
 // ReleasePermit is called when a retry or hedge ends.
 func (b *retryBudget) ReleasePermit() { b.permits.Add(-1) }
 
-// OnBudgetExceeded is called by failsafe-go when a permit was refused.
+// OnBudgetExceeded counts a refused permit (failsafe-go's budget interface).
 func (b *retryBudget) OnBudgetExceeded(kind fsbudget.ExecutionType, _ failsafe.ExecutionInfo) {
 	b.exceeded(string(kind))
 }
@@ -131,12 +185,3 @@ func (b *retryBudget) exceeded(kind string) {
 
 // left returns the whole retries the budget holds now.
 func (b *retryBudget) left() float64 { return float64(b.balance.Load()) / milli }
-
-// budgetView lets the retry policy spend the budget while execute counts
-// the calls.
-type budgetView struct {
-	*retryBudget
-}
-
-func (budgetView) RecordExecution()  {}
-func (budgetView) ReleaseExecution() {}

@@ -286,8 +286,7 @@ func (e *Executor) buildRetry(r Retry) failsafe.Policy[any] {
 	b := retrypolicy.NewBuilder[any]().
 		WithMaxAttempts(r.MaxAttempts).
 		ReturnLastFailure().
-		HandleIf(func(_ any, err error) bool { return err != nil && e.shouldRetry(err) }).
-		OnRetry(func(ev failsafe.ExecutionEvent[any]) { e.obs.retried(ev.Attempts(), ev.LastError()) })
+		HandleIf(func(_ any, err error) bool { return err != nil && e.shouldRetry(err) })
 	if r.Backoff > 0 {
 		maxBackoff := r.MaxBackoff
 		if maxBackoff == 0 {
@@ -306,8 +305,9 @@ func (e *Executor) buildRetry(r Retry) failsafe.Policy[any] {
 			b = b.WithJitterFactor(r.Jitter)
 		}
 	}
-	if bud := e.parts.budget; bud != nil {
-		b = b.WithBudget(budgetView{bud}) // execute counts the calls
+	if e.parts.budget != nil {
+		// execute takes the budget's permits; a refusal ends the retries.
+		b = b.AbortOnErrors(ErrBudgetExhausted)
 	}
 	return b.Build()
 }
@@ -453,8 +453,10 @@ func noop() {}
 // caller's goroutine, so a call that succeeds at once costs no failsafe-go
 // execution. Only when it fails with a retryable error does failsafe-go's
 // retry policy take over: the first result is replayed to it, and it
-// applies backoff, jitter, the attempt limit and the budget to the rest,
-// each retry being again an attempt or a hedged group.
+// applies backoff, jitter and the attempt limit to the rest, each retry
+// being again an attempt or a hedged group that first takes a permit from
+// the budget (which may wait for a running retry to end, see
+// retryBudget.acquire).
 func execute[T any](ctx context.Context, e *Executor, fn attemptFunc[T]) (T, error) {
 	if e.fs == nil && !e.hedged {
 		v, err := attempt(ctx, e, fn)
@@ -472,12 +474,20 @@ func execute[T any](ctx context.Context, e *Executor, fn attemptFunc[T]) (T, err
 	if err == nil || e.fs == nil || !e.shouldRetry(err) {
 		return v, e.finish(ctx, err, nil)
 	}
-	first, last, lastV := true, err, v
+	first, last, lastV, attempts := true, err, v, 1
 	r, err := e.fs.WithContext(ctx).Get(func() (any, error) {
 		if first {
 			first = false
 			return v, last
 		}
+		if b := e.parts.budget; b != nil {
+			if err := b.acquire(ctx); err != nil {
+				return nil, err // last stays the last attempt's error
+			}
+			defer b.ReleasePermit()
+		}
+		e.obs.retried(attempts, last)
+		attempts++
 		v, err := once(ctx, e, fn)
 		last, lastV = err, v
 		return v, err
