@@ -122,8 +122,10 @@ func TestMessagesFromOtherLanguagesAreDecoded(t *testing.T) {
 		publish(`{"id":"`+g.id+`","total":7}`, g.header)
 	}
 	// The broker deduplicates only on "Nats-Msg-Id" spelled exactly: this
-	// second copy is stored, and the consumer's idempotency recognises it.
-	publish(`{"id":"node-1","total":7}`, nats.Header{"content-type": {"application/json; charset=utf-8"}, "nats-msg-id": {"node-1"}})
+	// second copy (its ID in yet another case) is stored, and the
+	// consumer's idempotency recognises it. Workers run in parallel, so
+	// either copy may be the one handled: they differ only in case.
+	publish(`{"id":"node-1","total":7}`, nats.Header{"content-type": {"application/json; charset=utf-8"}, "NATS-MSG-ID": {"node-1"}, "Vitamin-Caller": {"cart-js"}})
 	// Really undecodable, in lower case too.
 	publish(`{"id":`, nats.Header{"content-type": {"application/json; charset=utf-8"}, "nats-msg-id": {"broken-5"}})
 
