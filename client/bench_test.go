@@ -234,28 +234,38 @@ func (v *victimWatch) HandleRPC(_ context.Context, s stats.RPCStats) {
 func (v *victimWatch) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
 func (v *victimWatch) HandleConn(context.Context, stats.ConnStats)                       {}
 
-// BenchmarkKillUnderLoad kills one of three instances while 6 goroutines
-// call at full speed (1 ms per call) and reports the calls that failed
-// (budget 0) and the time from the kill to the last attempt sent to the
-// dead instance (budget ≤ 1 s).
+// BenchmarkKillUnderLoad kills one of three backend processes (SIGKILL)
+// while 16 goroutines call at full speed through the README's policy
+// (1 s timeout, 3 attempts, the default retry budget), and reports the
+// calls that failed (budget 0) and the time from the kill to the last
+// attempt sent to the dead instance (budget ≤ 1 s).
 func BenchmarkKillUnderLoad(b *testing.B) {
 	var failedTotal int64
 	var worst time.Duration
 	for b.Loop() {
 		reg := newRegistry(b)
-		bs := startFleet(b, reg, startGRPC, time.Millisecond, "k0", "k1", "k2")
+		var bs []*procBackend
+		for _, id := range []string{"k0", "k1", "k2"} {
+			p := startProcBackend(b, "grpc", id)
+			register(b, reg, p.instance(svc, nil))
+			bs = append(bs, p)
+		}
 		victim := bs[2]
 		vw := &victimWatch{addr: "127.0.0.1:" + itoa(victim.port)}
 		conn, err := client.NewGRPC(context.Background(), svc, client.Config{}, client.WithWatcher(reg), client.WithoutTracing(),
 			client.WithDialOptions(grpc.WithStatsHandler(vw)),
-			client.WithPolicies(policies(b, resilience.Policy{Retry: &resilience.Retry{MaxAttempts: 3}})))
+			client.WithPolicies(policies(b, resilience.Policy{
+				Timeout: time.Second,
+				Retry:   &resilience.Retry{MaxAttempts: 3},
+				Budget:  &resilience.Budget{},
+			})))
 		if err != nil {
 			b.Fatal(err)
 		}
 		var killedAt atomic.Int64
-		failed, _ := load(conn, 6, 3000, func(i int64) {
+		failed, _ := load(conn, 16, 3000, func(i int64) {
 			if i == 1000 {
-				victim.Stop()
+				victim.Kill()
 				killedAt.Store(time.Now().UnixNano())
 			}
 		})
@@ -264,8 +274,8 @@ func BenchmarkKillUnderLoad(b *testing.B) {
 			worst = d
 		}
 		_ = conn.Close()
-		for _, be := range bs {
-			be.Stop()
+		for _, p := range bs {
+			p.Kill()
 		}
 	}
 	b.ReportMetric(float64(failedTotal), "failed-calls")

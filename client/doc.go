@@ -39,6 +39,36 @@
 // whose *Transport resolves URLs such as http://orders/v1/orders/42; only
 // idempotent requests are retried unless WithRetryNonIdempotent says so.
 //
+// # Transparent retries
+//
+// An attempt that provably never reached a server goes on to another
+// instance inside the same attempt of the policy: Retry.MaxAttempts, the
+// retry budget and the circuit breaker do not see it, so a dead
+// instance's refused connections cannot spend the budget that guards
+// against retry storms. What counts as never reached a server:
+//
+//   - gRPC: what grpc-go itself retries transparently — the picked
+//     connection's transport was closing or draining when the stream was
+//     created (a NewStream error that allows a transparent retry, such as
+//     transport.ErrConnClosing); the stream's headers were never written
+//     before the connection failed, the server refused the stream
+//     (REFUSED_STREAM) or its GOAWAY left the stream out (grpc-go retries
+//     such an unprocessed stream once per call); or the picked SubConn was
+//     no longer ready. grpc-go picks again through Vitamin's picker, which
+//     skips the instances the call has tried; the attempt's deadline
+//     bounds it.
+//   - HTTP: the connection to the instance could not be opened (a
+//     *net.OpError from dialing: refused, unreachable, dial timeout). The
+//     request is sent to an instance the call has not tried, whatever its
+//     method, up to 3 times per attempt (see Transport).
+//
+// Everything else is an attempt's failure, retried by the policy and
+// charged to its budget: a connection reset or EOF after the request was
+// written, a timeout, an UNAVAILABLE or 5xx answer — the server may have
+// received and processed the request. When an instance dies, the calls it
+// had in flight fail at once this way; the budget paces their retries
+// (resilience.Budget.MaxWait) rather than failing them.
+//
 // # Choosing an instance
 //
 // By default the balancer samples two eligible instances at random and

@@ -26,6 +26,17 @@ import (
 // Only idempotent requests (GET, HEAD, OPTIONS, TRACE, PUT, DELETE, or any
 // request with an Idempotency-Key header) are retried or hedged, unless
 // WithRetryNonIdempotent says otherwise; a retry goes to another instance.
+//
+// A request that provably reached no server — the connection to the
+// instance could not be opened (a *net.OpError whose Op is "dial":
+// refused, unreachable, dial timeout) — is sent again at once to an
+// instance the call has not tried, whatever its method, up to 3 times per
+// attempt and never twice to one instance. These transparent retries are
+// part of the attempt: the policy's MaxAttempts, budget and breaker do
+// not see them. A request whose body cannot be replayed (a Body without
+// GetBody) is not. An error once a connection was open — a reset, EOF or
+// timeout — is not transparent, because the server may have processed
+// the request; it is an attempt's failure, retried by the policy.
 // The latency the balancer learns from is the time to the response headers.
 // For https URLs, certificates are checked against the instance's address
 // unless the base transport's TLSClientConfig.ServerName says otherwise.

@@ -205,3 +205,48 @@ func TestKillUnderLoad(t *testing.T) {
 		}
 	}
 }
+
+// TestFreezeUnderLoad freezes one of three backend processes (SIGSTOP) for
+// 5 s while 16 or 32 goroutines call through the README's policy with a
+// 200 ms timeout per attempt, then thaws it: no call fails. Attempts to
+// the frozen instance time out — real failures, retried on the budget.
+// VITAMIN_FAULT_REPS sets the repetitions per case (default 1).
+func TestFreezeUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("5 s per case")
+	}
+	reps := faultReps(t, 1)
+	p := readmePolicy
+	p.Timeout = 200 * time.Millisecond
+	for _, kind := range []string{"grpc", "http"} {
+		for _, workers := range []int{16, 32} {
+			t.Run(fmt.Sprintf("%s/%d", kind, workers), func(t *testing.T) {
+				t.Parallel() // each case has its own processes; most of it is waiting
+				f := newFleet(t, kind, 3)
+				newCaller := grpcCaller
+				if kind == "http" {
+					newCaller = httpCaller
+				}
+				var total, failed int64
+				for rep := range reps {
+					c := newCaller(t, f.reg, p)
+					underFault(c, workers, 1, 1, func() {})
+					victim := f.bs[rep%len(f.bs)]
+					r := underFault(c, workers, 200, 300, func() {
+						victim.Freeze()
+						defer victim.Thaw()
+						time.Sleep(5 * time.Second) // how long the fault lasts
+					})
+					c.close()
+					total += r.calls
+					failed += r.failed
+					if r.failed > 0 {
+						t.Errorf("repetition %d: %d of %d calls failed; first: %v", rep, r.failed, r.calls, r.first)
+					}
+					f.replace(rep % len(f.bs))
+				}
+				t.Logf("%d repetitions, %d calls, %d failed", reps, total, failed)
+			})
+		}
+	}
+}
