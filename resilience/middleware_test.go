@@ -82,6 +82,8 @@ func (s *limitedHTTP) block(t *testing.T, n int) <-chan int {
 	for range n {
 		select {
 		case <-s.entered:
+		case code := <-done:
+			t.Fatalf("a blocking request ended with %d before it reached the handler", code)
 		case <-time.After(30 * time.Second):
 			t.Fatal("blocking requests did not reach the handler")
 		}

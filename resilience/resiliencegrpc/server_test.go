@@ -3,11 +3,16 @@ package resiliencegrpc_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/consul/api"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -20,6 +25,7 @@ import (
 
 	"github.com/vitamin-go/vitamin/resilience"
 	"github.com/vitamin-go/vitamin/resilience/resiliencegrpc"
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 // work is a real gRPC service beside the standard health server: a unary
@@ -88,6 +94,8 @@ type limitedServer struct {
 	work   *work
 	health *health.Server
 	cc     *grpc.ClientConn
+	addr   string
+	checks atomic.Int32 // Health/Check calls received
 }
 
 func startLimited(t *testing.T, e *resilience.Executor, callers *resilience.CallerLimiter) *limitedServer {
@@ -96,10 +104,16 @@ func startLimited(t *testing.T, e *resilience.Executor, callers *resilience.Call
 	if err != nil {
 		t.Fatal(err)
 	}
+	s := &limitedServer{work: newWork(), health: health.NewServer(), addr: lis.Addr().String()}
+	count := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if info.FullMethod == healthpb.Health_Check_FullMethodName {
+			s.checks.Add(1)
+		}
+		return h(ctx, req)
+	}
 	srv := grpc.NewServer(
-		grpc.UnaryInterceptor(resiliencegrpc.UnaryServerInterceptor(e, callers)),
+		grpc.ChainUnaryInterceptor(count, resiliencegrpc.UnaryServerInterceptor(e, callers)),
 		grpc.StreamInterceptor(resiliencegrpc.StreamServerInterceptor(e, callers)))
-	s := &limitedServer{work: newWork(), health: health.NewServer()}
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(srv, s.health)
 	srv.RegisterService(&workDesc, s.work)
@@ -167,6 +181,8 @@ func (s *limitedServer) block(t *testing.T, n int) <-chan codes.Code {
 	for range n {
 		select {
 		case <-s.work.entered:
+		case code := <-done:
+			t.Fatalf("a blocking call ended with %v before it reached the handler", code)
 		case <-time.After(30 * time.Second):
 			t.Fatal("blocking calls did not reach the handler")
 		}
@@ -395,5 +411,71 @@ func TestServerPerCallerLimit(t *testing.T) {
 		if code, _ := call("quiet"); code != codes.OK {
 			t.Fatalf("quiet caller got %v while the noisy one was limited", code)
 		}
+	}
+}
+
+// The cascade of issue 13: a real Consul agent checks the server with its
+// gRPC health check while the bulkhead is full. The check keeps passing,
+// so the busy instance stays registered.
+func TestServerConsulGRPCCheckPassesFullBulkhead(t *testing.T) {
+	consul := vitamintest.StartConsul(t)
+	s := startLimited(t, serverExecutor(t, resilience.Policy{Bulkhead: &resilience.Bulkhead{MaxConcurrent: 1}}), nil)
+	host, port, _ := net.SplitHostPort(s.addr)
+	p, _ := strconv.Atoi(port)
+	err := consul.Client.Agent().ServiceRegister(&api.AgentServiceRegistration{
+		ID: "orders-1", Name: "orders", Address: host, Port: p,
+		Check: &api.AgentServiceCheck{CheckID: "orders-1-grpc", GRPC: s.addr, Interval: "1s", Timeout: "5s"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := func() (string, error) {
+		checks, err := consul.Client.Agent().Checks()
+		if err != nil {
+			return "", err
+		}
+		c, ok := checks["orders-1-grpc"]
+		if !ok {
+			return "", errors.New("check not registered")
+		}
+		return c.Status + " (" + c.Output + ")", nil
+	}
+	vitamintest.Eventually(t, 30*time.Second, func() error {
+		if st, err := status(); err != nil || !strings.HasPrefix(st, api.HealthPassing) {
+			return fmt.Errorf("check %q, %v; want passing", st, err)
+		}
+		return nil
+	})
+
+	blocked := s.block(t, 1)
+	if code, _ := s.do(context.Background(), ""); code != codes.Unavailable {
+		t.Fatalf("call with the bulkhead full: %v, want UNAVAILABLE", code)
+	}
+	// Three more probes while the bulkhead is full; after each, Consul
+	// still says passing.
+	from := s.checks.Load()
+	var notPassing []string
+	vitamintest.Eventually(t, 30*time.Second, func() error {
+		st, err := status()
+		if err != nil {
+			return err
+		}
+		if !strings.HasPrefix(st, api.HealthPassing) && len(notPassing) < 3 {
+			notPassing = append(notPassing, st)
+		}
+		if n := s.checks.Load() - from; n < 3 {
+			return fmt.Errorf("%d probes since the bulkhead filled, want 3", n)
+		}
+		return nil
+	})
+	if len(notPassing) > 0 {
+		t.Fatalf("the Consul check left passing while the bulkhead was full: %q", notPassing)
+	}
+	if st, _ := status(); !strings.HasPrefix(st, api.HealthPassing) {
+		t.Fatalf("check %q with the bulkhead full, want passing", st)
+	}
+	s.unblock()
+	if code := <-blocked; code != codes.OK {
+		t.Fatalf("blocked call: %v", code)
 	}
 }
