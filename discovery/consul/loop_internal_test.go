@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,11 +28,15 @@ type script struct {
 	steps []step
 	gate  chan struct{} // one receive per answer, so the test sees each one
 	asked chan uint64
+	waits chan time.Duration // the WaitTime of each query, if not nil
 }
 
 func (s *script) health(ctx context.Context, service string, q *api.QueryOptions) ([]*api.ServiceEntry, *api.QueryMeta, error) {
 	n := len(s.asked)
 	s.asked <- q.WaitIndex
+	if s.waits != nil {
+		s.waits <- q.WaitTime
+	}
 	if n >= len(s.steps) {
 		<-ctx.Done()
 		return nil, nil, ctx.Err()
@@ -46,10 +51,10 @@ func (s *script) health(ctx context.Context, service string, q *api.QueryOptions
 		return nil, nil, st.err
 	}
 	var out []*api.ServiceEntry
-	for i, id := range st.ids {
+	for _, id := range st.ids {
 		out = append(out, &api.ServiceEntry{
 			Node:    &api.Node{Address: "10.0.0.1"},
-			Service: &api.AgentService{ID: id, Service: service, Port: 8000 + i},
+			Service: &api.AgentService{ID: id, Service: service, Port: 8000 + int(id[0])}, // an instance keeps its port
 		})
 	}
 	return out, &api.QueryMeta{LastIndex: st.index}, nil
@@ -119,6 +124,105 @@ func TestLoopFollowsTheIndexAndResetsIt(t *testing.T) {
 	}
 }
 
+// After an agent restart — an error, then an answer with a lower index —
+// the watcher holds the last good set until every instance is back, and
+// meanwhile blocks on the index with a wait bounded by the grace.
+func TestLoopHoldsTheSetAfterARestart(t *testing.T) {
+	down := errors.New("connection refused")
+	steps := []struct {
+		step
+		want string
+	}{
+		{step{index: 40, ids: []string{"a", "b"}}, "a,b"},
+		{step{err: down}, "a,b stale"},
+		{step{index: 3, ids: nil}, "a,b preserved"},                  // the restarted agent is empty
+		{step{index: 4, ids: []string{"b"}}, ""},                     // b is back, a is not yet: no change to see
+		{step{index: 6, ids: []string{"b", "c"}}, "a,b,c preserved"}, // a new instance is served at once
+		{step{index: 7, ids: []string{"a", "b", "c"}}, "a,b,c"},      // all back: fresh
+	}
+	s := &script{gate: make(chan struct{}), asked: make(chan uint64, 100), waits: make(chan time.Duration, 100)}
+	for _, st := range steps {
+		s.steps = append(s.steps, st.step)
+	}
+	const grace = 30 * time.Second // shorter than WaitTime
+	w, err := newWatcher(s.health, WatcherConfig{Backoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond,
+		SelfPreservation: discovery.SelfPreservation{RestartGrace: grace}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	wa, err := w.Watch(context.Background(), "orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wa.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i, st := range steps {
+		s.gate <- struct{}{}
+		if st.want == "" {
+			continue
+		}
+		snap, err := wa.Next(ctx)
+		if err != nil {
+			t.Fatalf("answer %d: Next: %v", i, err)
+		}
+		var ids []string
+		for _, in := range snap.Instances {
+			ids = append(ids, in.ID)
+		}
+		got := strings.Join(ids, ",")
+		switch {
+		case snap.Stale:
+			got += " stale"
+		case snap.Preserved:
+			got += " preserved"
+		}
+		if got != st.want {
+			t.Fatalf("answer %d: watcher saw %q, want %q", i, got, st.want)
+		}
+	}
+	// From 0 after the error and after the reset; then blocking on the
+	// index, within the grace, until all are back.
+	want := []uint64{0, 40, 0, 0, 4, 6, 7}
+	for i, idx := range want {
+		got, wait := <-s.asked, <-s.waits
+		if got != idx {
+			t.Fatalf("query %d used WaitIndex %d, want %d (want all: %v)", i, got, idx, want)
+		}
+		bounded := i >= 3 && i <= 5
+		if bounded && (wait > grace || wait < grace/2) || !bounded && wait != DefaultWaitTime {
+			t.Errorf("query %d waited up to %v; want the grace left (bounded %v) or WaitTime", i, wait, bounded)
+		}
+	}
+}
+
+func TestRegistrarConfigNamesTheBadField(t *testing.T) {
+	cl, err := api.NewClient(api.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		cfg   RegistrarConfig
+		field string
+	}{
+		{RegistrarConfig{ReconcileInterval: -1}, "RegistrarConfig.ReconcileInterval"},
+		{RegistrarConfig{Backoff: -1}, "RegistrarConfig.Backoff"},
+		{RegistrarConfig{Backoff: time.Second, MaxBackoff: time.Millisecond}, "RegistrarConfig.MaxBackoff"},
+		{RegistrarConfig{DeregisterTimeout: -1}, "RegistrarConfig.DeregisterTimeout"},
+	} {
+		_, err := NewRegistrar(cl, tc.cfg)
+		var fe *discovery.FieldError
+		if !errors.Is(err, discovery.ErrInvalidConfig) || !errors.As(err, &fe) || fe.Field != tc.field {
+			t.Errorf("NewRegistrar(%+v) = %v, want ErrInvalidConfig naming %s", tc.cfg, err, tc.field)
+		}
+	}
+	r, err := NewRegistrar(cl, RegistrarConfig{Backoff: 3 * time.Second})
+	if err != nil || r.cfg.MaxBackoff != 3*time.Second || r.cfg.ReconcileInterval != DefaultReconcileInterval {
+		t.Errorf("Backoff above the default MaxBackoff: %v, %+v; want MaxBackoff to follow it", err, r.cfg)
+	}
+}
+
 func TestBackoffGrowsWithJitterWithinBounds(t *testing.T) {
 	w, err := newWatcher(nil, WatcherConfig{Backoff: 100 * time.Millisecond, MaxBackoff: time.Second})
 	if err != nil {
@@ -144,6 +248,7 @@ func TestWatcherConfigNamesTheBadField(t *testing.T) {
 		{WatcherConfig{Backoff: -1}, "WatcherConfig.Backoff"},
 		{WatcherConfig{Backoff: time.Second, MaxBackoff: time.Millisecond}, "WatcherConfig.MaxBackoff"},
 		{WatcherConfig{SelfPreservation: discovery.SelfPreservation{MaxDrop: 1.5}}, "WatcherConfig.SelfPreservation.MaxDrop"},
+		{WatcherConfig{SelfPreservation: discovery.SelfPreservation{RestartGrace: -1}}, "WatcherConfig.SelfPreservation.RestartGrace"},
 	} {
 		_, err := newWatcher(nil, tc.cfg)
 		var fe *discovery.FieldError
