@@ -3,9 +3,11 @@ package consul_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/vitamin-go/vitamin/discovery"
 	"github.com/vitamin-go/vitamin/discovery/consul"
@@ -117,4 +119,40 @@ func startAgent() (addr string, stop func()) {
 	tb := vitamintest.NewDetached("example")
 	agent := vitamintest.StartConsul(tb)
 	return agent.Addr, tb.Close
+}
+
+// The timings that carry a service through an agent restart are settings
+// a person writes in a file: how soon a registrar asks a restarted agent
+// again, and how long a watcher holds the last good set meanwhile.
+func ExampleWatcherConfig() {
+	var cfg struct {
+		Registrar consul.RegistrarConfig `yaml:"registrar"`
+		Watcher   consul.WatcherConfig   `yaml:"watcher"`
+	}
+	dec := yaml.NewDecoder(strings.NewReader(`
+registrar:
+  backoff: 50ms       # ask a vanished agent again after 50ms, then 100ms…
+  max_backoff: 500ms  # …and at least every 500ms
+watcher:
+  self_preservation:
+    restart_grace: 10s # after a restart, hold the last good set up to 10s
+`))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		panic(err)
+	}
+	client, err := api.NewClient(api.DefaultConfig())
+	if err != nil {
+		panic(err)
+	}
+	if _, err := consul.NewRegistrar(client, cfg.Registrar); err != nil {
+		panic(err)
+	}
+	w, err := consul.NewWatcher(client, cfg.Watcher)
+	if err != nil {
+		panic(err)
+	}
+	defer w.Close()
+	fmt.Println(cfg.Registrar.Backoff, cfg.Registrar.MaxBackoff, cfg.Watcher.SelfPreservation.RestartGrace)
+	// Output: 50ms 500ms 10s
 }
