@@ -58,6 +58,11 @@ const serviceConfig = `{"loadBalancingConfig":[{"` + BalancerName + `":{}}]}`
 //     outliers and routes to subsets;
 //   - the resilience policy of WithPolicies guards each call, and its
 //     retries and hedges go to other instances than the attempts before;
+//   - an RPC that never left the client (its instance's transport closed
+//     or drained before the stream was written) is retried by grpc-go
+//     itself, transparently, through the same picker and so to another
+//     instance, inside one attempt of the policy (see the package
+//     documentation, "Transparent retries");
 //   - an OpenTelemetry stats handler traces each attempt (WithoutTracing
 //     leaves it out);
 //   - WithCaller's name travels in the connection's user agent
