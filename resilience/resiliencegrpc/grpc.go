@@ -184,12 +184,27 @@ func StreamClientInterceptor(pick Picker) grpc.StreamClientInterceptor {
 			return nil, err
 		}
 		w := &clientStream{ClientStream: cs, permit: p}
-		// Backstop: when the stream's context ends (the stream finished or
-		// the caller gave up), release the permit if RecvMsg did not.
-		context.AfterFunc(cs.Context(), func() { w.finish(cs.Context().Err()) })
+		// Backstop, for a permit that RecvMsg did not release. The stream's
+		// context ends when the caller gives up, and also when the stream
+		// finishes: then grpc-go cancels it inside the RecvMsg that is about
+		// to return the stream's real status, which RecvMsg records. So a
+		// caller that gave up is recorded at once, and otherwise the
+		// backstop waits streamGrace for RecvMsg before it records the
+		// context's error (a caller that stopped reading a finished stream).
+		context.AfterFunc(cs.Context(), func() {
+			if err := ctx.Err(); err != nil {
+				w.finish(err)
+				return
+			}
+			time.AfterFunc(streamGrace, func() { w.finish(cs.Context().Err()) })
+		})
 		return w, nil
 	}
 }
+
+// streamGrace is how long the stream backstop waits for RecvMsg to record
+// a finished stream's status.
+const streamGrace = time.Second
 
 type clientStream struct {
 	grpc.ClientStream
