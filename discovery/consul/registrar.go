@@ -1,6 +1,7 @@
 package consul
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -293,11 +294,11 @@ func (h *Registered) restore(ctx context.Context, gen uint64) error {
 		d.Check = &c
 		def = &d
 	}
-	status := api.HealthCritical
-	if def.Check != nil && def.Check.Status != "" {
-		status = def.Check.Status
+	status := "" // no check
+	if def.Check != nil {
+		status = cmp.Or(def.Check.Status, api.HealthCritical)
 	}
-	h.r.log.Warn("consul: the agent forgot the instance; registering it again", "service", in.Service, "id", in.ID, "status", status)
+	h.r.log.Warn("consul: the agent forgot the instance; registering it again", "service", in.Service, "id", in.ID, "check_status", status)
 	if err := h.register(ctx, def); err != nil {
 		return err
 	}

@@ -395,7 +395,10 @@ func TestRestoredCheckKeepsItsStatus(t *testing.T) {
 		}
 	}))
 	defer healthy.Close()
-	defer close(released)
+	// Hanging probes would hold up Deregister: the agent waits for a
+	// check's probe before it removes the check.
+	release := sync.OnceFunc(func() { close(released) })
+	defer release()
 	sick := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		rw.WriteHeader(http.StatusInternalServerError)
 	}))
@@ -409,6 +412,7 @@ func TestRestoredCheckKeepsItsStatus(t *testing.T) {
 	bad := register(t, reg, discovery.Registration{
 		Instance: discovery.Instance{ID: "sick-1", Service: "sick", Address: "127.0.0.1", Port: 9702}, Check: check(sick.URL)})
 	defer deregister(t, bad)
+	defer release()
 
 	status := func(id string) string {
 		s, _, err := agent.Client.Agent().AgentHealthServiceByID(id)
