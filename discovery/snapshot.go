@@ -21,7 +21,10 @@ type Snapshot struct {
 	Stale bool
 	// Preserved is set while self-preservation holds on to the last good
 	// set because the backend answered with an empty set, or one that
-	// dropped more than the configured share, that is not yet confirmed.
+	// dropped more than the configured share, that is not yet confirmed —
+	// or, during a restart grace (SelfPreservation.RestartGrace), with a
+	// set that lacks instances the backend may have forgotten. Instances
+	// then also holds the instances the answer added.
 	Preserved bool
 	// LastConfirmed is when the backend last answered. It is zero if it
 	// never did.
