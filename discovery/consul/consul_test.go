@@ -206,7 +206,7 @@ func TestAgentRestartRegistersAgainOnce(t *testing.T) {
 		Instance: discovery.Instance{ID: "cart-http", Service: "cart", Address: "127.0.0.1", Port: 9301},
 		Check:    &discovery.Check{HTTP: srv.URL, Interval: 100 * time.Millisecond},
 	})
-	const registerPath = "PUT /v1/agent/service/register"
+	const registerPath = "ok PUT /v1/agent/service/register"
 	if n := tr.count(registerPath); n != 2 {
 		t.Fatalf("%d registrations before the restart, want 2", n)
 	}
