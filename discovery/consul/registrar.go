@@ -29,7 +29,8 @@ type RegistrarConfig struct {
 	// away or forgets the instance (a restart), and otherwise after
 	// ReconcileInterval — or after the check's Interval, if shorter: an
 	// HTTP or gRPC check's status is read then, to be restored with the
-	// instance. Default 10s.
+	// instance. Default 10s. The client's http.Client must not time out
+	// sooner (api.Config leaves its Timeout at zero).
 	ReconcileInterval time.Duration `yaml:"reconcile_interval" json:"reconcile_interval"`
 	// Backoff is the wait after a failed request to the agent (it cannot
 	// be reached, or registering again failed) before the next one; it
