@@ -245,8 +245,13 @@ func (w *Watcher) run(ctx context.Context, service string, l *serviceLoop, guard
 		case v.Grace > 0 && !holding:
 			log.Warn("consul: the agent may have lost its state; keeping the last good set until its instances are back",
 				"previous", v.Previous, "answer", len(r.Answer), "grace", v.Grace)
-		case v.Restored && holding:
+		case holding && v.Restored:
 			log.Info("consul: the instances are back", "now", len(v.Serve))
+		case holding && v.Grace == 0:
+			log.Warn("consul: the restart grace ran out before every instance was back; judging answers as usual",
+				"previous", v.Previous, "answer", len(r.Answer))
+		}
+		switch {
 		case v.Held && v.Grace == 0:
 			log.Warn("consul: self-preservation keeps the last good set until a second read confirms the drop",
 				"previous", v.Previous, "answer", len(r.Answer))
