@@ -31,6 +31,29 @@ const penaltyFactor = 5
 // estimate.
 const minSampleWeight = 1.0 / 8
 
+// forgetFactor times the service's typical latency is the time constant
+// over which the estimate of an instance that gets no calls decays toward
+// zero: long enough to keep a slow instance aside for a few dozen calls'
+// time, short enough that an instance made expensive by one unlucky
+// sample is soon called again.
+const forgetFactor = 8
+
+// slowFactor bounds what one sample can do. A sample raises an estimate to
+// at most slowFactor times the larger of the estimate and the typical
+// latency, so that one outlier (a pause, a cold connection) does not make
+// an instance look many times slower than its peers. A sample above
+// slowFactor × the typical latency is slow: when it is the second slow
+// probe of an instance in a row (a probe: a call to an instance whose
+// estimate had decayed by a quarter since its last call), the instance's
+// time constant doubles, up to Balancing.DecayTime, so that an instance
+// that stays slow is probed ever more rarely. A sample within twice the
+// typical latency starts the time constant over.
+const slowFactor = 4
+
+// clockTick is how stale the core clock read on the pick path may get
+// while calls start or finish.
+const clockTick = int64(20 * time.Microsecond)
+
 // endpoint is one instance as the balancer sees it. The latency and load
 // fields are atomics read on the pick path; the fields under "core.mu" are
 // only touched with the core's lock held.
@@ -40,11 +63,15 @@ type endpoint struct {
 	inflight atomic.Int64
 	ewma     atomic.Uint64 // float64 nanoseconds
 	stamp    atomic.Int64  // core clock of the last update
+	scale    atomic.Uint64 // float64: 2^-(slow probes in a row - 1), at most 1: how fast its estimate decays
+	answered atomic.Int64  // core clock of its last answer, or of a call's start while none was in flight
+	timedOut atomic.Int64  // core clock of the last timeout that counted toward ejection
 	observed atomic.Bool
 	consec   atomic.Int32
 	calls    atomic.Uint64
 
-	mu sync.Mutex // serialises latency updates
+	mu      sync.Mutex // serialises latency updates
+	strikes int        // e.mu: slow probes in a row
 
 	// core.mu
 	inst      discovery.Instance
@@ -57,50 +84,118 @@ type endpoint struct {
 	gone      bool
 }
 
-// cost is the peak-EWMA latency, decayed toward zero since its last update,
-// times the requests in flight plus one.
-func (e *endpoint) cost(now int64, tau float64, typical float64) float64 {
+// rates are the decay rates, in 1/ns, of latency estimates at one moment:
+// fast is 1 / (forgetFactor × the typical latency), slow 1 / DecayTime.
+type rates struct{ typical, fast, slow float64 }
+
+// rates returns the decay rates of now.
+func (c *core) rates() rates {
+	r := rates{typical: math.Float64frombits(c.typical.Load()), fast: c.slowRate, slow: c.slowRate}
+	if r.typical > 0 {
+		r.fast = 1 / (forgetFactor * r.typical)
+	}
+	return r
+}
+
+// elapsed returns dt in time constants of an estimate whose decay rate is
+// scaled by scale: its time constant is forgetFactor × the typical latency
+// / scale, at most DecayTime.
+func (r rates) elapsed(dt int64, scale float64) float64 {
+	return float64(dt) * max(r.fast*scale, r.slow)
+}
+
+// cost is the peak-EWMA latency, decayed toward zero since its last
+// update, times the requests in flight plus one. While calls are in
+// flight, an instance that has not answered for longer than its estimate
+// is at least that slow: the time since its last answer stands in for the
+// estimate, so that calls stop going to an instance that is stuck long
+// before the stuck ones time out.
+func (e *endpoint) cost(now int64, r rates) float64 {
 	ew := math.Float64frombits(e.ewma.Load())
-	if !e.observed.Load() && typical > ew {
-		ew = typical
+	if !e.observed.Load() && r.typical > ew {
+		ew = r.typical
 	}
 	if dt := now - e.stamp.Load(); dt > 0 {
-		ew *= decay(float64(dt) / tau)
+		ew *= decay(r.elapsed(dt, math.Float64frombits(e.scale.Load())))
 	}
-	return (ew + costFloor) * float64(e.inflight.Load()+1)
+	n := e.inflight.Load()
+	if n > 0 {
+		if quiet := float64(now - e.answered.Load()); quiet > ew {
+			ew = quiet
+		}
+	}
+	return (ew + costFloor) * float64(n+1)
 }
 
 // decay returns exp(-x) for x ≥ 0, cheaply for small x.
 func decay(x float64) float64 {
-	if x < 0.01 {
+	switch {
+	case x < 0.01:
 		return 1 - x + x*x/2
+	case x > 40:
+		return 0
 	}
 	return math.Exp(-x)
 }
 
+// sample is what one attempt tells about an instance's latency.
+type sample uint8
+
+const (
+	sampleFull  sample = iota // the instance answered after rtt
+	sampleBound               // no answer after rtt: the latency is at least rtt
+)
+
 // observe folds one latency sample into the peak EWMA: a sample above the
-// estimate replaces it, a lower one is averaged in with a weight that grows
-// with the time since the last sample.
-func (e *endpoint) observe(rtt float64, now int64, tau float64, typical float64) {
+// (decayed) estimate replaces it, up to slowFactor times the larger of the
+// estimate and the typical latency; a lower one is averaged in with a
+// weight that grows with the time since the last sample; a lower bound
+// (no answer after rtt) raises it to rtt if it was lower. It also counts slow probes,
+// which slow down the estimate's decay (see slowFactor).
+func (e *endpoint) observe(rtt float64, kind sample, now int64, r rates, decayTime float64) {
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	old := math.Float64frombits(e.ewma.Load())
+	dt := max(now-e.stamp.Load(), 0)
+	x := r.elapsed(dt, math.Float64frombits(e.scale.Load()))
+	cur := old * decay(x) // what the picker saw
+	observed := e.observed.Load()
+	if !observed && r.typical > cur {
+		cur = r.typical
+	}
 	nw := rtt
-	if !e.observed.Load() && typical > 0 {
-		// The first call to an instance also sets up its connection: do
-		// not let that one sample make it look slow.
-		nw = min(rtt, 4*typical)
-	} else if e.observed.Load() && rtt < old {
-		dt := max(now-e.stamp.Load(), 0)
+	switch {
+	case kind == sampleBound && rtt <= cur:
+		return // nothing new: it is known to be at least that slow
+	case kind == sampleBound:
+		// No answer for rtt is not an outlier of the kind one answer can
+		// be: it holds in full.
+	case rtt >= cur:
+		if r.typical > 0 {
+			// The first call to an instance also sets up its
+			// connection, and any call may meet a pause: one sample
+			// moves the estimate up by slowFactor at most.
+			nw = min(rtt, slowFactor*max(cur, r.typical))
+		}
+	default:
 		// Each sample also moves the estimate at least 1/8 of the way,
 		// so that at high rates one slow answer is forgotten after a
 		// few calls rather than after DecayTime.
-		w := min(decay(float64(dt)/tau), 1-minSampleWeight)
-		nw = old*w + rtt*(1-w)
+		w := min(decay(float64(dt)/decayTime), 1-minSampleWeight)
+		nw = cur*w + rtt*(1-w)
+	}
+	if r.typical > 0 {
+		switch {
+		case rtt <= 2*r.typical:
+			e.strikes = 0
+		case rtt > slowFactor*r.typical && observed && x > 0.25 && e.strikes < 64:
+			e.strikes++ // a probe, and it is still slow
+		}
+		e.scale.Store(math.Float64bits(math.Ldexp(1, -max(e.strikes-1, 0))))
 	}
 	e.ewma.Store(math.Float64bits(nw))
 	e.stamp.Store(now)
 	e.observed.Store(true)
-	e.mu.Unlock()
 }
 
 // member is an eligible endpoint and, for gRPC, its ready SubConn.
@@ -209,11 +304,12 @@ func callFrom(ctx context.Context) *callState {
 type outcome uint8
 
 const (
-	outcomeSuccess outcome = iota // the instance answered
-	outcomeFailure                // connection error, UNAVAILABLE, 5xx
-	outcomeSlow                   // deadline exceeded: latency only
-	outcomeIgnore                 // canceled by the caller
-	outcomeRefused                // connection refused: nothing listens there
+	outcomeSuccess  outcome = iota // the instance answered
+	outcomeFailure                 // connection error, UNAVAILABLE, 5xx
+	outcomeSlow                    // deadline exceeded: no answer in time; counts toward ejection
+	outcomeCanceled                // canceled by the caller, or a hedge that lost: no answer yet
+	outcomeIgnore                  // says nothing about the instance: nothing was sent, or a stream
+	outcomeRefused                 // connection refused: nothing listens there
 )
 
 // core is the balancer shared by the gRPC and HTTP clients of one service:
@@ -222,7 +318,8 @@ const (
 type core struct {
 	service  string
 	cfg      Balancing
-	tau      float64
+	tau      float64 // DecayTime
+	slowRate float64 // 1 / DecayTime
 	penalty  float64
 	needConn bool // gRPC: only endpoints with a ready SubConn are eligible
 	logger   *slog.Logger
@@ -248,6 +345,7 @@ func newCore(service string, cfg Balancing, needConn bool, logger *slog.Logger, 
 		service:  service,
 		cfg:      cfg,
 		tau:      float64(cfg.DecayTime),
+		slowRate: 1 / float64(cfg.DecayTime),
 		penalty:  float64(cfg.FailurePenalty),
 		needConn: needConn,
 		logger:   logger,
@@ -290,6 +388,7 @@ func (c *core) update(instances []discovery.Instance) {
 			e = &endpoint{addr: addr, ready: !c.needConn}
 			e.ewma.Store(typical)
 			e.stamp.Store(now)
+			e.scale.Store(math.Float64bits(1))
 			c.eps[addr] = e
 			added++
 		}
@@ -578,8 +677,8 @@ func (c *core) choose(list []member, cs *callState) member {
 	// The decay only needs a recent time; reading the clock would cost a
 	// third of the pick.
 	now := c.clock.Load()
-	typical := math.Float64frombits(c.typical.Load())
-	if a.ep.cost(now, c.tau, typical) <= b.ep.cost(now, c.tau, typical) {
+	r := c.rates()
+	if a.ep.cost(now, r) <= b.ep.cost(now, r) {
 		return a
 	}
 	return b
@@ -587,9 +686,20 @@ func (c *core) choose(list []member, cs *callState) member {
 
 // start records the start of an attempt on e and returns its start time.
 func (c *core) start(e *endpoint) int64 {
-	e.inflight.Add(1)
+	now := c.now()
+	c.tick(now)
+	if e.inflight.Add(1) == 1 {
+		e.answered.Store(now) // it owes no answer from before
+	}
 	e.calls.Add(1)
-	return c.now()
+	return now
+}
+
+// tick advances the core clock that the pick path reads.
+func (c *core) tick(now int64) {
+	if now-c.clock.Load() > clockTick {
+		c.clock.Store(now)
+	}
 }
 
 // finish records the end of an attempt on e.
@@ -599,46 +709,66 @@ func (c *core) finish(e *endpoint, start int64, o outcome) {
 		return
 	}
 	now := c.now()
-	if now-c.clock.Load() > int64(time.Millisecond) {
-		c.clock.Store(now)
-	}
+	c.tick(now)
 	rtt := float64(now - start)
-	if o == outcomeRefused {
+	r := c.rates()
+	switch o {
+	case outcomeSlow, outcomeCanceled:
+		// No answer: the latency is at least rtt. A deadline that ran out
+		// before the instance had the time of a typical call says
+		// nothing about it. A later one counts toward ejection like a
+		// failure if the instance answered no other call in the
+		// meantime (a stuck instance answers nothing; one that answers
+		// other calls is only slow at this one), and if the attempt
+		// started after the last timeout that counted: the calls in
+		// flight together when an instance froze — or when this
+		// process was paused, which times out calls to every instance
+		// at once — count once.
+		if o == outcomeSlow && rtt < r.typical {
+			return
+		}
+		e.observe(rtt, sampleBound, now, r, c.tau)
+		if o == outcomeSlow && !c.cfg.Outlier.Disabled && e.answered.Load() <= start && start > e.timedOut.Load() {
+			e.timedOut.Store(now)
+			if int(e.consec.Add(1)) >= c.cfg.Outlier.Consecutive {
+				c.eject(e)
+			}
+		}
+		return
+	case outcomeRefused:
 		o = outcomeFailure
 		if !c.cfg.Outlier.Disabled {
 			// Nothing listens at the address: the process is gone.
 			e.consec.Store(int32(c.cfg.Outlier.Consecutive))
 		}
 	}
+	e.answered.Store(now)
 	if o == outcomeFailure {
 		penalty := c.penalty
 		if penalty == 0 { // relative to the typical latency
-			penalty = penaltyFactor * math.Float64frombits(c.typical.Load())
+			penalty = penaltyFactor * r.typical
 			if penalty == 0 {
 				penalty = float64(time.Millisecond)
 			}
 		}
-		rtt = max(rtt, penalty)
-	}
-	e.observe(rtt, now, c.tau, math.Float64frombits(c.typical.Load()))
-	if o != outcomeFailure {
-		t := math.Float64frombits(c.typical.Load())
-		if t == 0 {
-			t = rtt
-		} else {
-			t += (rtt - t) / 16
-		}
-		c.typical.Store(math.Float64bits(t))
-	}
-	switch o {
-	case outcomeFailure:
+		e.observe(max(rtt, penalty), sampleFull, now, r, c.tau)
 		if !c.cfg.Outlier.Disabled && int(e.consec.Add(1)) >= c.cfg.Outlier.Consecutive {
 			c.eject(e)
 		}
-	case outcomeSuccess:
-		if e.consec.Load() != 0 {
-			e.consec.Store(0)
-		}
+		return
+	}
+	// Only answers make the typical latency, and one outlier moves it by
+	// a little: timeouts, failure penalties and pauses would inflate the
+	// default penalty, new instances' starting estimate and the time the
+	// balancer takes to forget.
+	if t := r.typical; t == 0 {
+		c.typical.Store(math.Float64bits(rtt))
+	} else {
+		c.typical.Store(math.Float64bits(t + (min(rtt, slowFactor*t)-t)/16))
+	}
+	e.observe(rtt, sampleFull, now, r, c.tau)
+	if e.consec.Load() != 0 {
+		e.consec.Store(0)
 	}
 }
 

@@ -2,8 +2,13 @@ package client
 
 import (
 	"fmt"
+	"math"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/balancer"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/vitamin-go/vitamin/discovery"
 	"github.com/vitamin-go/vitamin/vitamintest"
@@ -190,5 +195,222 @@ func TestNewInstanceIsNotStarved(t *testing.T) {
 	}
 	if n < 50 {
 		t.Fatalf("the new instance got %d of 300 picks", n)
+	}
+}
+
+// elapse makes d pass for c's instances: their last sample, answer and
+// timeout move d into the past.
+func elapse(c *core, d time.Duration) {
+	c.mu.Lock()
+	for _, e := range c.eps {
+		e.stamp.Add(-int64(d))
+		e.answered.Add(-int64(d))
+		e.timedOut.Add(-int64(d))
+	}
+	c.mu.Unlock()
+	c.clock.Store(c.now())
+}
+
+// answer records a successful call to e that took rtt.
+func answer(c *core, e *endpoint, rtt time.Duration) {
+	c.finish(e, c.start(e)-int64(rtt), outcomeSuccess)
+}
+
+// share returns how many of n picks went to e. The picks see the core
+// clock of the last start, finish or elapse, so the time the test takes
+// does not count.
+func share(c *core, e *endpoint, n int) int {
+	got := 0
+	for range n {
+		if m, _ := c.pick(nil); m.ep == e {
+			got++
+		}
+	}
+	return got
+}
+
+func TestOneSlowSampleIsForgotten(t *testing.T) {
+	c, _ := testCore(t, Balancing{Outlier: Outlier{Disabled: true}}, 2, nil)
+	eps := c.set.Load().all
+	a, b := eps[0].ep, eps[1].ep
+	for range 20 {
+		answer(c, a, time.Millisecond)
+		answer(c, b, time.Millisecond)
+	}
+	answer(c, b, 200*time.Millisecond) // a pause, a cold connection
+	if n := share(c, b, 100); n != 0 {
+		t.Fatalf("right after its slow sample, b got %d of 100 picks", n)
+	}
+	// a keeps answering in 1ms; b gets no call. After some forty typical
+	// calls' time, b is as cheap as a again (the decay time of 10s would
+	// keep it expensive for a thousand times longer).
+	for range 40 {
+		elapse(c, time.Millisecond)
+		answer(c, a, time.Millisecond)
+	}
+	if n := share(c, b, 100); n == 0 {
+		t.Fatalf("after 40ms without calls, one slow sample still keeps b from every pick: estimate %v", time.Duration(math.Float64frombits(b.ewma.Load())))
+	}
+}
+
+func TestStillSlowIsProbedLessOften(t *testing.T) {
+	c, _ := testCore(t, Balancing{Outlier: Outlier{Disabled: true}}, 2, nil)
+	eps := c.set.Load().all
+	a, slow := eps[0].ep, eps[1].ep
+	for range 20 {
+		answer(c, a, time.Millisecond)
+		answer(c, slow, time.Millisecond)
+	}
+	// Each time slow is tried again after it was left alone, it is still
+	// 10 times slower: each such probe doubles the time it is left alone.
+	scale := func() float64 { return math.Float64frombits(slow.scale.Load()) }
+	want := 1.0
+	for i := range 6 {
+		for range 20 {
+			answer(c, a, time.Millisecond)
+		}
+		elapse(c, 100*time.Millisecond)
+		answer(c, slow, 10*time.Millisecond)
+		if i > 0 {
+			want /= 2
+		}
+		if got := scale(); got != want {
+			t.Fatalf("after %d slow probes the decay scale is %v, want %v", i+1, got, want)
+		}
+	}
+	// One answer in the typical time starts over.
+	answer(c, slow, time.Millisecond)
+	if got := scale(); got != 1 {
+		t.Fatalf("after a fast answer the decay scale is %v, want 1", got)
+	}
+}
+
+func TestStuckInstanceIsAvoided(t *testing.T) {
+	c, _ := testCore(t, Balancing{Outlier: Outlier{Disabled: true}}, 2, nil)
+	eps := c.set.Load().all
+	a, stuck := eps[0].ep, eps[1].ep
+	for range 20 {
+		answer(c, a, time.Millisecond)
+		answer(c, stuck, time.Millisecond)
+	}
+	c.start(stuck) // never answered
+	c.start(a)     // in flight too, for as long
+	c.clock.Store(c.now())
+	r := c.rates()
+	if cs, ca := stuck.cost(c.clock.Load(), r), a.cost(c.clock.Load(), r); cs > 1.1*ca {
+		t.Fatalf("with one call just started on each, costs %v and %v: a call in flight for less than the typical latency is no sign", cs, ca)
+	}
+	// 20ms later a has answered other calls; stuck has answered nothing
+	// while its call waits.
+	elapse(c, 20*time.Millisecond)
+	answer(c, a, time.Millisecond)
+	if n := share(c, stuck, 100); n != 0 {
+		t.Fatalf("an instance silent for 20 typical latencies with a call in flight got %d of 100 picks", n)
+	}
+}
+
+func TestTimeoutsEject(t *testing.T) {
+	c, _ := testCore(t, Balancing{Outlier: Outlier{Consecutive: 3, BaseEjection: time.Minute}}, 4, nil)
+	eps := c.set.Load().all
+	for _, m := range eps {
+		answer(c, m.ep, time.Millisecond)
+	}
+	// timeouts ends n calls to e that started together d ago and got no
+	// answer, some time after the previous round.
+	timeouts := func(e *endpoint, n int, d time.Duration) {
+		elapse(c, 2*d)
+		s := c.now() - int64(d)
+		for range n {
+			c.start(e)
+		}
+		e.answered.Store(s) // its last sign of life: when they started
+		for range n {
+			c.finish(e, s, outcomeSlow)
+		}
+	}
+	eligible := func(e *endpoint) bool {
+		for _, m := range c.set.Load().all {
+			if m.ep == e {
+				return true
+			}
+		}
+		return false
+	}
+	busy, paused, stuck := eps[0].ep, eps[1].ep, eps[2].ep
+	// An instance that times out calls while it answers others is slow
+	// at those, not stuck.
+	for range 3 {
+		elapse(c, 200*time.Millisecond)
+		s := c.start(busy) - int64(100*time.Millisecond)
+		answer(c, busy, time.Millisecond)
+		c.finish(busy, s, outcomeSlow)
+	}
+	// Calls in flight together that all time out count once: so does a
+	// pause of this process, which times out calls to every instance.
+	timeouts(paused, 10, 100*time.Millisecond)
+	answer(c, paused, time.Millisecond)
+	timeouts(paused, 10, 100*time.Millisecond)
+	// A deadline that ran out before a typical call's time is no verdict.
+	for range 3 {
+		timeouts(stuck, 1, time.Microsecond)
+	}
+	for _, e := range []*endpoint{busy, paused, stuck} {
+		if !eligible(e) {
+			t.Fatalf("%s was ejected for timeouts that say nothing of it", e.inst.ID)
+		}
+	}
+	// A stuck instance: the calls in flight when it froze, then one
+	// probe after another, all unanswered.
+	timeouts(stuck, 3, 100*time.Millisecond)
+	timeouts(stuck, 1, 100*time.Millisecond)
+	if !eligible(stuck) {
+		t.Fatal("ejected after two rounds of timeouts, with Consecutive 3")
+	}
+	timeouts(stuck, 1, 100*time.Millisecond)
+	if eligible(stuck) {
+		t.Fatal("an instance that answered nothing to three rounds of calls was not ejected")
+	}
+	// The typical latency learnt nothing from the timeouts.
+	if typ := time.Duration(math.Float64frombits(c.typical.Load())); typ > 2*time.Millisecond {
+		t.Fatalf("typical latency %v after timeouts, want about 1ms", typ)
+	}
+}
+
+func TestNothingSentIsNoSample(t *testing.T) {
+	if o := doneOutcome(balancer.DoneInfo{}, false); o != outcomeIgnore {
+		t.Fatalf("an empty DoneInfo (gRPC picks again: the transport was not ready) counts as %d, want ignored", o)
+	}
+	if o := doneOutcome(balancer.DoneInfo{Err: status.Error(codes.DeadlineExceeded, "x")}, false); o != outcomeIgnore {
+		t.Fatalf("a deadline before anything was sent counts as %d, want ignored", o)
+	}
+	if o := doneOutcome(balancer.DoneInfo{Err: status.Error(codes.DeadlineExceeded, "x"), BytesSent: true}, false); o != outcomeSlow {
+		t.Fatalf("a deadline after the request was sent counts as %d, want a timeout", o)
+	}
+	if o := doneOutcome(balancer.DoneInfo{Err: status.Error(codes.Unavailable, "x")}, false); o != outcomeFailure {
+		t.Fatalf("UNAVAILABLE before anything was sent counts as %d, want a failure (the connection is gone)", o)
+	}
+	c, _ := testCore(t, Balancing{Outlier: Outlier{Consecutive: 5}}, 2, nil)
+	e := c.set.Load().all[0].ep
+	answer(c, e, time.Millisecond)
+	for range 3 {
+		c.finish(e, c.start(e), outcomeFailure)
+	}
+	before := e.ewma.Load()
+	c.finish(e, c.start(e), doneOutcome(balancer.DoneInfo{}, false))
+	if e.consec.Load() != 3 || e.ewma.Load() != before {
+		t.Fatalf("a pick that sent nothing changed the instance: %d failures in a row (want 3), estimate changed %v", e.consec.Load(), e.ewma.Load() != before)
+	}
+}
+
+func TestTypicalLatencyResistsOutliers(t *testing.T) {
+	c, _ := testCore(t, Balancing{}, 2, nil)
+	e := c.set.Load().all[0].ep
+	for range 50 {
+		answer(c, e, time.Millisecond)
+	}
+	answer(c, e, time.Second)
+	// One answer moves it by at most (4-1)/16 of itself.
+	if typ := time.Duration(math.Float64frombits(c.typical.Load())); typ > 1200*time.Microsecond {
+		t.Fatalf("one 1s answer among 1ms ones made the typical latency %v", typ)
 	}
 }

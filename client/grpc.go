@@ -482,12 +482,7 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	c := p.c
 	stream := cs != nil && cs.stream
 	return balancer.PickResult{SubConn: m.sc, Done: func(di balancer.DoneInfo) {
-		o := grpcOutcome(di.Err)
-		if stream && o != outcomeFailure {
-			// A stream's length says nothing about the instance's latency.
-			o = outcomeIgnore
-		}
-		c.finish(m.ep, start, o)
+		c.finish(m.ep, start, doneOutcome(di, stream))
 	}}, nil
 }
 
@@ -502,12 +497,29 @@ func (p noInstancesPicker) Pick(info balancer.PickInfo) (balancer.PickResult, er
 	return balancer.PickResult{}, p.err
 }
 
+// doneOutcome is how an attempt that grpc-go reports done counts for the
+// balancer.
+func doneOutcome(di balancer.DoneInfo, stream bool) outcome {
+	o := grpcOutcome(di.Err)
+	switch {
+	case !di.BytesSent && o != outcomeFailure:
+		// Nothing reached the instance: grpc-go picks again, with an
+		// empty DoneInfo, when the picked SubConn's transport is not
+		// ready, and an attempt can end before its stream is open.
+		return outcomeIgnore
+	case stream && o != outcomeFailure:
+		// A stream's length says nothing about the instance's latency.
+		return outcomeIgnore
+	}
+	return o
+}
+
 func grpcOutcome(err error) outcome {
 	if err == nil {
 		return outcomeSuccess
 	}
 	if errors.Is(err, context.Canceled) {
-		return outcomeIgnore
+		return outcomeCanceled
 	}
 	s, ok := status.FromError(err)
 	if !ok {
@@ -517,7 +529,7 @@ func grpcOutcome(err error) outcome {
 	case codes.Unavailable:
 		return outcomeFailure
 	case codes.Canceled:
-		return outcomeIgnore
+		return outcomeCanceled
 	case codes.DeadlineExceeded:
 		return outcomeSlow
 	}
