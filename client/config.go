@@ -64,12 +64,19 @@ type Config struct {
 type Balancing struct {
 	// Algorithm is PowerOfTwo (default) or RoundRobin.
 	Algorithm Algorithm `yaml:"algorithm,omitempty" json:"algorithm,omitempty"`
-	// DecayTime is the time constant of the peak-EWMA latency. A slower
-	// sample replaces an instance's estimate at once; a faster one pulls
-	// it down by the share of DecayTime elapsed since the last sample, and
-	// by at least an eighth. The estimate of an instance that is not
-	// called decays toward zero over DecayTime, so that an instance
-	// avoided for being slow is probed again now and then. Default 10s.
+	// DecayTime is the longest time constant of the peak-EWMA latency. A
+	// slower sample replaces an instance's estimate at once, up to four
+	// times the larger of the estimate and the service's typical latency
+	// (so that one pause does not make an instance look many times slower
+	// than its peers); a faster one pulls it down by the share of
+	// DecayTime elapsed since the last sample, and by at least an eighth.
+	// The estimate of an instance that is not called decays toward zero
+	// over eight times the typical latency, so that an instance made
+	// expensive by one slow answer is soon called again. From the second
+	// time in a row that an instance is tried again and is still more
+	// than four times slower than typical, that time doubles each time, up
+	// to DecayTime, so that a slow instance is probed ever more rarely.
+	// Default 10s.
 	DecayTime time.Duration `yaml:"decay_time,omitempty" json:"decay_time,omitempty"`
 	// FailurePenalty is the latency a failed call (connection error,
 	// UNAVAILABLE, 5xx) counts as when it failed faster than that, so that
@@ -97,8 +104,10 @@ type Balancing struct {
 }
 
 // Outlier configures per-instance outlier ejection. An instance that fails
-// Consecutive calls in a row (connection errors, gRPC UNAVAILABLE, HTTP 5xx)
-// is taken out of rotation for BaseEjection × the number of times it was
+// Consecutive calls in a row (connection errors, gRPC UNAVAILABLE, HTTP 5xx,
+// or timeouts — DEADLINE_EXCEEDED, a context deadline — of calls during
+// which it answered nothing else, the calls in flight together counting
+// once) is taken out of rotation for BaseEjection × the number of times it was
 // ejected (at most MaxEjection). An HTTP instance that refuses a connection
 // (nothing listens at its address any more) is ejected at once. The zero
 // value gives the defaults; it is plain data.

@@ -74,16 +74,25 @@
 // By default the balancer samples two eligible instances at random and
 // takes the cheaper: peak-EWMA latency × (requests in flight + 1), the
 // power of two choices. A latency estimate jumps to a slower sample at once
-// and comes down with faster ones (see Balancing.DecayTime); a failed call
-// counts as at least Balancing.FailurePenalty slow (by default five times
-// the typical latency), so failing fast does not attract traffic.
-// RoundRobin is the alternative.
+// (fourfold at most: one pause or cold connection does not make an instance
+// look many times slower than its peers) and comes down with faster ones;
+// an instance that gets no calls sees its estimate decay within a few dozen
+// typical calls' time, so that identical instances share calls evenly at
+// any concurrency, while one that is tried again and is still slow is left
+// alone twice as long each time, up to Balancing.DecayTime. While calls are
+// in flight, an instance that has not answered for longer than its estimate
+// is taken to be at least that slow, so calls stop going to a stuck
+// instance long before the stuck ones time out. A failed call counts as at
+// least Balancing.FailurePenalty slow (by default five times the typical
+// latency), so failing fast does not attract traffic. Picks that sent
+// nothing (gRPC picks again when a connection was not ready) teach the
+// balancer nothing. RoundRobin is the alternative.
 //
 // # Outlier ejection
 //
 // An instance that fails Outlier.Consecutive calls in a row (connection
-// errors, gRPC UNAVAILABLE, HTTP 5xx) — or refuses a connection — is ejected
-// for Outlier.BaseEjection, longer each time it is ejected again, up to
+// errors, gRPC UNAVAILABLE, HTTP 5xx, or timeouts while it answers nothing
+// else) — or refuses a connection — is ejected for Outlier.BaseEjection, longer each time it is ejected again, up to
 // Outlier.MaxEjection. At most Outlier.MaxEjectedShare of the instances are
 // ejected at once, and when fewer than Outlier.PanicThreshold of them are
 // left, ejection is ignored. A gRPC instance whose connection is down is

@@ -293,7 +293,7 @@ func httpOutcome(req *http.Request, resp *http.Response, err error) outcome {
 		if errors.Is(req.Context().Err(), context.DeadlineExceeded) {
 			return outcomeSlow
 		}
-		return outcomeIgnore
+		return outcomeCanceled // by the caller, or a hedge that lost
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return outcomeRefused
 	case err != nil:
