@@ -233,7 +233,6 @@ func TestFreezeUnderLoad(t *testing.T) {
 	for _, kind := range []string{"grpc", "http"} {
 		for _, workers := range []int{16, 32} {
 			t.Run(fmt.Sprintf("%s/%d", kind, workers), func(t *testing.T) {
-				t.Parallel() // each case has its own processes; most of it is waiting
 				f := newFleet(t, kind, 3)
 				newCaller := grpcCaller
 				if kind == "http" {
