@@ -104,25 +104,30 @@ func (r rates) elapsed(dt int64, scale float64) float64 {
 	return float64(dt) * max(r.fast*scale, r.slow)
 }
 
-// cost is the peak-EWMA latency, decayed toward zero since its last
-// update, times the requests in flight plus one. While calls are in
-// flight, an instance that has not answered for longer than its estimate
-// is at least that slow: the time since its last answer stands in for the
-// estimate, so that calls stop going to an instance that is stuck long
-// before the stuck ones time out.
+// cost is the peak-EWMA latency times the requests in flight plus one.
+// The estimate of an instance without calls in flight decays toward zero
+// since its last update, so that it is tried again; one with calls in
+// flight keeps its estimate until they answer — so that one probe of an
+// instance avoided for being slow does not draw more calls after it — and
+// if it has not answered for longer than that, it is at least that slow:
+// the time since its last answer stands in for the estimate, so that
+// calls stop going to an instance that is stuck long before the stuck
+// ones time out.
 func (e *endpoint) cost(now int64, r rates) float64 {
 	ew := math.Float64frombits(e.ewma.Load())
 	if !e.observed.Load() && r.typical > ew {
 		ew = r.typical
 	}
-	if dt := now - e.stamp.Load(); dt > 0 {
-		ew *= decay(r.elapsed(dt, math.Float64frombits(e.scale.Load())))
-	}
 	n := e.inflight.Load()
-	if n > 0 {
+	switch {
+	case n > 0:
+		// It is being tried: until an answer says otherwise, it is as
+		// slow as it was last seen, or as it has been silent.
 		if quiet := float64(now - e.answered.Load()); quiet > ew {
 			ew = quiet
 		}
+	case now > e.stamp.Load():
+		ew *= decay(r.elapsed(now-e.stamp.Load(), math.Float64frombits(e.scale.Load())))
 	}
 	return (ew + costFloor) * float64(n+1)
 }

@@ -262,14 +262,15 @@ func TestStillSlowIsProbedLessOften(t *testing.T) {
 		answer(c, slow, time.Millisecond)
 	}
 	// Each time slow is tried again after it was left alone, it is still
-	// 10 times slower: each such probe doubles the time it is left alone.
+	// 10 times slower: from the second such probe on, each one doubles
+	// the time it is left alone.
 	scale := func() float64 { return math.Float64frombits(slow.scale.Load()) }
 	want := 1.0
 	for i := range 6 {
 		for range 20 {
 			answer(c, a, time.Millisecond)
 		}
-		elapse(c, 100*time.Millisecond)
+		elapse(c, 10*time.Second) // long enough to be a probe
 		answer(c, slow, 10*time.Millisecond)
 		if i > 0 {
 			want /= 2
