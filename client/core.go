@@ -119,15 +119,14 @@ func (e *endpoint) cost(now int64, r rates) float64 {
 		ew = r.typical
 	}
 	n := e.inflight.Load()
-	switch {
-	case n > 0:
+	if n > 0 {
 		// It is being tried: until an answer says otherwise, it is as
 		// slow as it was last seen, or as it has been silent.
 		if quiet := float64(now - e.answered.Load()); quiet > ew {
 			ew = quiet
 		}
-	case now > e.stamp.Load():
-		ew *= decay(r.elapsed(now-e.stamp.Load(), math.Float64frombits(e.scale.Load())))
+	} else if dt := now - e.stamp.Load(); dt > 0 {
+		ew *= decay(r.elapsed(dt, math.Float64frombits(e.scale.Load())))
 	}
 	return (ew + costFloor) * float64(n+1)
 }
@@ -155,8 +154,8 @@ const (
 // (decayed) estimate replaces it, up to slowFactor times the larger of the
 // estimate and the typical latency; a lower one is averaged in with a
 // weight that grows with the time since the last sample; a lower bound
-// (no answer after rtt) raises it to rtt if it was lower. It also counts slow probes,
-// which slow down the estimate's decay (see slowFactor).
+// (no answer after rtt) raises it to rtt if it was lower. It also counts
+// slow probes, which slow down the estimate's decay (see slowFactor).
 func (e *endpoint) observe(rtt float64, kind sample, now int64, r rates, decayTime float64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
