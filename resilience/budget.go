@@ -15,7 +15,12 @@ import (
 const milli = 1000
 
 // defaultBudgetWait is Budget.MaxWait's default.
-const defaultBudgetWait = 100 * time.Millisecond
+const defaultBudgetWait = time.Second
+
+// balanceWait is the longest a retry waits for calls in flight to earn
+// back a spent balance: in a storm, when every call fails, waiting longer
+// would only make each failing call slower.
+const balanceWait = 100 * time.Millisecond
 
 // budgetPoll is how often a retry waiting for a running retry to end looks
 // again: a retry lasts about one attempt, so the first looks come soon.
@@ -139,26 +144,34 @@ func (b *retryBudget) try() (ok, busy bool) {
 }
 
 // acquire takes a permit for a retry. If the budget is short for the
-// moment — as many retries and hedges as allowed are running, or the
-// balance is spent while other calls are in flight to earn it back — it
-// waits up to b.wait, so that a burst of failures is paced instead of
-// failed; a caller alone with a spent balance fails at once. It returns
-// nil, ctx's error if ctx ended while it waited, or ErrBudgetExhausted
-// (counted as exhausted).
+// moment it waits, so that a burst of failures is paced instead of failed:
+// up to b.wait while as many retries and hedges as allowed are running,
+// and up to balanceWait (b.wait if shorter) while the balance is spent but
+// other calls in flight can earn it back; a caller alone with a spent
+// balance fails at once. It returns nil, ctx's error if ctx ended while it
+// waited, or ErrBudgetExhausted (counted as exhausted).
 func (b *retryBudget) acquire(ctx context.Context) error {
 	ok, busy := b.try()
-	if !ok && b.wait > 0 && (busy || b.calls.Load() > 1) {
-		until := time.Now().Add(b.wait)
-		for n := 1; !ok; n++ {
-			d := min(budgetPoll.Delay(n), time.Until(until))
-			if d <= 0 {
-				break
+	var start time.Time
+	for n := 1; !ok && b.wait > 0; n++ {
+		limit := b.wait
+		if !busy {
+			if b.calls.Load() <= 1 {
+				break // nobody else to earn it back
 			}
-			if !backoff.Sleep(ctx, d) {
-				return ctx.Err()
-			}
-			ok, _ = b.try()
+			limit = min(limit, balanceWait)
 		}
+		if n == 1 {
+			start = time.Now()
+		}
+		d := min(budgetPoll.Delay(n), limit-time.Since(start))
+		if d <= 0 {
+			break
+		}
+		if !backoff.Sleep(ctx, d) {
+			return ctx.Err()
+		}
+		ok, busy = b.try()
 	}
 	if !ok {
 		b.exceeded("retry")

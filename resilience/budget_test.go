@@ -132,3 +132,34 @@ func TestBudgetDoesNotWaitAlone(t *testing.T) {
 		t.Fatalf("got %v, want ErrBudgetExhausted", err)
 	}
 }
+
+// TestBudgetBalanceWaitIsShort: a retry finding the balance spent waits
+// only briefly for other calls to earn it back, whatever MaxWait says, so
+// that in a storm failing calls still fail soon.
+func TestBudgetBalanceWaitIsShort(t *testing.T) {
+	e := mustExecutor(t, resilience.Policy{
+		Retry:  &resilience.Retry{MaxAttempts: 3},
+		Budget: &resilience.Budget{Ratio: 0.01, MaxBalance: 1, MaxWait: time.Hour},
+	})
+	held := make(chan struct{})
+	release := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { // another call in flight, which could earn the balance back
+		done <- e.Run(context.Background(), func(context.Context) error {
+			close(held)
+			<-release
+			return nil
+		})
+	}()
+	<-held
+	defer func() {
+		close(release)
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	// The advance pays one retry; the second finds the balance spent.
+	if err := e.Run(context.Background(), fail); !errors.Is(err, resilience.ErrBudgetExhausted) {
+		t.Fatalf("got %v, want ErrBudgetExhausted", err)
+	}
+}

@@ -56,11 +56,11 @@
 // A Budget caps retries and hedges together at a share of calls (20 % by
 // default), whether callers are concurrent or not, and at
 // max(MinConcurrency, Ratio × calls in flight) at once. A retry that finds
-// the budget short for the moment (that many running, or the balance spent
-// while other calls in flight earn it back) waits for it, up to
-// Budget.MaxWait, so a burst of failures — the calls in flight to an
-// instance that just died — is paced instead of failed; otherwise it fails
-// with ErrBudgetExhausted, and hedges never wait. The executor takes
+// the budget short for the moment waits for it — up to Budget.MaxWait (1 s)
+// for a running retry to end, up to 100 ms for calls in flight to earn
+// back a spent balance — so a burst of failures, such as the calls in
+// flight to an instance that just died, is paced instead of failed;
+// otherwise it fails with ErrBudgetExhausted. Hedges never wait. The executor takes
 // a retry's permit before failsafe-go's retry policy runs the attempt;
 // hedges draw on the budget directly.
 //

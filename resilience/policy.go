@@ -69,12 +69,13 @@ type Retry struct {
 // max(MinConcurrency, Ratio × calls in flight) retries and hedges run at
 // once, so a burst cannot spend a saved-up balance in one go, while a
 // quiet service can still run MinConcurrency of them. A retry that finds
-// the budget short for the moment — that many retries running, or the
-// balance spent while other calls are in flight to earn it back — waits
-// for it up to MaxWait: a burst of failures (the calls in flight to an
-// instance that just died) is paced rather than failed, and the bounds
-// above still hold. A call alone with a spent balance fails at once;
-// hedges never wait.
+// the budget short for the moment waits for it, so that a burst of
+// failures (the calls in flight to an instance that just died or froze)
+// is paced rather than failed, and the bounds above still hold: up to
+// MaxWait while that many retries are running, and up to 100ms (MaxWait
+// if shorter) while the balance is spent but other calls in flight can
+// earn it back. A call alone with a spent balance fails at once; hedges
+// never wait.
 type Budget struct {
 	// Ratio is the share of calls that may be retried or hedged, in [0,1]; 0 means 0.2.
 	Ratio float64 `yaml:"ratio,omitempty" json:"ratio,omitempty"`
@@ -83,10 +84,10 @@ type Budget struct {
 	MinConcurrency int `yaml:"min_concurrency,omitempty" json:"min_concurrency,omitempty"`
 	// MaxBalance caps the retries a quiet period can save up; 0 means 10.
 	MaxBalance int `yaml:"max_balance,omitempty" json:"max_balance,omitempty"`
-	// MaxWait is how long a retry may wait for the budget when it is
-	// short for the moment (see above), within the call's context; 0
-	// means 100ms, negative means not at all (the retry fails with
-	// ErrBudgetExhausted at once).
+	// MaxWait is how long a retry may wait, within the call's context,
+	// for one of the retries and hedges running to end when as many as
+	// allowed are running (see above); 0 means 1s, negative means not at
+	// all (the retry fails with ErrBudgetExhausted at once).
 	MaxWait time.Duration `yaml:"max_wait,omitempty" json:"max_wait,omitempty"`
 }
 
