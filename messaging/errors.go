@@ -56,6 +56,7 @@ type DecodeError struct {
 	Err         error
 }
 
+// Error names the content type and the codec's error.
 func (e *DecodeError) Error() string {
 	return fmt.Sprintf("messaging: decode %q payload: %v", e.ContentType, e.Err)
 }
@@ -75,6 +76,7 @@ type ClaimedError struct {
 	Until time.Time // when the lease expires, if known
 }
 
+// Error names the key and when its lease expires.
 func (e *ClaimedError) Error() string {
 	return fmt.Sprintf("messaging: key %q is claimed until %s", e.Key, e.Until.Format(time.RFC3339Nano))
 }
@@ -92,6 +94,7 @@ type StreamConflictError struct {
 	Err    error
 }
 
+// Error names the stream, the differing fields and the server's error.
 func (e *StreamConflictError) Error() string {
 	return fmt.Sprintf("messaging: stream %q exists with a conflicting configuration (fields %v): %v", e.Stream, e.Fields, e.Err)
 }

@@ -234,6 +234,7 @@ type PublishError struct {
 	Err     error
 }
 
+// Error names the subject, the message ID and the last attempt's error.
 func (e *PublishError) Error() string {
 	return fmt.Sprintf("messaging: publish %s (msg id %s): %v", e.Subject, e.MsgID, e.Err)
 }
