@@ -185,37 +185,7 @@ func underFault(c caller, workers, before, after int, fault func()) faultRun {
 // Each case runs 20 times in a row (VITAMIN_FAULT_REPS sets another
 // number), about a second per case and repetition under -race.
 func TestKillUnderLoad(t *testing.T) {
-	reps := faultReps(t, 20)
-	for _, kind := range []string{"grpc", "http"} {
-		for _, workers := range []int{16, 32} {
-			t.Run(fmt.Sprintf("%s/%d", kind, workers), func(t *testing.T) {
-				f := newFleet(t, kind, 3)
-				newCaller := grpcCaller
-				if kind == "http" {
-					newCaller = httpCaller
-				}
-				var total, failed int64
-				var made, refused uint64
-				for rep := range reps {
-					c := newCaller(t, f.reg, readmePolicy)
-					// Warm up: every instance has a connection and an estimate.
-					underFault(c, workers, 1, 1, func() {})
-					victim := f.bs[rep%len(f.bs)]
-					r := underFault(c, workers, 200, 300, victim.Kill)
-					c.close()
-					m, x := c.retries()
-					made, refused = made+m, refused+x
-					total += r.calls
-					failed += r.failed
-					if r.failed > 0 {
-						t.Errorf("repetition %d: %d of %d calls failed; first: %v", rep, r.failed, r.calls, r.first)
-					}
-					f.replace(rep % len(f.bs))
-				}
-				t.Logf("%d repetitions, %d calls, %d failed; the policy retried %d and the budget refused %d", reps, total, failed, made, refused)
-			})
-		}
-	}
+	underFaults(t, faultReps(t, 20), readmePolicy, (*procBackend).Kill)
 }
 
 // TestFreezeUnderLoad freezes one of three backend processes (SIGSTOP) for
@@ -227,9 +197,21 @@ func TestFreezeUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("5 s per case")
 	}
-	reps := faultReps(t, 1)
 	p := readmePolicy
 	p.Timeout = 200 * time.Millisecond
+	underFaults(t, faultReps(t, 1), p, func(victim *procBackend) {
+		victim.Freeze()
+		defer victim.Thaw()
+		time.Sleep(5 * time.Second) // how long the fault lasts
+	})
+}
+
+// underFaults runs, for gRPC and HTTP and for 16 and 32 callers, reps
+// repetitions of: warm up a fresh client with policy p over three backend
+// processes, call through it while fault strikes one of them, and fail the
+// test for every call that failed. The struck process is replaced after
+// each repetition.
+func underFaults(t *testing.T, reps int, p resilience.Policy, fault func(victim *procBackend)) {
 	for _, kind := range []string{"grpc", "http"} {
 		for _, workers := range []int{16, 32} {
 			t.Run(fmt.Sprintf("%s/%d", kind, workers), func(t *testing.T) {
@@ -242,13 +224,10 @@ func TestFreezeUnderLoad(t *testing.T) {
 				var made, refused uint64
 				for rep := range reps {
 					c := newCaller(t, f.reg, p)
+					// Warm up: every instance has a connection and an estimate.
 					underFault(c, workers, 1, 1, func() {})
 					victim := f.bs[rep%len(f.bs)]
-					r := underFault(c, workers, 200, 300, func() {
-						victim.Freeze()
-						defer victim.Thaw()
-						time.Sleep(5 * time.Second) // how long the fault lasts
-					})
+					r := underFault(c, workers, 200, 300, func() { fault(victim) })
 					c.close()
 					m, x := c.retries()
 					made, refused = made+m, refused+x
