@@ -40,16 +40,23 @@ var frozenPolicy = resilience.Policy{
 	Budget:  &resilience.Budget{},
 }
 
+// frozenFleet starts five backend processes of kind, registered in a new
+// registry, and returns the last as the one to freeze.
+func frozenFleet(t *testing.T, kind string) (*vitamintest.Registry, *procBackend) {
+	reg := newRegistry(t)
+	var victim *procBackend
+	for i := range 5 {
+		victim = startProcBackend(t, kind, "f"+itoa(i))
+		register(t, reg, victim.instance(svc, nil))
+	}
+	return reg, victim
+}
+
 // TestGRPCFrozenInstance: five instances, each its own process; one is
 // frozen (SIGSTOP: connected, never answers) while 8 goroutines call with
 // a 250ms deadline under frozenPolicy.
 func TestGRPCFrozenInstance(t *testing.T) {
-	reg := newRegistry(t)
-	var victim *procBackend
-	for i := range 5 {
-		victim = startProcBackend(t, "grpc", "f"+itoa(i))
-		register(t, reg, victim.instance(svc, nil))
-	}
+	reg, victim := frozenFleet(t, "grpc")
 	v := &victimAttempts{}
 	var logs vitamintest.Buffer
 	conn := dial(t, client.Config{}, client.WithWatcher(reg), client.WithoutTracing(),
@@ -62,12 +69,7 @@ func TestGRPCFrozenInstance(t *testing.T) {
 
 // TestHTTPFrozenInstance is TestGRPCFrozenInstance over HTTP.
 func TestHTTPFrozenInstance(t *testing.T) {
-	reg := newRegistry(t)
-	var victim *procBackend
-	for i := range 5 {
-		victim = startProcBackend(t, "http", "f"+itoa(i))
-		register(t, reg, victim.instance(svc, nil))
-	}
+	reg, victim := frozenFleet(t, "http")
 	v := &victimAttempts{}
 	var logs vitamintest.Buffer
 	hc := newHTTP(t, client.Config{}, client.WithWatcher(reg), client.WithoutTracing(),
