@@ -79,43 +79,25 @@ func TestLoopFollowsTheIndexAndResetsIt(t *testing.T) {
 	for _, st := range steps {
 		s.steps = append(s.steps, st.step)
 	}
-	w, err := newWatcher(s.health, WatcherConfig{Backoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond,
-		SelfPreservation: discovery.SelfPreservation{ConfirmAfter: time.Millisecond}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	wa, err := w.Watch(context.Background(), "orders")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer wa.Close()
-
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	wants := make([]string, len(steps))
 	for i, st := range steps {
-		s.gate <- struct{}{}
-		if st.want == "" {
-			continue
-		}
-		snap, err := wa.Next(ctx)
-		if err != nil {
-			t.Fatalf("answer %d: Next: %v", i, err)
-		}
-		got := strconv.Itoa(len(snap.Instances))
-		switch {
-		case snap.Stale:
-			got += " stale"
-			if !errors.Is(snap.Err, down) {
-				t.Errorf("answer %d: stale snapshot without the error: %+v", i, snap)
-			}
-		case snap.Preserved:
-			got += " preserved"
-		}
-		if got != st.want {
-			t.Fatalf("answer %d: watcher saw %q, want %q", i, got, st.want)
-		}
+		wants[i] = st.want
 	}
+	play(t, s, WatcherConfig{Backoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond,
+		SelfPreservation: discovery.SelfPreservation{ConfirmAfter: time.Millisecond}}, wants,
+		func(i int, snap discovery.Snapshot) string {
+			got := strconv.Itoa(len(snap.Instances))
+			switch {
+			case snap.Stale:
+				got += " stale"
+				if !errors.Is(snap.Err, down) {
+					t.Errorf("answer %d: stale snapshot without the error: %+v", i, snap)
+				}
+			case snap.Preserved:
+				got += " preserved"
+			}
+			return got
+		})
 	want := []uint64{0, 10, 12, 0, 9, 0, 1, 0, 11}
 	for i, idx := range want {
 		if got := <-s.asked; got != idx {
@@ -145,43 +127,26 @@ func TestLoopHoldsTheSetAfterARestart(t *testing.T) {
 		s.steps = append(s.steps, st.step)
 	}
 	const grace = 30 * time.Second // shorter than WaitTime
-	w, err := newWatcher(s.health, WatcherConfig{Backoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond,
-		SelfPreservation: discovery.SelfPreservation{RestartGrace: grace}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	wa, err := w.Watch(context.Background(), "orders")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer wa.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	wants := make([]string, len(steps))
 	for i, st := range steps {
-		s.gate <- struct{}{}
-		if st.want == "" {
-			continue
-		}
-		snap, err := wa.Next(ctx)
-		if err != nil {
-			t.Fatalf("answer %d: Next: %v", i, err)
-		}
-		var ids []string
-		for _, in := range snap.Instances {
-			ids = append(ids, in.ID)
-		}
-		got := strings.Join(ids, ",")
-		switch {
-		case snap.Stale:
-			got += " stale"
-		case snap.Preserved:
-			got += " preserved"
-		}
-		if got != st.want {
-			t.Fatalf("answer %d: watcher saw %q, want %q", i, got, st.want)
-		}
+		wants[i] = st.want
 	}
+	play(t, s, WatcherConfig{Backoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond,
+		SelfPreservation: discovery.SelfPreservation{RestartGrace: grace}}, wants,
+		func(_ int, snap discovery.Snapshot) string {
+			var ids []string
+			for _, in := range snap.Instances {
+				ids = append(ids, in.ID)
+			}
+			got := strings.Join(ids, ",")
+			switch {
+			case snap.Stale:
+				got += " stale"
+			case snap.Preserved:
+				got += " preserved"
+			}
+			return got
+		})
 	// From 0 after the error and after the reset; then blocking on the
 	// index, within the grace, until all are back.
 	want := []uint64{0, 40, 0, 0, 4, 6, 7}
@@ -277,5 +242,37 @@ func TestAgentRegistrationCarriesTheCheck(t *testing.T) {
 		c.GRPC != "10.0.0.1:80/s" || !c.GRPCUseTLS || c.Interval != "1s" || c.Timeout != "2s" ||
 		c.DeregisterCriticalServiceAfter != "1m30s" || c.CheckID != "service:s-10.0.0.1-80" {
 		t.Fatalf("agent registration = %+v, check %+v", def, c)
+	}
+}
+
+// play runs a watcher with cfg over the script s, lets one scripted answer
+// through per entry of wants, and after each entry that is not empty
+// compares the next snapshot, as describe renders it, with that entry.
+func play(t *testing.T, s *script, cfg WatcherConfig, wants []string, describe func(i int, snap discovery.Snapshot) string) {
+	t.Helper()
+	w, err := newWatcher(s.health, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	wa, err := w.Watch(context.Background(), "orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wa.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i, want := range wants {
+		s.gate <- struct{}{}
+		if want == "" {
+			continue
+		}
+		snap, err := wa.Next(ctx)
+		if err != nil {
+			t.Fatalf("answer %d: Next: %v", i, err)
+		}
+		if got := describe(i, snap); got != want {
+			t.Fatalf("answer %d: watcher saw %q, want %q", i, got, want)
+		}
 	}
 }
