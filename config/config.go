@@ -16,7 +16,6 @@ import (
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/confmap"
 	"github.com/knadh/koanf/providers/env/v2"
-	"github.com/knadh/koanf/providers/structs"
 	"github.com/knadh/koanf/v2"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -40,9 +39,17 @@ const Delim = "."
 // so defaults fill the gaps. The zero Layers is valid and empty. Layers is
 // plain data; Load does not change or keep it, so one value may be shared.
 type Layers struct {
-	// Defaults is a struct (fields named by their `koanf` tag, nested
-	// structs become nested keys) or a map[string]any (nested maps or
-	// dotted keys). Nil: no defaults.
+	// Defaults is a struct or a map[string]any (nested maps or dotted
+	// keys) whose values may be structs. A struct's keys are its fields'
+	// `yaml` tags, as Snapshot.Unmarshal reads them (nested structs
+	// become nested keys, ",inline" fields are read at their parent's
+	// level, "-" fields are left out, and so are nil pointers and
+	// omitempty fields holding their zero value), so
+	//
+	//	Defaults: map[string]any{"resilience": resilience.Config{…}}
+	//
+	// gives the keys resilience.default.retry.max_attempts and so on.
+	// Nil: no defaults.
 	Defaults any
 
 	// File is the path of a YAML, JSON or TOML file, watched by
@@ -114,6 +121,9 @@ type Config struct {
 	props   []refresher
 
 	watching atomic.Bool
+
+	rejMu    sync.Mutex
+	rejected map[string]Rejection // by rejectionKey
 
 	log         *slog.Logger
 	onError     func(error)
@@ -236,21 +246,15 @@ func envKey(prefix string) func(k, v string) (string, any) {
 }
 
 func defaultsMap(d any) (map[string]any, error) {
-	if m, ok := d.(map[string]any); ok {
-		return flatten(m), nil
+	v := reflect.ValueOf(d)
+	for v.Kind() == reflect.Pointer && !v.IsNil() {
+		v = v.Elem()
 	}
-	t := reflect.TypeOf(d)
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if t.Kind() != reflect.Struct {
+	if v.Kind() != reflect.Struct && (v.Kind() != reflect.Map || v.Type().Key().Kind() != reflect.String) {
 		return nil, fielderr.Errorf(ErrInvalidConfig, "Layers.Defaults", "a %T; want a struct or a map[string]any", d)
 	}
-	m, err := structs.Provider(d, "koanf").Read()
-	if err != nil {
-		return nil, fielderr.New(ErrInvalidConfig, "Layers.Defaults", nil, "cannot read the struct", err)
-	}
-	return flatten(m), nil
+	m, _ := toMap(v)
+	return flatten(m.(map[string]any)), nil
 }
 
 func parserFor(path, format string) (koanf.Parser, error) {
@@ -345,16 +349,32 @@ func (c *Config) report(err error) {
 	}
 }
 
+// reject logs, counts, keeps and reports a rejected change.
 func (c *Config) reject(e *RejectedError) {
 	ctx := context.Background()
+	r := newRejection(e)
 	if e.Key != "" {
-		c.log.Warn("config change rejected", "key", e.Key, "value", e.Value, "reason", e.Err)
+		c.log.Warn("config change rejected", "key", r.Key, "prefix", e.Key, "reason", e.Err)
 		c.rejections.Add(ctx, 1, metric.WithAttributes(attribute.String("key", e.Key)))
 	} else {
 		c.log.Warn("config update rejected", "layer", e.Layer, "reason", e.Err)
 		c.rejections.Add(ctx, 1, metric.WithAttributes(attribute.String("layer", e.Layer)))
 	}
+	c.rejMu.Lock()
+	if c.rejected == nil {
+		c.rejected = map[string]Rejection{}
+	}
+	c.rejected[rejectionKey(e.Key, e.Layer)] = r
+	c.rejMu.Unlock()
 	c.report(e)
+}
+
+// accepted clears the rejection kept for a property's key or prefix
+// (layer empty), or for a layer (key empty).
+func (c *Config) accepted(key, layer string) {
+	c.rejMu.Lock()
+	delete(c.rejected, rejectionKey(key, layer))
+	c.rejMu.Unlock()
 }
 
 // apply applies one update of layer ly.
@@ -374,6 +394,7 @@ func (c *Config) apply(ly *layer, u Update) {
 	if ly.stale.Swap(false) {
 		c.log.Info("config source back", "layer", ly.name)
 	}
+	c.accepted("", ly.name) // the layer reads again
 	flat := flatten(u.Data)
 	if reflect.DeepEqual(flat, ly.data) {
 		return

@@ -85,13 +85,13 @@ func equal[T comparable](p *config.Property[T], want T) func() error {
 
 type defaults struct {
 	DB struct {
-		Host string `koanf:"host"`
+		Host string `yaml:"host"`
 		Pool struct {
-			Max int `koanf:"max"`
-			Min int `koanf:"min"`
-		} `koanf:"pool"`
-	} `koanf:"db"`
-	Name string `koanf:"name"`
+			Max int `yaml:"max"`
+			Min int `yaml:"min"`
+		} `yaml:"pool"`
+	} `yaml:"db"`
+	Name string `yaml:"name"`
 }
 
 func TestLayersOverrideInOrderAndDefaultsFillGaps(t *testing.T) {
@@ -327,9 +327,9 @@ func TestInvalidValueIsRejectedReportedAndCounted(t *testing.T) {
 }
 
 type pool struct {
-	Min  int           `koanf:"min"`
-	Max  int           `koanf:"max"`
-	Idle time.Duration `koanf:"idle"`
+	Min  int           `yaml:"min"`
+	Max  int           `yaml:"max"`
+	Idle time.Duration `yaml:"idle"`
 }
 
 func TestConcurrentReadersSeeOnlyWholeSnapshots(t *testing.T) {

@@ -22,6 +22,12 @@ var (
 	// of range.
 	ErrInvalidValue = errors.New("config: invalid value")
 
+	// ErrUnknownKey is wrapped by the *KeyError for a key, under the
+	// prefix a struct is decoded from, that names no field: most often a
+	// typo ("max_atempts"), which must not silently leave the default in
+	// place.
+	ErrUnknownKey = errors.New("config: unknown key")
+
 	// ErrSource is matched by every *SourceError: a layer could not be
 	// read.
 	ErrSource = errors.New("config: source failed")
@@ -42,17 +48,19 @@ type FieldError = fielderr.Error
 // RejectedError reports a change that was not applied: a value that did
 // not parse or failed a validator (Key is set), or a whole layer whose new
 // content could not be read or parsed (Key is empty). The last good value
-// stays. It matches ErrRejected with errors.Is and unwraps to the reason.
-// It is not changed after it is reported, so it is safe to read from any
-// goroutine.
+// stays. It matches ErrRejected with errors.Is and unwraps to the reason,
+// which for a struct (Bind, Follow) holds a *KeyError for each key at
+// fault. It is not changed after it is reported, so it is safe to read
+// from any goroutine.
 type RejectedError struct {
-	// Key is the property's key or the binding's prefix; empty when a
-	// whole layer update was rejected.
+	// Key is the property's key, or the prefix of Bind or Follow; empty
+	// when a whole layer update was rejected.
 	Key string
 	// Layer names the layer whose update was rejected, such as
 	// "file:app.yaml"; empty for a property.
 	Layer string
-	// Value is the raw value that was rejected (nil for a layer).
+	// Value is the raw value that was rejected: nested maps for a prefix,
+	// nil for a layer.
 	Value any
 	// Err is the reason.
 	Err error
@@ -62,6 +70,9 @@ type RejectedError struct {
 func (e *RejectedError) Error() string {
 	if e.Key == "" {
 		return fmt.Sprintf("config: update of layer %s rejected: %v", e.Layer, e.Err)
+	}
+	if _, section := e.Value.(map[string]any); section || e.Value == nil {
+		return fmt.Sprintf("config: change under %q rejected: %v", e.Key, e.Err)
 	}
 	return fmt.Sprintf("config: value %v for key %q rejected: %v", e.Value, e.Key, e.Err)
 }

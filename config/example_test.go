@@ -61,9 +61,9 @@ func ExampleInt() {
 // fields old and some new.
 func ExampleBind() {
 	type Pool struct {
-		Min     int           `koanf:"min"`
-		Max     int           `koanf:"max"`
-		MaxIdle time.Duration `koanf:"max_idle"`
+		Min     int           `yaml:"min"`
+		Max     int           `yaml:"max"`
+		MaxIdle time.Duration `yaml:"max_idle"`
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

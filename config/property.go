@@ -11,8 +11,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/go-viper/mapstructure/v2"
 )
 
 // Property is a typed value of one key (or, from Bind, of all keys under a
@@ -122,6 +120,7 @@ func (p *Property[T]) refresh(s *Snapshot) func() {
 		}
 		nv = v
 	}
+	p.cfg.accepted(p.key, "")
 	cur := p.val.Load()
 	if cur != nil && p.equal(*cur, nv) {
 		return nil
@@ -192,36 +191,30 @@ func Duration(c *Config, key string, def time.Duration, opts ...PropertyOption[t
 }
 
 // Value returns a property of any type holding key, decoded as Snapshot's
-// Unmarshal does: slices, maps, structs, types implementing
-// encoding.TextUnmarshaler (such as slog.Level), numbers from strings.
-// Values are compared with reflect.DeepEqual to detect a change.
+// Unmarshal does: slices, maps, structs (strictly: an unknown key is an
+// error), types implementing encoding.TextUnmarshaler (such as
+// slog.Level), numbers from strings. Values are compared with
+// reflect.DeepEqual to detect a change.
 func Value[T any](c *Config, key string, def T, opts ...PropertyOption[T]) *Property[T] {
 	return newProperty(c, key, def, func(_ *Snapshot, raw any) (T, error) {
-		var v T
-		dc := decoderConfig()
-		dc.Result = &v
-		d, err := mapstructure.NewDecoder(dc)
-		if err != nil {
-			return v, err
-		}
-		if err := d.Decode(raw); err != nil {
-			return v, fmt.Errorf("%w: %v", ErrInvalidValue, err)
-		}
-		return v, nil
+		return decodeAs[T](key, raw)
 	}, deepEqual[T], opts)
 }
 
 // Bind returns a property holding all keys under prefix ("" for the whole
-// configuration) decoded into a T, as Snapshot.Unmarshal does. Its value
-// is a pointer to an immutable T, replaced as a whole when a key under
-// prefix changes: validators see the whole struct, and a reader never
-// sees some fields old and some new. Callers must not modify the T.
-// While no key under prefix is set, Get returns a pointer to the zero T.
+// configuration) decoded into a T, strictly, as Snapshot.Unmarshal does:
+// a key under prefix that names no field of T, or holds a value of the
+// wrong type, rejects the change. Its value is a pointer to an immutable
+// T, replaced as a whole when a key under prefix changes: validators see
+// the whole struct, and a reader never sees some fields old and some new.
+// Callers must not modify the T. While no key under prefix is set, Get
+// returns a pointer to the zero T. To hand each new value to a component
+// that validates and applies it (a policy registry), use Follow.
 func Bind[T any](c *Config, prefix string, opts ...PropertyOption[*T]) *Property[*T] {
 	return newProperty(c, prefix, new(T), func(s *Snapshot, _ any) (*T, error) {
 		v := new(T)
 		if err := s.Unmarshal(prefix, v); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalidValue, err)
+			return nil, err
 		}
 		return v, nil
 	}, deepEqual[*T], opts)

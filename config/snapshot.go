@@ -1,7 +1,9 @@
 package config
 
 import (
-	"github.com/go-viper/mapstructure/v2"
+	"fmt"
+	"reflect"
+
 	"github.com/knadh/koanf/v2"
 )
 
@@ -40,23 +42,18 @@ func (s *Snapshot) Keys() []string { return s.k.Keys() }
 func (s *Snapshot) All() map[string]any { return s.k.All() }
 
 // Unmarshal decodes the keys under prefix ("" for all) into out, a
-// pointer to a struct (fields named by their `koanf` tag or, without one,
-// matched case-insensitively by name), a map or a scalar. Strings are
-// converted to numbers, booleans and durations ("1.5s") where needed.
+// non-nil pointer to a struct, a map, a slice or a scalar. Decoding is
+// strict, as described in the package documentation under "Decoding": a
+// struct's keys are its fields' `yaml` tags, a key under prefix that names
+// no field is an error, and so is a value of the wrong type; every such key
+// is reported, as a *KeyError, in one error. Strings are read as numbers,
+// booleans, durations ("250ms") and lists ("a,b") where the field needs
+// one, since the environment and Consul KV hold only strings. Fields
+// without a key keep the value they had in out.
 func (s *Snapshot) Unmarshal(prefix string, out any) error {
-	return s.k.UnmarshalWithConf(prefix, out, koanf.UnmarshalConf{
-		Tag:           "koanf",
-		DecoderConfig: decoderConfig(),
-	})
-}
-
-func decoderConfig() *mapstructure.DecoderConfig {
-	return &mapstructure.DecoderConfig{
-		DecodeHook: mapstructure.ComposeDecodeHookFunc(
-			mapstructure.StringToTimeDurationHookFunc(),
-			mapstructure.StringToSliceHookFunc(","),
-			mapstructure.TextUnmarshallerHookFunc()),
-		WeaklyTypedInput: true,
-		TagName:          "koanf",
+	rv := reflect.ValueOf(out)
+	if rv.Kind() != reflect.Pointer || rv.IsNil() {
+		return fmt.Errorf("config: Unmarshal(%q) needs a non-nil pointer, not %T", prefix, out)
 	}
+	return decodeValue(prefix, s.k.Get(prefix), rv.Elem())
 }
