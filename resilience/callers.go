@@ -106,21 +106,24 @@ func (l CallerLimits) Validate() error {
 
 // CallerLimiter applies CallerLimits per caller. The HTTP middleware and
 // the gRPC server interceptors use it; Acquire serves other transports.
+// Update changes the limits while it runs.
 //
 // CallerLimiter is safe for concurrent use.
 type CallerLimiter struct {
+	obs *observer
+
+	mu         sync.RWMutex
 	limits     CallerLimits
 	maxCallers int
-	obs        *observer
-	retryAfter time.Duration
-
-	mu      sync.RWMutex
-	callers map[string]*callerState
+	callers    map[string]*callerState
 }
 
+// callerState is one caller's limits; it is replaced, never changed, so
+// that Acquire reads it without holding the lock.
 type callerState struct {
-	limiter  ratelimiter.RateLimiter[any]
-	bulkhead bulkhead.Bulkhead[any]
+	limiter    ratelimiter.RateLimiter[any]
+	bulkhead   bulkhead.Bulkhead[any]
+	retryAfter time.Duration
 }
 
 // NewCallerLimiter validates limits and returns a limiter for them.
@@ -130,18 +133,76 @@ func NewCallerLimiter(limits CallerLimits, opts ...Option) (*CallerLimiter, erro
 	}
 	o := buildOptions(opts)
 	l := &CallerLimiter{
-		limits:     limits,
-		maxCallers: limits.MaxCallers,
-		obs:        newObserver("callers", &o, newInstruments(o.meter), &counters{}),
-		callers:    map[string]*callerState{},
+		obs:     newObserver("callers", &o, newInstruments(o.meter), &counters{}),
+		callers: map[string]*callerState{},
 	}
+	l.setLimits(limits)
+	return l, nil
+}
+
+func (l *CallerLimiter) setLimits(limits CallerLimits) {
+	l.limits, l.maxCallers = limits, limits.MaxCallers
 	if l.maxCallers == 0 {
 		l.maxCallers = 1000
 	}
-	if limits.Rate > 0 {
-		l.retryAfter = time.Duration(float64(max(limits.Burst, 1)) / limits.Rate * float64(time.Second))
+}
+
+// Update validates limits and, if they are valid, applies them: requests
+// admitted afterwards are limited by them, those admitted before finish
+// as they are (a request admitted before a change of max_concurrent does
+// not count against the new limit). A caller whose rate and burst did not
+// change keeps its rate limiter's state, one whose max_concurrent did not
+// change keeps its slots; a changed limit starts afresh (a full burst,
+// free slots). A lower max_callers applies to callers not seen yet. Invalid
+// limits are rejected and the current ones stay. With package config,
+// config.Follow(cfg, "caller_limits", limiter.Update) makes the limits
+// follow the configuration.
+func (l *CallerLimiter) Update(limits CallerLimits) error {
+	if err := limits.Validate(); err != nil {
+		return err
 	}
-	return l, nil
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	old := l.limits
+	l.setLimits(limits)
+	if old.Rate == limits.Rate && old.Burst == limits.Burst && old.MaxConcurrent == limits.MaxConcurrent {
+		return nil
+	}
+	for name, s := range l.callers {
+		l.callers[name] = l.newState(old, s)
+	}
+	return nil
+}
+
+// newState returns the state of a caller under l.limits, keeping what
+// prev (built under the limits old) holds that did not change. Called with
+// mu held.
+func (l *CallerLimiter) newState(old CallerLimits, prev *callerState) *callerState {
+	lim := l.limits
+	s := &callerState{}
+	if lim.Rate > 0 {
+		if prev != nil && prev.limiter != nil && old.Rate == lim.Rate && old.Burst == lim.Burst {
+			s.limiter = prev.limiter
+		} else {
+			s.limiter = buildLimiter(RateLimit{Rate: lim.Rate, Burst: lim.Burst})
+		}
+		s.retryAfter = time.Duration(float64(max(lim.Burst, 1)) / lim.Rate * float64(time.Second))
+	}
+	if lim.MaxConcurrent > 0 {
+		if prev != nil && prev.bulkhead != nil && old.MaxConcurrent == lim.MaxConcurrent {
+			s.bulkhead = prev.bulkhead
+		} else {
+			s.bulkhead = bulkhead.New[any](uint(lim.MaxConcurrent))
+		}
+	}
+	return s
+}
+
+// Limits returns the limits in effect.
+func (l *CallerLimiter) Limits() CallerLimits {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.limits
 }
 
 func (l *CallerLimiter) state(caller string) *callerState {
@@ -162,13 +223,7 @@ func (l *CallerLimiter) state(caller string) *callerState {
 			return s
 		}
 	}
-	s = &callerState{}
-	if l.limits.Rate > 0 {
-		s.limiter = buildLimiter(RateLimit{Rate: l.limits.Rate, Burst: l.limits.Burst})
-	}
-	if l.limits.MaxConcurrent > 0 {
-		s.bulkhead = bulkhead.New[any](uint(l.limits.MaxConcurrent))
-	}
+	s = l.newState(l.limits, nil)
 	l.callers[caller] = s
 	return s
 }
@@ -193,7 +248,7 @@ func (p CallerPermit) Release() {
 func (l *CallerLimiter) Acquire(ctx context.Context, caller string) (CallerPermit, error) {
 	s := l.state(caller)
 	if s.limiter != nil && !s.limiter.TryAcquirePermit() {
-		return CallerPermit{}, l.reject(ctx, caller, ratelimiter.ErrExceeded, l.retryAfter)
+		return CallerPermit{}, l.reject(ctx, caller, ratelimiter.ErrExceeded, s.retryAfter)
 	}
 	if s.bulkhead != nil {
 		if !s.bulkhead.TryAcquirePermit() {

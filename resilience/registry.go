@@ -1,11 +1,13 @@
 package resilience
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode"
 )
 
 // Target names what is called: a service and, optionally, one of its
@@ -19,29 +21,77 @@ type Target struct {
 // service and overrides by service ("orders") or by service and method
 // ("orders/pkg.Orders/Get", the service, a slash, then the method). It is
 // plain data, loadable from a file; the Registry keeps its own copy.
+//
+// # Spelling an override key
+//
+// A Registry matches override keys in a canonical form: lower case, with
+// ".", "/" and "-" read as "_". So the key "orders/pkg.Orders/Get" in Go
+// code and "orders_pkg_orders_get" name the same target, and so does the
+// spelling that survives every configuration layer, which split keys at
+// "." (a file, through package config) or at "/" (Consul KV) and lower-case
+// the environment:
+//
+//	# YAML file
+//	resilience:
+//	  overrides:
+//	    orders_pkg_Orders_Get:
+//	      timeout: 2s
+//
+//	# Consul KV, under the source's prefix
+//	resilience/overrides/orders_pkg_Orders_Get/timeout = 2s
+//
+//	# environment, with EnvPrefix "APP_" ("__" is a literal "_")
+//	APP_RESILIENCE_OVERRIDES_ORDERS__PKG__ORDERS__GET_TIMEOUT=2s
+//
+// Executors are still named by the target as For is given it
+// ("orders/pkg.Orders/Get"). Two keys with the same canonical form are
+// invalid. A service override whose canonical form is that of a
+// service/method pair (a service named "orders_get" and the method "Get"
+// of "orders") matches both: service names with "_" are rare, as Consul
+// cannot serve them over DNS.
 type Config struct {
 	// Default applies to every service without an override. Each service
 	// gets its own executor (and breaker) built from it.
 	Default Policy `yaml:"default" json:"default"`
-	// Overrides replace Default for a service or a service's method.
+	// Overrides replace Default for a service or a service's method,
+	// keyed as described above.
 	Overrides map[string]Policy `yaml:"overrides,omitempty" json:"overrides,omitempty"`
 }
 
 // Validate reports the first invalid field, named by its path such as
-// "overrides[orders].retry.max_attempts".
+// "overrides[orders].retry.max_attempts", or two override keys that name
+// the same target.
 func (c Config) Validate() error {
 	if err := c.Default.validate("default."); err != nil {
 		return err
 	}
+	seen := make(map[string]string, len(c.Overrides))
 	for _, k := range slices.Sorted(maps.Keys(c.Overrides)) {
 		if k == "" || strings.HasPrefix(k, "/") {
 			return invalid("overrides", k, "key must be a service name or service/method")
 		}
+		if other, dup := seen[canonical(k)]; dup {
+			return invalid("overrides", fmt.Sprintf("%q and %q", other, k),
+				"name the same target ("+canonical(k)+"); keep one")
+		}
+		seen[canonical(k)] = k
 		if err := c.Overrides[k].validate("overrides[" + k + "]."); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// canonical is the form in which override keys are matched: lower case,
+// with ".", "/" and "-" read as "_".
+func canonical(key string) string {
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case '.', '/', '-':
+			return '_'
+		}
+		return unicode.ToLower(r)
+	}, key)
 }
 
 // Registry holds the executors of named policies and swaps them atomically
@@ -58,9 +108,19 @@ type Registry struct {
 }
 
 type registryState struct {
-	cfg      Config
-	byKey    map[string]*Executor // "service" or "service/method"
-	byTarget map[Target]*Executor // lookup cache
+	cfg       Config
+	overrides map[string]Policy    // cfg.Overrides by canonical key
+	byKey     map[string]*Executor // "service" or "service/method"
+	byTarget  map[Target]*Executor // lookup cache
+}
+
+func newState(cfg Config, byKey map[string]*Executor) *registryState {
+	st := &registryState{cfg: cloneConfig(cfg), overrides: make(map[string]Policy, len(cfg.Overrides)),
+		byKey: byKey, byTarget: map[Target]*Executor{}}
+	for k, p := range cfg.Overrides {
+		st.overrides[canonical(k)] = p
+	}
+	return st
 }
 
 // NewRegistry validates cfg and returns a registry for it.
@@ -70,7 +130,7 @@ func NewRegistry(cfg Config, opts ...Option) (*Registry, error) {
 	}
 	r := &Registry{opts: buildOptions(opts)}
 	r.inst = newInstruments(r.opts.meter)
-	r.cur.Store(&registryState{cfg: cloneConfig(cfg), byKey: map[string]*Executor{}, byTarget: map[Target]*Executor{}})
+	r.cur.Store(newState(cfg, map[string]*Executor{}))
 	return r, nil
 }
 
@@ -81,7 +141,9 @@ func cloneConfig(c Config) Config {
 
 // For returns the executor for a target: the override for service/method,
 // else the override for service, else the default (one executor per
-// service). It never returns nil.
+// service). Override keys are matched in their canonical form (see
+// Config). It never returns nil. Once a target has been looked up, For
+// takes no lock and does not allocate, until the next Update.
 func (r *Registry) For(service, method string) *Executor {
 	t := Target{Service: service, Method: method}
 	if e, ok := r.cur.Load().byTarget[t]; ok {
@@ -93,8 +155,9 @@ func (r *Registry) For(service, method string) *Executor {
 	if e, ok := st.byTarget[t]; ok {
 		return e
 	}
-	key, spec := resolve(st.cfg, t)
-	next := &registryState{cfg: st.cfg, byKey: st.byKey, byTarget: maps.Clone(st.byTarget)}
+	key, spec := st.resolve(t)
+	next := *st
+	next.byTarget = maps.Clone(st.byTarget)
 	e, ok := st.byKey[key]
 	if !ok {
 		e = newExecutor(key, spec, &r.opts, r.inst, nil)
@@ -102,21 +165,22 @@ func (r *Registry) For(service, method string) *Executor {
 		next.byKey[key] = e
 	}
 	next.byTarget[t] = e
-	r.cur.Store(next)
+	r.cur.Store(&next)
 	return e
 }
 
-func resolve(cfg Config, t Target) (string, Policy) {
+// resolve returns the name of t's executor and its policy.
+func (st *registryState) resolve(t Target) (string, Policy) {
 	if t.Method != "" {
 		k := t.Service + "/" + t.Method
-		if p, ok := cfg.Overrides[k]; ok {
+		if p, ok := st.overrides[canonical(k)]; ok {
 			return k, p
 		}
 	}
-	if p, ok := cfg.Overrides[t.Service]; ok {
+	if p, ok := st.overrides[canonical(t.Service)]; ok {
 		return t.Service, p
 	}
-	return t.Service, cfg.Default
+	return t.Service, st.cfg.Default
 }
 
 // Update validates cfg and, if it is valid, swaps it in atomically: calls
@@ -128,13 +192,12 @@ func (r *Registry) Update(cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	cfg = cloneConfig(cfg)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	st := r.cur.Load()
-	next := &registryState{cfg: cfg, byKey: make(map[string]*Executor, len(st.byKey)), byTarget: map[Target]*Executor{}}
+	next := newState(cfg, make(map[string]*Executor, len(st.byKey)))
 	for key, old := range st.byKey {
-		spec, ok := cfg.Overrides[key]
+		spec, ok := next.overrides[canonical(key)]
 		if !ok {
 			if strings.Contains(key, "/") {
 				continue // a method override that was removed

@@ -3,6 +3,7 @@ package resilience_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -233,6 +234,107 @@ func TestRegistryConcurrentSwapsAndCalls(t *testing.T) {
 	for _, s := range r.Snapshot() {
 		if s.Calls == 0 {
 			t.Errorf("%s: no calls recorded", s.Policy)
+		}
+	}
+}
+
+func TestRegistryMatchesOverrideKeysInCanonicalForm(t *testing.T) {
+	ctx := context.Background()
+	method := resilience.Policy{Timeout: 2 * time.Second, CircuitBreaker: breakerSpec(time.Hour)}
+	cfg := resilience.Config{
+		Default: resilience.Policy{Timeout: time.Second},
+		Overrides: map[string]resilience.Policy{
+			"orders_pkg_Orders_Get": method,                     // as a file or Consul KV spells it
+			"PAYMENTS":              {Timeout: 3 * time.Second}, // any case
+			"order_service":         {Timeout: 4 * time.Second}, // as the environment spells "order-service"
+		},
+	}
+	r, err := resilience.NewRegistry(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		service, method, name string
+		timeout               time.Duration
+	}{
+		{"orders", "pkg.Orders/Get", "orders/pkg.Orders/Get", 2 * time.Second},
+		{"orders", "pkg.Orders/Put", "orders", time.Second},
+		{"payments", "Charge", "payments", 3 * time.Second},
+		{"order-service", "", "order-service", 4 * time.Second},
+	} {
+		e := r.For(tt.service, tt.method)
+		if e.Name() != tt.name || e.Policy().Timeout != tt.timeout {
+			t.Errorf("For(%q, %q) = %s with timeout %v; want %s with %v", tt.service, tt.method, e.Name(), e.Policy().Timeout, tt.name, tt.timeout)
+		}
+	}
+
+	// The method's breaker opens, then the same policy is spelled the Go
+	// way and the default changes: the breaker keeps its state.
+	for range 2 {
+		_ = r.For("orders", "pkg.Orders/Get").Run(ctx, fail)
+	}
+	cfg.Default.Timeout = 5 * time.Second
+	cfg.Overrides = map[string]resilience.Policy{"orders/pkg.Orders/Get": method}
+	if err := r.Update(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.For("orders", "pkg.Orders/Get").Run(ctx, succeed); !errors.Is(err, resilience.ErrCircuitOpen) {
+		t.Errorf("after respelling the key: %v, want the breaker still open", err)
+	}
+	if got := r.For("payments", "Charge").Policy().Timeout; got != 5*time.Second {
+		t.Errorf("payments after its override was removed: timeout %v, want the default 5s", got)
+	}
+
+	// Two spellings of one target are refused, naming both.
+	cfg.Overrides["orders_pkg_orders_get"] = resilience.Policy{}
+	err = r.Update(cfg)
+	var fe *resilience.FieldError
+	if !errors.As(err, &fe) || fe.Field != "overrides" ||
+		!strings.Contains(err.Error(), `"orders/pkg.Orders/Get"`) || !strings.Contains(err.Error(), `"orders_pkg_orders_get"`) {
+		t.Errorf("Update with two spellings of one target = %v, want a FieldError naming both", err)
+	}
+}
+
+// TestRegistryForDoesNotAllocateAfterUpdate: the hot path stays free of
+// allocations once a target has been looked up again after a change.
+func TestRegistryForDoesNotAllocateAfterUpdate(t *testing.T) {
+	cfg := resilience.Config{Overrides: map[string]resilience.Policy{"orders_pkg_Orders_Get": {Timeout: time.Second}}}
+	r, err := resilience.NewRegistry(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.For("orders", "pkg.Orders/Get")
+	cfg.Overrides["orders_pkg_Orders_Get"] = resilience.Policy{Timeout: 2 * time.Second}
+	if err := r.Update(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.For("orders", "pkg.Orders/Get").Policy().Timeout; got != 2*time.Second {
+		t.Fatalf("timeout %v after the update, want 2s", got)
+	}
+	if n := testing.AllocsPerRun(100, func() { r.For("orders", "pkg.Orders/Get") }); n != 0 {
+		t.Errorf("For allocates %v times per call after an update, want 0", n)
+	}
+}
+
+// BenchmarkRegistryForAfterUpdate measures the lookup of a method
+// override, as a Registry following configuration serves it after a
+// change.
+func BenchmarkRegistryForAfterUpdate(b *testing.B) {
+	cfg := resilience.Config{Overrides: map[string]resilience.Policy{"orders_pkg_Orders_Get": {Timeout: time.Second}}}
+	r, err := resilience.NewRegistry(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.For("orders", "pkg.Orders/Get")
+	cfg.Overrides["orders_pkg_Orders_Get"] = resilience.Policy{Timeout: 2 * time.Second}
+	if err := r.Update(cfg); err != nil {
+		b.Fatal(err)
+	}
+	r.For("orders", "pkg.Orders/Get")
+	b.ReportAllocs()
+	for b.Loop() {
+		if r.For("orders", "pkg.Orders/Get") == nil {
+			b.Fatal("nil executor")
 		}
 	}
 }
