@@ -243,6 +243,8 @@ type callState struct {
 	invoker     grpc.UnaryInvoker
 	streamer    grpc.Streamer
 	noInstances atomic.Bool
+
+	watch stallWatch // mu
 }
 
 // noInstances is the resilience outcome of an attempt that found no
@@ -329,10 +331,14 @@ type core struct {
 	logger   *slog.Logger
 	ejectCtr metric.Int64Counter
 	attrs    metric.MeasurementOption
+
+	redispatchCtr metric.Int64Counter
 	epoch    time.Time
 
 	set     atomic.Pointer[pickSet]
 	clock   atomic.Int64 // core clock of a recent finish, for the pick path
+
+	lastAnswer atomic.Int64 // core clock of a recent answer of any instance
 	rr      atomic.Uint64
 	typical atomic.Uint64 // float64: a moving average of all latencies
 
@@ -361,6 +367,8 @@ func newCore(service string, cfg Balancing, needConn bool, logger *slog.Logger, 
 	if mp != nil {
 		c.ejectCtr, _ = mp.Meter("github.com/vitamin-go/vitamin/client").Int64Counter(MetricEjections,
 			metric.WithDescription("Instances ejected by outlier detection."))
+		c.redispatchCtr, _ = mp.Meter("github.com/vitamin-go/vitamin/client").Int64Counter(MetricRedispatches,
+			metric.WithDescription("Attempts sent to another instance because they never reached one or stalled."))
 	}
 	c.rebuildLocked()
 	return c
@@ -747,6 +755,9 @@ func (c *core) finish(e *endpoint, start int64, o outcome) {
 		}
 	}
 	e.answered.Store(now)
+	if now-c.lastAnswer.Load() > clockTick {
+		c.lastAnswer.Store(now)
+	}
 	if o == outcomeFailure {
 		penalty := c.penalty
 		if penalty == 0 { // relative to the typical latency

@@ -67,7 +67,28 @@
 // written, a timeout, an UNAVAILABLE or 5xx answer — the server may have
 // received and processed the request. When an instance dies, the calls it
 // had in flight fail at once this way; the budget paces their retries
-// (resilience.Budget.MaxWait) rather than failing them.
+// (resilience.Budget.MaxWait) rather than failing them. HTTP's
+// transparent retries are counted by MetricRedispatches (reason
+// "not_sent"); grpc-go's are its own.
+//
+// # Stalled attempts
+//
+// An attempt stuck on an instance that stopped answering (a frozen
+// process, a full accept queue) would end only with its deadline, and the
+// call with it when the call's deadline is shorter than the policy's
+// Timeout. When a retry can follow the attempt and it has a deadline, the
+// balancer looks at it at 40% and at 70% of its time: if its instance has
+// answered nothing for more than half the attempt's age and for four
+// times the service's typical latency, while the other instances answered
+// within a quarter of that, it ends the attempt as timed out
+// (resilience.ErrTimeout, a DEADLINE_EXCEEDED for the instance's outlier
+// ejection), and the policy retries it on another instance while the call
+// still has time. It is the retry a timeout would have brought, only
+// sooner, so it is charged to the budget like one and is made only for
+// calls the policy retries (for HTTP, idempotent requests); a slow call on
+// an instance that keeps answering others, or on a service whose
+// instances are all slow, is left alone. Counted by MetricRedispatches
+// (reason "stalled").
 //
 // # Choosing an instance
 //

@@ -481,7 +481,9 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	start := p.c.start(m.ep)
 	c := p.c
 	stream := cs != nil && cs.stream
+	gen := c.watch(info.Ctx, cs, m.ep, start)
 	return balancer.PickResult{SubConn: m.sc, Done: func(di balancer.DoneInfo) {
+		cs.unwatch(gen)
 		c.finish(m.ep, start, doneOutcome(di, stream))
 	}}, nil
 }

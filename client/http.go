@@ -273,7 +273,14 @@ func (p *pickTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		u.Host = m.ep.addr
 		r.URL = &u
 		start := p.core.start(m.ep)
+		gen := p.core.watch(req.Context(), cs, m.ep, start)
 		resp, err := p.base.RoundTrip(r)
+		if cs.unwatch(gen) && err == nil {
+			// The instance answered just as the watch gave up on it: the
+			// attempt's context has ended, so its body cannot be read.
+			_ = resp.Body.Close()
+			resp, err = nil, req.Context().Err()
+		}
 		p.core.finish(m.ep, start, httpOutcome(req, resp, err))
 		if err == nil || n == maxTransparent || !neverSent(err) || req.Context().Err() != nil || !replayable(req) {
 			return resp, err
@@ -282,6 +289,7 @@ func (p *pickTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if perr != nil || again {
 			return resp, err // nowhere else to go
 		}
+		p.core.redispatched(reasonNotSent)
 		m = next
 	}
 }

@@ -20,6 +20,14 @@ import (
 // attribute "service". It is recorded through the OpenTelemetry API.
 const MetricEjections = "vitamin.client.ejections"
 
+// MetricRedispatches counts attempts sent to another instance outside the
+// retry policy's own decisions, with the attributes "service" and "reason":
+// "not_sent" for an HTTP attempt that provably reached no server (a failed
+// dial), sent again transparently; "stalled" for an attempt ended early
+// because its instance went quiet while the others answered, which the
+// policy then retries (see the package documentation).
+const MetricRedispatches = "vitamin.client.redispatches"
+
 // GRPCOption configures a client made by NewGRPC with things only code can
 // give. An option that applies only to HTTP clients is not a GRPCOption, so
 // passing it to NewGRPC does not compile. Options are applied once, at
@@ -178,8 +186,9 @@ func WithLogger(l *slog.Logger) Option {
 	return option(func(o *options) { o.logger = l })
 }
 
-// WithMeterProvider records the client's metrics (MetricEjections) through
-// mp instead of the global OpenTelemetry meter provider.
+// WithMeterProvider records the client's metrics (MetricEjections,
+// MetricRedispatches) through mp instead of the global OpenTelemetry meter
+// provider.
 func WithMeterProvider(mp metric.MeterProvider) Option {
 	return option(func(o *options) { o.meter = mp })
 }

@@ -146,6 +146,7 @@ type Executor struct {
 	canceled     context.Context        // ended by its cancel; see attemptCtx.Value
 	expired      context.Context        // ended by its deadline; see attemptCtx.Value
 	fs           failsafe.Executor[any] // retry; nil without it
+	maxAttempts  int                    // with a retry
 }
 
 // NewExecutor validates p and builds an executor for it. name labels its
@@ -205,8 +206,9 @@ func newExecutor(name string, p Policy, o *options, inst *instruments, prev *Exe
 		}
 	}
 
-	if e.timeout > 0 || p.Hedge != nil {
-		// Attempts run in an attemptCtx, whose deadline is kept by one
+	if e.timeout > 0 || p.Hedge != nil || p.Retry != nil {
+		// Attempts run in an attemptCtx (with a timeout or a hedge, or
+		// with a retry and a deadline), whose deadline is kept by one
 		// timer list per executor instead of a runtime timer per attempt.
 		if e.timeout > 0 {
 			e.deadlines = newTimerList()
@@ -218,6 +220,7 @@ func newExecutor(name string, p Policy, o *options, inst *instruments, prev *Exe
 	if r := p.Retry; r != nil && r.MaxAttempts > 1 {
 		e.retryOn = slices.Clone(r.On)
 		e.fs = failsafe.With(e.buildRetry(*r))
+		e.maxAttempts = r.MaxAttempts
 	}
 	if h := p.Hedge; h != nil {
 		e.hedged = true
@@ -411,35 +414,49 @@ func (p Permit) Done(err error) {
 	}
 }
 
-// attempt runs one attempt of fn. The attempt's context carries the
-// policy's timeout; fn receives its cancel function and must call it (now
+// attempt runs attempt n (from 1) of fn. The attempt's context carries
+// the policy's timeout, and when a retry can follow it, an attempt.Stall
+// by which the transport may end it early as timed out (see
+// attemptCtx.Stall); fn receives its cancel function and must call it (now
 // or later, for example when a response body is closed) if it returns a nil
 // error; on error attempt calls it.
-func attempt[T any](ctx context.Context, e *Executor, fn attemptFunc[T]) (T, error) {
+func attempt[T any](ctx context.Context, e *Executor, fn attemptFunc[T], n int) (T, error) {
 	permit, err := e.Acquire(ctx)
 	if err != nil {
 		var zero T
 		return zero, err
 	}
 	actx, cancel := ctx, context.CancelFunc(noop)
-	if e.timeout > 0 {
-		a := new(attemptCtx)
+	var a *attemptCtx
+	retry := n < e.maxAttempts
+	if e.timeout > 0 || retry && hasDeadline(ctx) {
+		a = new(attemptCtx)
+		a.retry = retry
 		cancel = a.start(e, ctx, time.Now())
 		actx = a
 	}
 	v, err := fn.attempt(actx, cancel)
 	if err != nil {
-		err = e.attemptError(ctx, actx, err)
+		err = e.attemptError(ctx, a, err)
 		cancel()
 	}
 	permit.Done(err)
 	return v, err
 }
 
+func hasDeadline(ctx context.Context) bool {
+	_, ok := ctx.Deadline()
+	return ok
+}
+
 // attemptError turns a failed attempt's error into an *Error matching
-// ErrTimeout if the attempt ran out of its own time (not the caller's).
-func (e *Executor) attemptError(ctx, actx context.Context, err error) error {
-	if e.timeout > 0 && ctx.Err() == nil && (errors.Is(actx.Err(), context.DeadlineExceeded) || e.classify(err).Timeout) {
+// ErrTimeout if the attempt ran out of its own time (not the caller's) or
+// was stalled.
+func (e *Executor) attemptError(ctx context.Context, a *attemptCtx, err error) error {
+	if a == nil || ctx.Err() != nil {
+		return err
+	}
+	if a.stalled.Load() || e.timeout > 0 && (errors.Is(a.Err(), context.DeadlineExceeded) || e.classify(err).Timeout) {
 		return &Error{Policy: e.name, Reason: ReasonTimeout, Cause: err}
 	}
 	return err
@@ -459,7 +476,7 @@ func noop() {}
 // retryBudget.acquire).
 func execute[T any](ctx context.Context, e *Executor, fn attemptFunc[T]) (T, error) {
 	if e.fs == nil && !e.hedged {
-		v, err := attempt(ctx, e, fn)
+		v, err := attempt(ctx, e, fn, 1)
 		return v, e.finish(ctx, err, nil)
 	}
 	if err := ctx.Err(); err != nil {
@@ -470,7 +487,7 @@ func execute[T any](ctx context.Context, e *Executor, fn attemptFunc[T]) (T, err
 		b.RecordExecution()
 		defer b.ReleaseExecution()
 	}
-	v, err := once(ctx, e, fn)
+	v, err := once(ctx, e, fn, 1)
 	if err == nil || e.fs == nil || !e.shouldRetry(err) {
 		return v, e.finish(ctx, err, nil)
 	}
@@ -488,7 +505,7 @@ func execute[T any](ctx context.Context, e *Executor, fn attemptFunc[T]) (T, err
 		}
 		e.obs.retried(attempts, last)
 		attempts++
-		v, err := once(ctx, e, fn)
+		v, err := once(ctx, e, fn, attempts)
 		last, lastV = err, v
 		return v, err
 	})

@@ -111,22 +111,23 @@ func (f runFunc) attempt(ctx context.Context, cancel context.CancelFunc) (struct
 	return struct{}{}, err
 }
 
-// once runs one attempt of a call, or one hedged group if the policy hedges.
-func once[T any](ctx context.Context, e *Executor, fn attemptFunc[T]) (T, error) {
+// once runs attempt n (from 1) of a call, or one hedged group if the
+// policy hedges.
+func once[T any](ctx context.Context, e *Executor, fn attemptFunc[T], n int) (T, error) {
 	if e.hedged {
-		return hedged(ctx, e, fn)
+		return hedged(ctx, e, fn, n)
 	}
-	return attempt(ctx, e, fn)
+	return attempt(ctx, e, fn, n)
 }
 
 // hedged runs a hedged group of attempts and returns the winner's result.
-func hedged[T any](ctx context.Context, e *Executor, fn attemptFunc[T]) (T, error) {
+func hedged[T any](ctx context.Context, e *Executor, fn attemptFunc[T], n int) (T, error) {
 	delay := e.hedgeDelay
 	if e.latency != nil {
 		delay = e.latency.current()
 		if delay < 0 { // warming up: no hedge, but learn the latency
 			start := time.Now()
-			v, err := attempt(ctx, e, fn)
+			v, err := attempt(ctx, e, fn, n)
 			if err == nil {
 				e.latency.record(time.Since(start))
 			}

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	attemptctx "github.com/vitamin-go/vitamin/internal/attempt"
 )
 
 // timerList runs the expire method of its entries when they fall due. A
@@ -153,6 +155,9 @@ type attemptCtx struct {
 	e      *Executor
 	at     time.Time  // its own deadline; zero when the parent's applies
 	entry  timerEntry // in e.deadlines while at is pending
+	retry  bool       // a retry can follow: it answers attempt.Key with itself
+
+	stalled atomic.Bool // ended by Stall
 
 	// ended is set once err and byParent are: from then on they do not
 	// change and may be read without mu.
@@ -233,6 +238,9 @@ func (a *attemptCtx) Err() error {
 // package recognises it, and those tell context.Cause that a's cause is
 // its own error rather than a cause its parent may get later.
 func (a *attemptCtx) Value(key any) any {
+	if key == (attemptctx.Key{}) && a.retry {
+		return a
+	}
 	if a.ended.Load() && !a.byParent {
 		if v := a.e.ownEnd(a.err).Value(key); v != nil {
 			return v
@@ -286,16 +294,27 @@ func (r *afterFunc) stop() bool {
 
 func (a *attemptCtx) cancel() { a.end(context.Canceled, false) }
 
+// Stall implements attemptctx.Stall: it ends a as if its deadline had passed,
+// so that the executor counts the attempt as timed out and retries it.
+func (a *attemptCtx) Stall() bool { return a.endAs(context.DeadlineExceeded, false, true) }
+
 // expire is called by the deadline list when the deadline passes.
 func (a *attemptCtx) expire() { a.end(context.DeadlineExceeded, false) }
 
-func (a *attemptCtx) end(err error, byParent bool) {
+func (a *attemptCtx) end(err error, byParent bool) { a.endAs(err, byParent, false) }
+
+// endAs ends a with err, unless it has ended already, and reports whether
+// it did.
+func (a *attemptCtx) endAs(err error, byParent, stalled bool) bool {
 	a.mu.Lock()
 	if a.err != nil {
 		a.mu.Unlock()
-		return
+		return false
 	}
 	a.err, a.byParent = err, byParent
+	if stalled {
+		a.stalled.Store(true)
+	}
 	a.ended.Store(true)
 	if a.done == nil {
 		a.done = a.e.closed
@@ -314,4 +333,5 @@ func (a *attemptCtx) end(err error, byParent bool) {
 	for _, r := range funcs {
 		r.f()
 	}
+	return true
 }
