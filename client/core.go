@@ -333,14 +333,14 @@ type core struct {
 	attrs    metric.MeasurementOption
 
 	redispatchCtr metric.Int64Counter
-	epoch    time.Time
+	epoch         time.Time
 
-	set     atomic.Pointer[pickSet]
-	clock   atomic.Int64 // core clock of a recent finish, for the pick path
+	set   atomic.Pointer[pickSet]
+	clock atomic.Int64 // core clock of a recent finish, for the pick path
 
 	lastAnswer atomic.Int64 // core clock of a recent answer of any instance
-	rr      atomic.Uint64
-	typical atomic.Uint64 // float64: a moving average of all latencies
+	rr         atomic.Uint64
+	typical    atomic.Uint64 // float64: a moving average of all latencies
 
 	mu      sync.Mutex
 	eps     map[string]*endpoint
