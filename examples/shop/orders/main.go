@@ -20,6 +20,7 @@ import (
 	"github.com/vitamin-go/vitamin/examples/shop/platform"
 	"github.com/vitamin-go/vitamin/messaging"
 	"github.com/vitamin-go/vitamin/resilience"
+	"github.com/vitamin-go/vitamin/service"
 )
 
 // policies protect the calls to inventory: a short timeout per attempt,
@@ -35,67 +36,62 @@ var policies = resilience.Config{Default: resilience.Policy{
 func main() {
 	port := flag.Int("port", 8080, "port to listen on, on 127.0.0.1")
 	flag.Parse()
-	if err := run(*port); err != nil {
+	if err := run(platform.Config("orders", "", *port)); err != nil {
 		fmt.Fprintln(os.Stderr, "orders:", err)
 		os.Exit(1)
 	}
 }
 
-func run(port int) error {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	svc, err := platform.Start(ctx, "orders", fmt.Sprintf("orders-%d", port))
+func run(cfg service.Config) error {
+	ctx := context.Background()
+	svc, err := service.New(cfg)
 	if err != nil {
 		return err
 	}
-	defer svc.Close()
+	log := svc.Logger()
 
 	// Dynamic properties: defaults < Consul KV < ORDERS_* variables.
 	kv, err := configconsul.New(configconsul.Config{Prefix: "config/orders/"},
-		configconsul.WithClient(svc.Consul), configconsul.WithLogger(svc.Log))
+		configconsul.WithClient(svc.Consul()), configconsul.WithLogger(log))
 	if err != nil {
 		return err
 	}
-	cfg, err := config.Load(ctx, config.Layers{
+	props, err := config.Load(ctx, config.Layers{
 		Defaults:  map[string]any{"max_quantity": 10},
 		Sources:   []config.Source{kv},
 		EnvPrefix: "ORDERS_",
-	}, config.WithLogger(svc.Log))
+	}, config.WithLogger(log))
 	if err != nil {
 		return err
 	}
-	go func() { _ = cfg.Watch(ctx) }()
-	maxQuantity := config.Int(cfg, "max_quantity", 10, config.Between(1, 1000))
-	maxQuantity.OnChange(func(old, new int) { svc.Log.Info("max_quantity changed", "old", old, "new", new) })
+	maxQuantity := config.Int(props, "max_quantity", 10, config.Between(1, 1000))
+	maxQuantity.OnChange(func(old, new int) { log.Info("max_quantity changed", "old", old, "new", new) })
 
 	// The inventory service, by name.
-	registry, err := resilience.NewRegistry(policies, resilience.WithLogger(svc.Log))
+	registry, err := resilience.NewRegistry(policies, resilience.WithLogger(log))
 	if err != nil {
 		return err
 	}
-	watcher, err := consul.NewWatcher(svc.Consul, consul.WatcherConfig{}, consul.WithLogger(svc.Log))
+	watcher, err := consul.NewWatcher(svc.Consul(), consul.WatcherConfig{}, consul.WithLogger(log))
 	if err != nil {
 		return err
 	}
 	inventory, err := client.NewHTTP("inventory", client.Config{},
 		client.WithWatcher(watcher), client.WithPolicies(registry),
-		client.WithCaller("orders"), client.WithLogger(svc.Log))
+		client.WithCaller("orders"), client.WithLogger(log))
 	if err != nil {
 		return err
 	}
-	defer client.CloseHTTP(inventory)
 
 	// Events for billing.
-	nc, js, err := svc.JetStream(ctx, events.Streams)
+	js, err := platform.JetStream(ctx, svc, events.Streams)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	pub, err := messaging.NewPublisher(js, messaging.PublisherConfig{}, messaging.WithCaller("orders"), messaging.WithLogger(svc.Log))
+	pub, err := messaging.NewPublisher(js, messaging.PublisherConfig{}, messaging.WithCaller("orders"), messaging.WithLogger(log))
 	if err != nil {
 		return err
 	}
-	defer pub.Close(context.WithoutCancel(ctx))
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/orders", func(w http.ResponseWriter, r *http.Request) {
@@ -118,7 +114,7 @@ func run(port int) error {
 			platform.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "inventory is failing; try again shortly"})
 			return
 		case err != nil:
-			svc.Log.ErrorContext(r.Context(), "stock check failed", "err", err)
+			log.ErrorContext(r.Context(), "stock check failed", "err", err)
 			platform.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "inventory unavailable: " + err.Error()})
 			return
 		case stock.Available < in.Quantity:
@@ -128,14 +124,28 @@ func run(port int) error {
 		id := newOrderID()
 		ev := events.OrderCreatedEvent{OrderID: id, SKU: in.SKU, Quantity: in.Quantity}
 		if _, err := pub.Publish(r.Context(), events.OrderCreated, ev, messaging.WithMsgID(id)); err != nil {
-			svc.Log.ErrorContext(r.Context(), "publish failed", "order", id, "err", err)
+			log.ErrorContext(r.Context(), "publish failed", "order", id, "err", err)
 			platform.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "could not record the order: " + err.Error()})
 			return
 		}
-		svc.Log.InfoContext(r.Context(), "order accepted", "order", id, "stock_checked_by", stock.Instance)
+		log.InfoContext(r.Context(), "order accepted", "order", id, "stock_checked_by", stock.Instance)
 		platform.WriteJSON(w, http.StatusCreated, map[string]any{"order_id": id, "stock_checked_by": stock.Instance})
 	})
-	return svc.ServeHTTP(ctx, port, map[string]string{"version": "1.0.0"}, mux)
+
+	// Closed in reverse order once the server has drained: the publisher
+	// (pending publishes flushed), the inventory client, the watcher, and
+	// last the broker connection (added by platform.JetStream).
+	err = svc.Add(
+		service.WithHTTP(mux),
+		service.WithConsumer(service.RunFunc(props.Watch)),
+		service.WithCloser(service.CloseIO(watcher)),
+		service.WithCloser(service.CloseFunc(func(context.Context) error { return client.CloseHTTP(inventory) })),
+		service.WithCloser(pub),
+	)
+	if err != nil {
+		return err
+	}
+	return svc.Run(ctx)
 }
 
 type stockAnswer struct {

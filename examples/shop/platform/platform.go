@@ -3,113 +3,47 @@ package platform
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"strconv"
-	"syscall"
 	"time"
 
-	"github.com/hashicorp/consul/api"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/vitamin-go/vitamin/discovery"
-	"github.com/vitamin-go/vitamin/discovery/consul"
 	"github.com/vitamin-go/vitamin/messaging"
-	"github.com/vitamin-go/vitamin/tracing"
-	"github.com/vitamin-go/vitamin/tracing/tracinghttp"
+	"github.com/vitamin-go/vitamin/service"
 )
 
-// Service is one running instance of a shop service.
-type Service struct {
-	Name, ID string
-	Log      *slog.Logger
-	Consul   *api.Client
-
-	shutdownTelemetry func(context.Context) error
+// Config is the service settings of the shop's service name listening on
+// 127.0.0.1:port as instance id (default "<name>-<port>"); Consul's
+// address comes from CONSUL_HTTP_ADDR, telemetry from the OTEL_* variables.
+func Config(name, id string, port int) service.Config {
+	if id == "" {
+		id = fmt.Sprintf("%s-%d", name, port)
+	}
+	return service.Config{
+		Name:       name,
+		InstanceID: id,
+		Version:    "1.0.0",
+		HTTPAddr:   net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		Check:      service.Check{Interval: time.Second, Timeout: time.Second},
+	}
 }
 
-// Start sets up logging, telemetry and the Consul client for the instance
-// id of service name. Consul's address comes from CONSUL_HTTP_ADDR;
-// telemetry honours the OTEL_* variables (no exporter unless asked).
-func Start(ctx context.Context, name, id string) (*Service, error) {
-	log := slog.New(tracing.NewLogHandler(slog.NewTextHandler(os.Stderr, nil))).
-		With("service", name, "instance", id)
-	shutdown, err := tracing.Setup(ctx, tracing.Config{ServiceName: name, InstanceID: id, ServiceVersion: "1.0.0"})
+// JetStream connects svc to the broker at NATS_URL (retrying while it is
+// not up yet, reconnecting for ever), creates or updates the streams, and
+// hands the connection to svc, which drains it on the way out.
+func JetStream(ctx context.Context, svc *service.Service, streams []messaging.StreamConfig) (jetstream.JetStream, error) {
+	url := os.Getenv("NATS_URL")
+	if url == "" {
+		url = nats.DefaultURL
+	}
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))
 	if err != nil {
-		return nil, fmt.Errorf("%s: telemetry: %w", name, err)
-	}
-	c, err := api.NewClient(api.DefaultConfig())
-	if err != nil {
-		return nil, fmt.Errorf("%s: consul client: %w", name, err)
-	}
-	return &Service{Name: name, ID: id, Log: log, Consul: c, shutdownTelemetry: shutdown}, nil
-}
-
-// ServeHTTP serves h on 127.0.0.1:port, registers the instance in Consul
-// with an HTTP check on /health and the given metadata, and runs until
-// SIGINT or SIGTERM. Then it deregisters, waits until watchers have seen
-// it, drains in-flight requests and returns.
-func (s *Service) ServeHTTP(ctx context.Context, port int, meta map[string]string, h http.Handler) error {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
-	mux.Handle("/", tracinghttp.Handler(h, s.Name))
-
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("%s: listen: %w", s.Name, err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-
-	registrar, err := consul.NewRegistrar(s.Consul, consul.RegistrarConfig{}, consul.WithLogger(s.Log))
-	if err != nil {
-		return err
-	}
-	reg, err := registrar.Register(ctx, discovery.Registration{
-		Instance: discovery.Instance{ID: s.ID, Service: s.Name, Address: "127.0.0.1", Port: port, Meta: meta},
-		Check:    &discovery.Check{HTTP: "http://" + addr + "/health", Interval: time.Second, Timeout: time.Second},
-	})
-	if err != nil {
-		_ = srv.Close()
-		return fmt.Errorf("%s: register: %w", s.Name, err)
-	}
-	s.Log.Info("serving", "addr", addr)
-
-	sig, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	select {
-	case <-sig.Done():
-	case err := <-served:
-		return fmt.Errorf("%s: serve: %w", s.Name, err)
-	}
-
-	s.Log.Info("stopping: deregister, then drain")
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-	defer cancel()
-	if err := reg.Deregister(dctx); err != nil {
-		s.Log.Warn("deregister", "err", err)
-	}
-	if err := srv.Shutdown(dctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
-}
-
-// JetStream connects to the broker at NATS_URL (retrying while it is not
-// up yet, reconnecting for ever) and creates or updates the streams. Close
-// the returned connection when done.
-func (s *Service) JetStream(ctx context.Context, streams []messaging.StreamConfig) (*nats.Conn, jetstream.JetStream, error) {
-	nc, err := nats.Connect(Getenv("NATS_URL", nats.DefaultURL), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: nats: %w", s.Name, err)
+		return nil, fmt.Errorf("nats: %w", err)
 	}
 	js, err := jetstream.New(nc)
 	if err == nil {
@@ -119,26 +53,14 @@ func (s *Service) JetStream(ctx context.Context, streams []messaging.StreamConfi
 			}
 		}
 	}
+	if err == nil {
+		err = svc.Add(service.WithCloser(service.CloseFunc(func(context.Context) error { return nc.Drain() })))
+	}
 	if err != nil {
 		nc.Close()
-		return nil, nil, fmt.Errorf("%s: jetstream: %w", s.Name, err)
+		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	return nc, js, nil
-}
-
-// Close flushes telemetry.
-func (s *Service) Close() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = s.shutdownTelemetry(ctx)
-}
-
-// Getenv returns the environment variable key, or def when it is unset.
-func Getenv(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
+	return js, nil
 }
 
 // WriteJSON answers with v as JSON and the given status.
