@@ -10,6 +10,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
 
 	"github.com/vitamin-go/vitamin/config"
+	"github.com/vitamin-go/vitamin/resilience"
 )
 
 // A dynamic property: its value follows the configuration while the
@@ -107,7 +108,7 @@ func ExampleBind() {
 func ExampleInt_poolSize() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	remote := config.NewMemorySource(nil)
+	remote := config.NewMemorySource(nil) // Consul KV, in a service
 	cfg, err := config.Load(ctx, config.Layers{Sources: []config.Source{remote}})
 	if err != nil {
 		panic(err)
@@ -121,16 +122,23 @@ func ExampleInt_poolSize() {
 	}
 	defer db.Close()
 
-	maxOpen := config.Int(cfg, "db.pool.max", 10, config.Between(1, 1000))
+	maxOpen := config.Int(cfg, "db.pool.max_open", 10, config.Between(1, 1000))
+	maxIdle := config.Int(cfg, "db.pool.max_idle", 2, config.Between(0, 1000))
 	db.SetMaxOpenConns(maxOpen.Get())
+	db.SetMaxIdleConns(maxIdle.Get())
 	changed := make(chan struct{})
 	maxOpen.OnChange(func(_, n int) {
 		db.SetMaxOpenConns(n)
 		changed <- struct{}{}
 	})
+	maxIdle.OnChange(func(_, n int) {
+		db.SetMaxIdleConns(n)
+		changed <- struct{}{}
+	})
 	fmt.Println("max open:", db.Stats().MaxOpenConnections)
 
-	remote.Set("db.pool.max", 40)
+	remote.Replace(map[string]any{"db.pool.max_open": "40", "db.pool.max_idle": "10"})
+	<-changed
 	<-changed
 	fmt.Println("max open:", db.Stats().MaxOpenConnections)
 
@@ -139,6 +147,76 @@ func ExampleInt_poolSize() {
 	// Output:
 	// max open: 10
 	// max open: 40
+}
+
+// A policy registry following the "resilience" keys of the configuration:
+// each change is decoded strictly, validated as a whole by
+// Registry.Update and applied at once, or rejected whole while the last
+// good policies stay.
+func ExampleFollow() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	remote := config.NewMemorySource(nil) // Consul KV, in a service
+	rejected := make(chan struct{})
+	cfg, err := config.Load(ctx, config.Layers{
+		Defaults: map[string]any{"resilience": resilience.Config{
+			Default: resilience.Policy{Timeout: time.Second, Retry: &resilience.Retry{MaxAttempts: 2}},
+		}},
+		Sources: []config.Source{remote},
+	}, config.WithErrorHandler(func(err error) {
+		fmt.Println("rejected:", err)
+		rejected <- struct{}{}
+	}))
+	if err != nil {
+		panic(err)
+	}
+	watching := make(chan error)
+	go func() { watching <- cfg.Watch(ctx) }()
+
+	registry, err := resilience.NewRegistry(resilience.Config{})
+	if err != nil {
+		panic(err)
+	}
+	// In a service, one line: config.Follow(cfg, "resilience", registry.Update).
+	// Here, each applied change is also announced.
+	applied := make(chan struct{}, 1)
+	err = config.Follow(cfg, "resilience", func(c resilience.Config) error {
+		if err := registry.Update(c); err != nil {
+			return err
+		}
+		applied <- struct{}{}
+		return nil
+	})
+	if err != nil {
+		panic(err)
+	}
+	<-applied
+	show := func() {
+		e := registry.For("orders", "pkg.Orders/Get")
+		fmt.Println(e.Name(), e.Policy().Timeout, e.Policy().Retry.MaxAttempts)
+	}
+	show()
+
+	remote.Set("resilience.default.retry.max_atempts", "5") // a typo
+	<-rejected
+	remote.Replace(map[string]any{"resilience.default.retry.max_attempts": "0"}) // out of range
+	<-rejected
+	// A method's override, spelled so that it survives every layer.
+	remote.Replace(map[string]any{
+		"resilience.default.retry.max_attempts":                         "3",
+		"resilience.overrides.orders_pkg_orders_get.timeout":            "250ms",
+		"resilience.overrides.orders_pkg_orders_get.retry.max_attempts": "1",
+	})
+	<-applied
+	show()
+
+	cancel()
+	<-watching
+	// Output:
+	// orders 1s 2
+	// rejected: config: change under "resilience" rejected: resilience.default.retry.max_atempts: config: unknown key (the keys here are backoff, jitter, max_attempts, max_backoff, multiplier, on)
+	// rejected: config: change under "resilience" rejected: resilience: invalid configuration: default.retry.max_attempts = 0: must be at least 1
+	// orders/pkg.Orders/Get 250ms 1
 }
 
 // Layers, lowest first: defaults, a file, live sources, the environment.
