@@ -51,3 +51,40 @@ type Runner interface {
 	Run(ctx context.Context) error
 	Stop(ctx context.Context) error
 }
+
+// RunFunc adapts a function that runs until its context ends, such as
+// (*config.Config).Watch, to Runner: Stop cancels that context and waits
+// for the function to return, within Stop's context.
+func RunFunc(run func(ctx context.Context) error) Runner {
+	return &runFunc{run: run, started: make(chan struct{}), done: make(chan struct{})}
+}
+
+type runFunc struct {
+	run     func(ctx context.Context) error
+	cancel  context.CancelFunc
+	started chan struct{}
+	done    chan struct{}
+}
+
+func (f *runFunc) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	f.cancel = cancel
+	close(f.started)
+	defer close(f.done)
+	return f.run(ctx)
+}
+
+func (f *runFunc) Stop(ctx context.Context) error {
+	select {
+	case <-f.started:
+	default:
+		return nil // never ran
+	}
+	f.cancel()
+	select {
+	case <-f.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

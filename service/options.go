@@ -110,3 +110,27 @@ func WithSignals(sigs ...os.Signal) Option {
 }
 
 var defaultSignals = []os.Signal{syscall.SIGTERM, syscall.SIGINT}
+
+func (o *options) validate() error {
+	for _, c := range o.readiness {
+		if c.name == "" || c.check == nil {
+			return invalid("WithReadiness", c.name, "needs a name and a check function")
+		}
+	}
+	for i, c := range o.consumers {
+		if c == nil {
+			return invalid("WithConsumer", i, "consumer must not be nil")
+		}
+	}
+	for i, c := range o.closers {
+		if c == nil {
+			return invalid("WithCloser", i, "closer must not be nil")
+		}
+	}
+	for _, f := range o.grpcRegister {
+		if f == nil {
+			return invalid("WithGRPC", nil, "register func must not be nil")
+		}
+	}
+	return nil
+}

@@ -66,7 +66,9 @@ func startChild(t testing.TB, name, mode string, env ...string) *child {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	cmd.Env = append(cmd.Env, append([]string{childEnv + "=" + mode}, env...)...)
+	// GORACE: no second of sleep at exit under -race, so that the exit
+	// times measured are the service's.
+	cmd.Env = append(cmd.Env, append([]string{childEnv + "=" + mode, "GORACE=atexit_sleep_ms=0"}, env...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -109,9 +111,9 @@ func (c *child) output() []string {
 	return append([]string(nil), c.lines...)
 }
 
-// await waits until the child prints a line starting with prefix and
-// returns the rest of it; it fails the test if the child exits first or
-// the timeout passes.
+// await waits until the child prints a line that starts with prefix, or
+// contains it when prefix starts with a space, and returns the rest of
+// it; it fails the test if the child exits first or the timeout passes.
 func (c *child) await(t testing.TB, prefix string, timeout time.Duration) string {
 	t.Helper()
 	deadline := time.AfterFunc(timeout, func() { c.mu.Lock(); c.seen.Broadcast(); c.mu.Unlock() })
@@ -121,7 +123,11 @@ func (c *child) await(t testing.TB, prefix string, timeout time.Duration) string
 	defer c.mu.Unlock()
 	for i := 0; ; {
 		for ; i < len(c.lines); i++ {
-			if rest, ok := strings.CutPrefix(c.lines[i], prefix); ok {
+			if strings.HasPrefix(prefix, " ") {
+				if _, rest, ok := strings.Cut(c.lines[i], prefix); ok {
+					return strings.TrimSpace(rest)
+				}
+			} else if rest, ok := strings.CutPrefix(c.lines[i], prefix); ok {
 				return strings.TrimSpace(rest)
 			}
 		}
@@ -186,6 +192,7 @@ const (
 	envDrain  = "VITAMIN_SERVICE_DRAIN"  // Shutdown.Drain
 	envNATS   = "VITAMIN_SERVICE_NATS"   // the broker, for "consume"
 	envEffect = "VITAMIN_SERVICE_EFFECT" // the file each handled message appends a line to
+	envSay    = "VITAMIN_SERVICE_SAY"    // print "WORKING" when a call starts
 )
 
 // Stream, subject and durable of the consumer test.
@@ -222,7 +229,11 @@ func childMain(mode string) int {
 	var dying atomic.Bool // "abrupt" got SIGTERM: the next call in flight is cut
 	// work is a call's work; a gRPC call is the one "abrupt" cuts (an
 	// HTTP GET cut short may be retried by the caller's transport).
+	say := os.Getenv(envSay) != ""
 	work := func(ctx context.Context, cut bool) {
+		if say {
+			fmt.Println("WORKING")
+		}
 		if cut {
 			inflight.Add(1)
 			defer inflight.Add(-1)

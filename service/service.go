@@ -57,20 +57,8 @@ func New(cfg Config, opts ...Option) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, c := range s.o.readiness {
-		if c.name == "" || c.check == nil {
-			return nil, invalid("WithReadiness", c.name, "needs a name and a check function")
-		}
-	}
-	for i, c := range s.o.consumers {
-		if c == nil {
-			return nil, invalid("WithConsumer", i, "consumer must not be nil")
-		}
-	}
-	for i, c := range s.o.closers {
-		if c == nil {
-			return nil, invalid("WithCloser", i, "closer must not be nil")
-		}
+	if err := s.o.validate(); err != nil {
+		return nil, err
 	}
 	if cfg.AdvertiseAddress == "" {
 		cfg.AdvertiseAddress = advertise(cfg.HTTPAddr)
@@ -126,6 +114,42 @@ func New(cfg Config, opts ...Option) (*Service, error) {
 		}
 	}
 	return s, nil
+}
+
+// Add applies more options before Run, for what is built with the
+// service's Logger or Consul client: handlers, consumers, resources to
+// close, readiness checks and hooks. WithLogger, WithConsul, WithRegistrar
+// and WithSignals shape what New builds and are refused here, with a
+// *FieldError; so is any option once Run has been called. Call Add before
+// Run, not concurrently with it.
+func (s *Service) Add(opts ...Option) error {
+	if s.ran.Load() {
+		return invalid("Add", nil, "must be called before Run")
+	}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.loggerSet || o.consul != nil || o.registrar != nil || o.signals != nil {
+		return invalid("Add", nil, "WithLogger, WithConsul, WithRegistrar and WithSignals must be given to New")
+	}
+	if err := o.validate(); err != nil {
+		return err
+	}
+	if o.httpHandler != nil {
+		if s.o.httpHandler != nil {
+			return invalid("WithHTTP", nil, "given twice")
+		}
+		s.o.httpHandler = o.httpHandler
+	}
+	s.o.grpcRegister = append(s.o.grpcRegister, o.grpcRegister...)
+	s.o.grpcOpts = append(s.o.grpcOpts, o.grpcOpts...)
+	s.o.consumers = append(s.o.consumers, o.consumers...)
+	s.o.closers = append(s.o.closers, o.closers...)
+	s.o.readiness = append(s.o.readiness, o.readiness...)
+	s.o.afterStart = append(s.o.afterStart, o.afterStart...)
+	s.o.beforeStop = append(s.o.beforeStop, o.beforeStop...)
+	return nil
 }
 
 // Logger returns the service's logger: records carry the service name,
