@@ -71,7 +71,7 @@ func followed(t testing.TB, keys map[string]string, opts ...config.Option) (stri
 // calls change.
 func TestPoliciesFollowConsulKVWhileCallsRun(t *testing.T) {
 	prefix, _, registry := followed(t, map[string]string{
-		"resilience/default/retry/max_attempts":                     "2",
+		"resilience/default/retry/max_attempts":                      "2",
 		"resilience/overrides/payments/circuit_breaker/window_size":  "100",
 		"resilience/overrides/payments/circuit_breaker/failure_rate": "1",
 		"resilience/overrides/payments/circuit_breaker/min_requests": "100",
