@@ -90,7 +90,8 @@ type rates struct{ typical, fast, slow float64 }
 
 // rates returns the decay rates of now.
 func (c *core) rates() rates {
-	r := rates{typical: math.Float64frombits(c.typical.Load()), fast: c.slowRate, slow: c.slowRate}
+	slow := c.bal.Load().slowRate
+	r := rates{typical: math.Float64frombits(c.typical.Load()), fast: slow, slow: slow}
 	if r.typical > 0 {
 		r.fast = 1 / (forgetFactor * r.typical)
 	}
@@ -223,6 +224,7 @@ type pickSet struct {
 	stableLocal []member
 	canary      []member
 	pinned      map[string][]member
+	bal         *balancing // what it was built for
 	groups      []group
 	known       int
 	err         error // returned when all is empty
@@ -323,11 +325,8 @@ const (
 // ejection per instance, and the immutable pick sets built from them.
 type core struct {
 	service  string
-	cfg      Balancing
-	tau      float64 // DecayTime
-	slowRate float64 // 1 / DecayTime
-	penalty  float64
-	needConn bool // gRPC: only endpoints with a ready SubConn are eligible
+	bal      atomic.Pointer[balancing] // the current Balancing
+	needConn bool                      // gRPC: only endpoints with a ready SubConn are eligible
 	logger   *slog.Logger
 	ejectCtr metric.Int64Counter
 	attrs    metric.MeasurementOption
@@ -353,10 +352,6 @@ type core struct {
 func newCore(service string, cfg Balancing, needConn bool, logger *slog.Logger, mp metric.MeterProvider) *core {
 	c := &core{
 		service:  service,
-		cfg:      cfg,
-		tau:      float64(cfg.DecayTime),
-		slowRate: 1 / float64(cfg.DecayTime),
-		penalty:  float64(cfg.FailurePenalty),
 		needConn: needConn,
 		logger:   logger,
 		epoch:    time.Now(),
@@ -370,8 +365,42 @@ func newCore(service string, cfg Balancing, needConn bool, logger *slog.Logger, 
 		c.redispatchCtr, _ = mp.Meter("github.com/vitamin-go/vitamin/client").Int64Counter(MetricRedispatches,
 			metric.WithDescription("Attempts sent to another instance because they never reached one or stalled."))
 	}
+	c.bal.Store(newBalancing(cfg))
 	c.rebuildLocked()
 	return c
+}
+
+// balancing is a Balancing with its defaults and the rates derived from
+// it. It is immutable.
+type balancing struct {
+	Balancing
+	tau      float64 // DecayTime
+	slowRate float64 // 1 / DecayTime
+	penalty  float64
+}
+
+func newBalancing(b Balancing) *balancing {
+	return &balancing{Balancing: b, tau: float64(b.DecayTime), slowRate: 1 / float64(b.DecayTime), penalty: float64(b.FailurePenalty)}
+}
+
+// setBalancing makes b the balancing of calls that start from now on.
+// Instances keep their latency, load and ejection state; when b switches
+// outlier ejection off, the ejected instances return at once.
+func (c *core) setBalancing(b Balancing) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.bal.Store(newBalancing(b))
+	if b.Outlier.Disabled {
+		for _, e := range c.eps {
+			if e.ejected {
+				e.ejected = false
+				e.timer.Stop()
+				e.timer = nil
+				c.ejected--
+			}
+		}
+	}
+	c.rebuildLocked()
 }
 
 func (c *core) now() int64 { return int64(time.Since(c.epoch)) }
@@ -519,29 +548,30 @@ func (c *core) rebuildLocked() {
 			eligible = append(eligible, m)
 		}
 	}
+	b := c.bal.Load()
 	// Panic: too few instances left after ejection; ignore ejection.
-	if len(eligible) == 0 || float64(len(all)-c.ejected) < c.cfg.Outlier.PanicThreshold*float64(len(all)) {
+	if len(eligible) == 0 || float64(len(all)-c.ejected) < b.Outlier.PanicThreshold*float64(len(all)) {
 		eligible = ready
 	}
-	s := &pickSet{all: eligible, known: len(all)}
+	s := &pickSet{all: eligible, known: len(all), bal: b}
 	switch {
 	case len(all) == 0:
 		s.err = &NoInstancesError{Service: c.service, Reason: "no instances"}
 	case len(eligible) == 0:
 		s.err = &NoInstancesError{Service: c.service, Reason: "no reachable instance"}
 	}
-	if z := c.cfg.Zone; z != "" {
+	if z := b.Zone; z != "" {
 		s.local = filter(eligible, func(e *endpoint) bool { return e.inst.Meta[discovery.MetaZone] == z })
 	}
-	if cn := c.cfg.Canary; cn != nil {
+	if cn := b.Canary; cn != nil {
 		isCanary := func(e *endpoint) bool { return e.inst.Meta[cn.Key] == cn.Value }
 		s.canary = filter(eligible, isCanary)
 		s.stable = filter(eligible, func(e *endpoint) bool { return !isCanary(e) })
-		if z := c.cfg.Zone; z != "" {
+		if z := b.Zone; z != "" {
 			s.stableLocal = filter(s.stable, func(e *endpoint) bool { return e.inst.Meta[discovery.MetaZone] == z })
 		}
 	}
-	if p := c.cfg.Pin; p != nil {
+	if p := b.Pin; p != nil {
 		s.pinned = map[string][]member{}
 		for _, m := range eligible {
 			if v, ok := m.ep.inst.Meta[p.MetaKey]; ok {
@@ -549,7 +579,7 @@ func (c *core) rebuildLocked() {
 			}
 		}
 	}
-	if st := c.cfg.Sticky; st != nil {
+	if st := b.Sticky; st != nil {
 		byValue := map[string][]member{}
 		for _, m := range eligible {
 			v := m.ep.inst.Meta[st.MetaKey]
@@ -613,7 +643,7 @@ func (c *core) pickAgain(cs *callState) (member, bool, error) {
 	case cs != nil && cs.pin != "" && s.pinned != nil:
 		list = s.pinned[cs.pin]
 		if len(list) == 0 {
-			return member{}, false, &NoInstancesError{Service: c.service, Subset: c.cfg.Pin.MetaKey + "=" + cs.pin, Reason: "no instances"}
+			return member{}, false, &NoInstancesError{Service: c.service, Subset: s.bal.Pin.MetaKey + "=" + cs.pin, Reason: "no instances"}
 		}
 	case cs != nil && cs.sticky != "" && len(s.groups) > 0:
 		k := hashString(cs.sticky)
@@ -624,8 +654,8 @@ func (c *core) pickAgain(cs *callState) (member, bool, error) {
 			}
 		}
 		list = s.groups[best].members
-	case c.cfg.Canary != nil:
-		if len(s.canary) > 0 && rand.Float64() < c.cfg.Canary.Weight {
+	case s.bal.Canary != nil:
+		if len(s.canary) > 0 && rand.Float64() < s.bal.Canary.Weight {
 			list = s.canary
 		} else if len(s.stableLocal) > 0 {
 			list = s.stableLocal
@@ -635,7 +665,7 @@ func (c *core) pickAgain(cs *callState) (member, bool, error) {
 	case len(s.local) > 0:
 		list = s.local
 	}
-	m := c.choose(list, cs)
+	m := c.choose(list, cs, s.bal.Algorithm)
 	again := false
 	if cs != nil {
 		again = cs.add(m.ep)
@@ -643,7 +673,7 @@ func (c *core) pickAgain(cs *callState) (member, bool, error) {
 	return m, again, nil
 }
 
-func (c *core) choose(list []member, cs *callState) member {
+func (c *core) choose(list []member, cs *callState, alg Algorithm) member {
 	n := len(list)
 	if n == 1 {
 		return list[0]
@@ -655,7 +685,7 @@ func (c *core) choose(list []member, cs *callState) member {
 			cs = nil
 		}
 	}
-	if c.cfg.Algorithm == RoundRobin {
+	if alg == RoundRobin {
 		start := int(c.rr.Add(1) % uint64(n))
 		for k := 0; k < n; k++ {
 			m := list[(start+k)%n]
@@ -724,6 +754,7 @@ func (c *core) finish(e *endpoint, start int64, o outcome) {
 	c.tick(now)
 	rtt := float64(now - start)
 	r := c.rates()
+	b := c.bal.Load()
 	switch o {
 	case outcomeSlow, outcomeCanceled:
 		// No answer: the latency is at least rtt. A deadline that ran out
@@ -739,19 +770,19 @@ func (c *core) finish(e *endpoint, start int64, o outcome) {
 		if o == outcomeSlow && rtt < r.typical {
 			return
 		}
-		e.observe(rtt, sampleBound, now, r, c.tau)
-		if o == outcomeSlow && !c.cfg.Outlier.Disabled && e.answered.Load() <= start && start > e.timedOut.Load() {
+		e.observe(rtt, sampleBound, now, r, b.tau)
+		if o == outcomeSlow && !b.Outlier.Disabled && e.answered.Load() <= start && start > e.timedOut.Load() {
 			e.timedOut.Store(now)
-			if int(e.consec.Add(1)) >= c.cfg.Outlier.Consecutive {
+			if int(e.consec.Add(1)) >= b.Outlier.Consecutive {
 				c.eject(e)
 			}
 		}
 		return
 	case outcomeRefused:
 		o = outcomeFailure
-		if !c.cfg.Outlier.Disabled {
+		if !b.Outlier.Disabled {
 			// Nothing listens at the address: the process is gone.
-			e.consec.Store(int32(c.cfg.Outlier.Consecutive))
+			e.consec.Store(int32(b.Outlier.Consecutive))
 		}
 	}
 	e.answered.Store(now)
@@ -759,15 +790,15 @@ func (c *core) finish(e *endpoint, start int64, o outcome) {
 		c.lastAnswer.Store(now)
 	}
 	if o == outcomeFailure {
-		penalty := c.penalty
+		penalty := b.penalty
 		if penalty == 0 { // relative to the typical latency
 			penalty = penaltyFactor * r.typical
 			if penalty == 0 {
 				penalty = float64(time.Millisecond)
 			}
 		}
-		e.observe(max(rtt, penalty), sampleFull, now, r, c.tau)
-		if !c.cfg.Outlier.Disabled && int(e.consec.Add(1)) >= c.cfg.Outlier.Consecutive {
+		e.observe(max(rtt, penalty), sampleFull, now, r, b.tau)
+		if !b.Outlier.Disabled && int(e.consec.Add(1)) >= b.Outlier.Consecutive {
 			c.eject(e)
 		}
 		return
@@ -781,7 +812,7 @@ func (c *core) finish(e *endpoint, start int64, o outcome) {
 	} else {
 		c.typical.Store(math.Float64bits(t + (min(rtt, slowFactor*t)-t)/16))
 	}
-	e.observe(rtt, sampleFull, now, r, c.tau)
+	e.observe(rtt, sampleFull, now, r, b.tau)
 	if e.consec.Load() != 0 {
 		e.consec.Store(0)
 	}
@@ -794,7 +825,7 @@ func (c *core) eject(e *endpoint) {
 	if e.ejected || e.gone || c.closed {
 		return
 	}
-	o := c.cfg.Outlier
+	o := c.bal.Load().Outlier
 	allowed := max(1, int(o.MaxEjectedShare*float64(len(c.eps))))
 	if c.ejected >= allowed {
 		return

@@ -415,3 +415,53 @@ func TestTypicalLatencyResistsOutliers(t *testing.T) {
 		t.Fatalf("one 1s answer among 1ms ones made the typical latency %v", typ)
 	}
 }
+
+// TestSetBalancingKeepsInstanceState: a new balancing changes the pick
+// sets, while every instance keeps its latency estimate and an ejected one
+// stays ejected, until an update switches ejection off.
+func TestSetBalancingKeepsInstanceState(t *testing.T) {
+	c, _ := testCore(t, Balancing{Outlier: Outlier{Consecutive: 1, BaseEjection: time.Hour}}, 4,
+		func(i int) map[string]string { return map[string]string{discovery.MetaVersion: []string{"v1", "v1", "v1", "canary"}[i]} })
+	all := c.set.Load().all
+	for _, m := range all {
+		c.finish(m.ep, c.start(m.ep), outcomeSuccess)
+	}
+	bad := all[0].ep
+	c.finish(bad, c.start(bad), outcomeFailure)
+	if !bad.ejected {
+		t.Fatal("the failing instance was not ejected")
+	}
+	ewma := map[*endpoint]uint64{}
+	for _, m := range all {
+		ewma[m.ep] = m.ep.ewma.Load()
+	}
+
+	b, err := Balancing{Canary: &Canary{Weight: 1}, Outlier: Outlier{Consecutive: 1, BaseEjection: time.Hour}}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.setBalancing(b)
+	for range 100 {
+		m, err := c.pick(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.ep.inst.Meta[discovery.MetaVersion] != "canary" {
+			t.Fatalf("at canary weight 1 a call went to %s", m.ep.inst.ID)
+		}
+	}
+	for _, m := range all {
+		if got := m.ep.ewma.Load(); got != ewma[m.ep] {
+			t.Errorf("%s: latency estimate %v after the update, want %v", m.ep.inst.ID, math.Float64frombits(got), math.Float64frombits(ewma[m.ep]))
+		}
+	}
+	if !bad.ejected || len(c.set.Load().all) != 3 {
+		t.Fatalf("after the update: ejected %v, %d eligible; want the failing instance still out", bad.ejected, len(c.set.Load().all))
+	}
+
+	b.Outlier.Disabled = true
+	c.setBalancing(b)
+	if bad.ejected || len(c.set.Load().all) != 4 {
+		t.Fatalf("after switching ejection off: ejected %v, %d eligible; want all 4 back", bad.ejected, len(c.set.Load().all))
+	}
+}

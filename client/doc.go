@@ -128,6 +128,19 @@
 // key's hash); Balancing.Zone keeps calls in the caller's zone while it has
 // instances.
 //
+// # Live routing
+//
+// Config.Balancing is fixed when the client is built. A Routing, given with
+// WithRouting, is a Balancing that changes while the client runs —
+// algorithm, outlier ejection, canary weight, pins, sticky groups, zone —
+// and follows the configuration with one line:
+//
+//	config.Follow(cfg, "clients.orders.balancing", routing.Update)
+//
+// Each update is validated whole and reaches the next attempt of every
+// call, those in flight included, on the same connections; instances keep
+// their latency estimates and ejections.
+//
 // # No instances
 //
 // A call to a service with no instance fails at once with an error matching

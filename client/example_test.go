@@ -172,6 +172,57 @@ func ExampleCanary() {
 	// pinned to v1: served by v1
 }
 
+func ExampleRouting() {
+	reg, _ := vitamintest.NewRegistry(vitamintest.RegistryConfig{})
+	defer reg.Close()
+	for _, version := range []string{"v1", "canary"} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, version)
+		}))
+		defer srv.Close()
+		announce(reg, "orders", "orders-"+version, srv.Listener.Addr().String(),
+			map[string]string{discovery.MetaVersion: version})
+	}
+
+	// The canary starts with no traffic. A service makes the routing
+	// follow its configuration with config.Follow(cfg,
+	// "clients.orders.balancing", routing.Update); here it is updated by
+	// hand.
+	routing, _ := client.NewRouting(client.Balancing{Canary: &client.Canary{Weight: 0}})
+	hc, err := client.NewHTTP("orders", client.Config{}, client.WithWatcher(reg), client.WithRouting(routing))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer client.CloseHTTP(hc)
+	served := func() string {
+		counts := map[string]int{}
+		for range 20 {
+			resp, err := hc.Get("http://orders/v1/orders/42")
+			if err != nil {
+				return err.Error()
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			counts[string(body)]++
+		}
+		return fmt.Sprint(counts)
+	}
+	fmt.Println("weight 0:", served())
+
+	// Promote the canary: the next calls follow, on the same connections.
+	_ = routing.Update(client.Balancing{Canary: &client.Canary{Weight: 1}})
+	fmt.Println("weight 1:", served())
+
+	// An invalid update is rejected whole; the routing stays as it was.
+	err = routing.Update(client.Balancing{Canary: &client.Canary{Weight: 1.5}})
+	fmt.Println(errors.Is(err, client.ErrInvalidConfig), routing.Balancing().Canary.Weight)
+	// Output:
+	// weight 0: map[v1:20]
+	// weight 1: map[canary:20]
+	// true 1
+}
+
 func ExampleFanOut() {
 	reg, _ := vitamintest.NewRegistry(vitamintest.RegistryConfig{})
 	defer reg.Close()

@@ -87,8 +87,8 @@ func NewGRPC(ctx context.Context, service string, cfg Config, opts ...GRPCOption
 		core:   c,
 		o:      &o.options,
 	}
-	ci := &callInterceptor{pin: o.balancing.Pin, sticky: o.balancing.Sticky,
-		state: o.policies != nil || o.balancing.Pin != nil || o.balancing.Sticky != nil}
+	ci := &callInterceptor{core: c,
+		state: o.policies != nil || o.routing != nil || o.balancing.Pin != nil || o.balancing.Sticky != nil}
 	ci.invokeFn, ci.streamFn = ci.invoke, ci.newStream
 	if o.policies != nil {
 		pick := resiliencegrpc.ForService(o.policies, service)
@@ -122,8 +122,7 @@ func NewGRPC(ctx context.Context, service string, cfg Config, opts ...GRPCOption
 // state its attempts share (instances tried, routing keys), then runs it
 // under the resilience policy.
 type callInterceptor struct {
-	pin          *Pin
-	sticky       *Sticky
+	core         *core
 	state        bool // unary calls need a callState: retries or hedges may come, or routing keys
 	unaryPolicy  grpc.UnaryClientInterceptor
 	streamPolicy grpc.StreamClientInterceptor
@@ -133,16 +132,16 @@ type callInterceptor struct {
 
 func (ci *callInterceptor) prepare(ctx context.Context) (context.Context, *callState) {
 	ctx, cs := withCall(ctx)
-	if ci.pin != nil || ci.sticky != nil {
+	if b := ci.core.bal.Load(); b.Pin != nil || b.Sticky != nil {
 		md, _ := metadata.FromOutgoingContext(ctx)
-		if ci.pin != nil {
-			cs.pin = first(md.Get(ci.pin.Header))
-			if cs.pin == "" && ci.pin.Baggage != "-" {
-				cs.pin = baggage.FromContext(ctx).Member(ci.pin.Baggage).Value()
+		if p := b.Pin; p != nil {
+			cs.pin = first(md.Get(p.Header))
+			if cs.pin == "" && p.Baggage != "-" {
+				cs.pin = baggage.FromContext(ctx).Member(p.Baggage).Value()
 			}
 		}
-		if ci.sticky != nil {
-			cs.sticky = first(md.Get(ci.sticky.Header))
+		if st := b.Sticky; st != nil {
+			cs.sticky = first(md.Get(st.Header))
 		}
 	}
 	return ctx, cs
@@ -214,7 +213,10 @@ func (b *resolverBuilder) Scheme() string { return b.scheme }
 // leaves idle mode, and Close when it enters idle mode or closes.
 func (b *resolverBuilder) Build(_ resolver.Target, cc resolver.ClientConn, _ resolver.BuildOptions) (resolver.Resolver, error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &watchResolver{cancel: cancel, done: make(chan struct{})}
+	r := &watchResolver{cancel: cancel, done: make(chan struct{}), stop: func() {}}
+	if rt := b.o.routing; rt != nil {
+		r.stop = rt.follow(b.core)
+	}
 	go func() {
 		defer close(r.done)
 		follow(ctx, b.core, b.o, func(instances []discovery.Instance) {
@@ -233,6 +235,7 @@ type coreKey struct{}
 type watchResolver struct {
 	cancel context.CancelFunc
 	done   chan struct{}
+	stop   func() // stops following the Routing
 }
 
 // ResolveNow does nothing: the watch pushes every change.
@@ -242,6 +245,7 @@ func (r *watchResolver) ResolveNow(resolver.ResolveNowOptions) {}
 func (r *watchResolver) Close() {
 	r.cancel()
 	<-r.done
+	r.stop()
 }
 
 // follow watches the service until ctx ends, feeding each snapshot into c

@@ -51,14 +51,13 @@ type Transport struct {
 	inner    http.RoundTripper // tracing → pick
 	exec     func(*http.Request) *resilience.Executor
 	caller   string
-	pin      *Pin
-	sticky   *Sticky
 	retryAll bool
 
-	cancel    context.CancelFunc
-	done      chan struct{} // closed when the watch goroutine ends
-	closed    atomic.Bool
-	closeOnce sync.Once
+	stopRouting func() // stops following the Routing
+	cancel      context.CancelFunc
+	done        chan struct{} // closed when the watch goroutine ends
+	closed      atomic.Bool
+	closeOnce   sync.Once
 }
 
 // NewTransport returns a Transport for service; see NewHTTP.
@@ -74,8 +73,10 @@ func NewTransport(service string, cfg Config, opts ...HTTPOption) (*Transport, e
 	c := newCore(service, o.balancing, false, o.logger, o.meter)
 	t := &Transport{
 		service: service, core: c, base: base, caller: o.caller,
-		pin: o.balancing.Pin, sticky: o.balancing.Sticky, retryAll: o.retryAll,
-		done: make(chan struct{}),
+		retryAll: o.retryAll, done: make(chan struct{}), stopRouting: func() {},
+	}
+	if o.routing != nil {
+		t.stopRouting = o.routing.follow(c)
 	}
 	var inner http.RoundTripper = &pickTransport{core: c, base: base}
 	if o.tracing {
@@ -124,6 +125,7 @@ func (t *Transport) Close() error {
 		t.closed.Store(true)
 		t.cancel()
 		<-t.done
+		t.stopRouting()
 		t.core.close()
 		t.CloseIdleConnections()
 	})
@@ -152,14 +154,15 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	cctx, cs := withCall(ctx)
-	if t.pin != nil {
-		cs.pin = req.Header.Get(t.pin.Header)
-		if cs.pin == "" && t.pin.Baggage != "-" {
-			cs.pin = baggage.FromContext(ctx).Member(t.pin.Baggage).Value()
+	b := t.core.bal.Load()
+	if p := b.Pin; p != nil {
+		cs.pin = req.Header.Get(p.Header)
+		if cs.pin == "" && p.Baggage != "-" {
+			cs.pin = baggage.FromContext(ctx).Member(p.Baggage).Value()
 		}
 	}
-	if t.sticky != nil {
-		cs.sticky = req.Header.Get(t.sticky.Header)
+	if st := b.Sticky; st != nil {
+		cs.sticky = req.Header.Get(st.Header)
 	}
 	r := req.WithContext(cctx)
 	if t.caller != "" {

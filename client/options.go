@@ -57,6 +57,7 @@ type options struct {
 	meter     metric.MeterProvider
 	tracing   bool
 	balancing Balancing // Config.Balancing with its defaults
+	routing   *Routing  // WithRouting
 	err       error     // the first invalid option
 }
 
@@ -108,6 +109,9 @@ func (o *options) validate(service string, cfg Config) error {
 		return err
 	}
 	o.balancing = b
+	if o.routing != nil {
+		o.balancing = o.routing.Balancing()
+	}
 	if o.meter == nil {
 		o.meter = otel.GetMeterProvider()
 	}
@@ -178,6 +182,13 @@ func WithCaller(name string) Option {
 		}
 		o.caller = name
 	})
+}
+
+// WithRouting makes the client balance as r says, now and after each of
+// r's updates, instead of as Config.Balancing says (which is then
+// ignored). Nil: Config.Balancing, fixed.
+func WithRouting(r *Routing) Option {
+	return option(func(o *options) { o.routing = r })
 }
 
 // WithLogger logs instance set changes (Info), ejections (Warn) and
