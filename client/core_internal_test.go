@@ -421,7 +421,9 @@ func TestTypicalLatencyResistsOutliers(t *testing.T) {
 // stays ejected, until an update switches ejection off.
 func TestSetBalancingKeepsInstanceState(t *testing.T) {
 	c, _ := testCore(t, Balancing{Outlier: Outlier{Consecutive: 1, BaseEjection: time.Hour}}, 4,
-		func(i int) map[string]string { return map[string]string{discovery.MetaVersion: []string{"v1", "v1", "v1", "canary"}[i]} })
+		func(i int) map[string]string {
+			return map[string]string{discovery.MetaVersion: []string{"v1", "v1", "v1", "canary"}[i]}
+		})
 	all := c.set.Load().all
 	for _, m := range all {
 		c.finish(m.ep, c.start(m.ep), outcomeSuccess)
