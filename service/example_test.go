@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/vitamin-go/vitamin/config"
 	"github.com/vitamin-go/vitamin/service"
 	"github.com/vitamin-go/vitamin/vitamintest"
 )
@@ -93,4 +96,46 @@ func ExampleShutdown_Total() {
 	cfg, _ := service.New(service.Config{Name: "orders"}, service.WithLogger(nil))
 	fmt.Println(cfg.Config().Shutdown.Total())
 	// Output: 28s
+}
+
+// A service's settings, as a person writes them in its file, loaded with
+// package config; what is left out takes its documented default.
+func ExampleConfig() {
+	dir, err := os.MkdirTemp("", "service-example")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	file := filepath.Join(dir, "orders.yaml")
+	if err := os.WriteFile(file, []byte(`
+service:
+  name: orders
+  instance_id: orders-1
+  http_addr: ":8081"
+  check: {interval: 10s}
+  shutdown: {drain: 15s}
+  telemetry: {exporter: none}
+`), 0o600); err != nil {
+		panic(err)
+	}
+	props, err := config.Load(context.Background(), config.Layers{File: file})
+	if err != nil {
+		panic(err)
+	}
+	var cfg service.Config
+	if err := props.Snapshot().Unmarshal("service", &cfg); err != nil {
+		panic(err)
+	}
+	svc, err := service.New(cfg, service.WithLogger(nil))
+	if err != nil {
+		panic(err)
+	}
+	c := svc.Config()
+	fmt.Println(c.Name, c.InstanceID, c.HTTPAddr, c.Check.Interval, c.Check.Timeout)
+	fmt.Println(c.Shutdown.Deregister, c.Shutdown.Propagation, c.Shutdown.Consumers, c.Shutdown.Drain, c.Shutdown.Close, c.Shutdown.Telemetry)
+	fmt.Println("at most", c.Shutdown.Total(), "from SIGTERM to exit") // so terminationGracePeriodSeconds: 35
+	// Output:
+	// orders orders-1 :8081 10s 2s
+	// 5s 2s 5s 15s 3s 3s
+	// at most 33s from SIGTERM to exit
 }

@@ -174,3 +174,55 @@ func TestHealthAcrossStartServingStopping(t *testing.T) {
 		t.Fatalf("%d instances registered after the stop, want 0", n)
 	}
 }
+
+// TestConsulDownNeverFailsHealth stops the Consul agent under a running
+// service: liveness and readiness stay 200 (a dependency's trouble must not
+// make Kubernetes restart the pod), and once the agent is back the
+// instance is registered again.
+func TestConsulDownNeverFailsHealth(t *testing.T) {
+	agent := vitamintest.StartConsul(t)
+	cfg := quiet("orders")
+	cfg.Consul.Address = agent.Addr
+	cfg.Check = service.Check{Interval: 200 * time.Millisecond, Timeout: 200 * time.Millisecond}
+	svc, err := service.New(cfg, service.WithLogger(nil), service.WithSignals(),
+		service.WithHTTP(http.NotFoundHandler()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- svc.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-ran; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	hc := &http.Client{Transport: &http.Transport{}}
+	defer hc.CloseIdleConnections()
+	passing := func() error {
+		entries, _, err := agent.Client.Health().Service("orders", "", true, nil)
+		if err != nil {
+			return err
+		}
+		if len(entries) != 1 {
+			return fmt.Errorf("%d passing instances in Consul, want 1", len(entries))
+		}
+		return nil
+	}
+	vitamintest.Eventually(t, 10*time.Second, passing)
+
+	agent.Stop()
+	for _, p := range []string{service.LivezPath, service.ReadyzPath} {
+		resp, err := hc.Get("http://" + svc.HTTPAddr() + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s with Consul down: %d, want 200", p, resp.StatusCode)
+		}
+	}
+	agent.Restart(t)
+	vitamintest.Eventually(t, 20*time.Second, passing)
+}

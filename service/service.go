@@ -61,7 +61,7 @@ func New(cfg Config, opts ...Option) (*Service, error) {
 		return nil, err
 	}
 	if cfg.AdvertiseAddress == "" {
-		cfg.AdvertiseAddress = advertise(cfg.HTTPAddr)
+		cfg.AdvertiseAddress = advertise(s.primaryAddr(cfg))
 	}
 	if cfg.InstanceID == "" {
 		if port := portOf(s.primaryAddr(cfg)); port != 0 {

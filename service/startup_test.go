@@ -114,6 +114,8 @@ func TestStartFailuresUndoWhatStarted(t *testing.T) {
 			want: []string{"not ready within StartTimeout", `readiness check "db": no connection`}},
 		{name: "start hook", opts: []service.Option{service.WithStartHook(func(context.Context) error { return errors.New("cache not warm") })},
 			want: []string{"start hook: cache not warm"}},
+		{name: "consumer fails", opts: []service.Option{service.WithConsumer(service.RunFunc(func(context.Context) error { return errors.New("stream gone") }))},
+			want: []string{"consumer 0", "stream gone"}},
 		{name: "bad telemetry", edit: func(c *service.Config) { c.Telemetry.Exporter = "carrier-pigeon" },
 			want: []string{"telemetry", "Exporter"}},
 	} {
@@ -125,9 +127,17 @@ func TestStartFailuresUndoWhatStarted(t *testing.T) {
 			}
 			var addrs []string
 			opts := append(tc.opts, service.WithLogger(nil), service.WithSignals())
+			registry, err := vitamintest.NewRegistry(vitamintest.RegistryConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer registry.Close()
+			if cfg.Consul.Address == "" {
+				opts = append(opts, service.WithRegistrar(registry))
+			}
 			var svc *service.Service
 			opts = append(opts, service.WithStopHook(func(context.Context) { addrs = []string{svc.HTTPAddr(), svc.GRPCAddr()} }))
-			svc, err := service.New(cfg, opts...)
+			svc, err = service.New(cfg, opts...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -142,6 +152,9 @@ func TestStartFailuresUndoWhatStarted(t *testing.T) {
 			}
 			if tc.is != nil && !errors.Is(err, tc.is) {
 				t.Errorf("Run: %v, want errors.Is %v", err, tc.is)
+			}
+			if n := len(registry.Instances("orders")); n != 0 {
+				t.Errorf("%d instances left registered after the failed start", n)
 			}
 			for _, a := range addrs {
 				if a == "" || a == takenAddr {
