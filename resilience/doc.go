@@ -70,7 +70,19 @@
 // and overrides by service or service/method. Update swaps the whole
 // configuration atomically: new calls use the new specs, calls in flight
 // finish under the old ones, and a breaker, bulkhead, rate limiter or budget
-// whose spec did not change keeps its state.
+// whose spec did not change keeps its state. Override keys are matched in
+// a canonical form (lower case, ".", "/" and "-" read as "_"), so that
+// "orders_pkg_orders_get" names "orders/pkg.Orders/Get" in a file, the
+// environment and Consul KV alike (see Config).
+//
+// # Following configuration
+//
+// Registry.Update and CallerLimiter.Update validate a whole value and
+// apply it atomically, or refuse it and keep the current one, which is
+// what package config's Follow needs; this package does not import config:
+//
+//	err := config.Follow(cfg, "resilience", registry.Update)
+//	err = config.Follow(cfg, "caller_limits", limiter.Update)
 //
 // # Errors and fallbacks
 //

@@ -26,29 +26,31 @@ type Target struct {
 //
 // A Registry matches override keys in a canonical form: lower case, with
 // ".", "/" and "-" read as "_". So the key "orders/pkg.Orders/Get" in Go
-// code and "orders_pkg_orders_get" name the same target, and so does the
-// spelling that survives every configuration layer, which split keys at
-// "." (a file, through package config) or at "/" (Consul KV) and lower-case
-// the environment:
+// code and "orders_pkg_orders_get" name the same target. The second
+// spelling survives every configuration layer, which split keys at "."
+// (package config), turn "/" into "." (its Consul KV source) or lower-case
+// them (the environment); write it in lower case everywhere, so that the
+// layers merge key by key:
 //
-//	# YAML file
+//	# a YAML file
 //	resilience:
 //	  overrides:
-//	    orders_pkg_Orders_Get:
+//	    orders_pkg_orders_get:
 //	      timeout: 2s
 //
 //	# Consul KV, under the source's prefix
-//	resilience/overrides/orders_pkg_Orders_Get/timeout = 2s
+//	resilience/overrides/orders_pkg_orders_get/timeout = 2s
 //
-//	# environment, with EnvPrefix "APP_" ("__" is a literal "_")
+//	# the environment, with EnvPrefix "APP_" ("__" is a literal "_")
 //	APP_RESILIENCE_OVERRIDES_ORDERS__PKG__ORDERS__GET_TIMEOUT=2s
 //
 // Executors are still named by the target as For is given it
-// ("orders/pkg.Orders/Get"). Two keys with the same canonical form are
-// invalid. A service override whose canonical form is that of a
-// service/method pair (a service named "orders_get" and the method "Get"
-// of "orders") matches both: service names with "_" are rare, as Consul
-// cannot serve them over DNS.
+// ("orders/pkg.Orders/Get"). Two keys with the same canonical form
+// ("orders_pkg_Orders_Get" in a file and "orders_pkg_orders_get" from the
+// environment) are invalid, and the error names both. A service override
+// whose canonical form is that of a service and method (a service named
+// "orders_get" and the method "Get" of "orders") matches both; service
+// names with "_" are rare, as Consul cannot serve them over DNS.
 type Config struct {
 	// Default applies to every service without an override. Each service
 	// gets its own executor (and breaker) built from it.
@@ -72,7 +74,7 @@ func (c Config) Validate() error {
 		}
 		if other, dup := seen[canonical(k)]; dup {
 			return invalid("overrides", fmt.Sprintf("%q and %q", other, k),
-				"name the same target ("+canonical(k)+"); keep one")
+				"name the same target ("+canonical(k)+"); keep one, in lower case")
 		}
 		seen[canonical(k)] = k
 		if err := c.Overrides[k].validate("overrides[" + k + "]."); err != nil {
@@ -187,7 +189,8 @@ func (st *registryState) resolve(t Target) (string, Policy) {
 // that start afterwards use the new specs, calls in flight finish under the
 // old ones. A breaker, bulkhead, rate limiter or budget whose spec did not
 // change keeps its state. An invalid cfg is rejected and the current one
-// stays.
+// stays. With package config, config.Follow(cfg, "resilience",
+// registry.Update) makes the registry follow the configuration.
 func (r *Registry) Update(cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
