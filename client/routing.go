@@ -47,10 +47,10 @@ func (r *Routing) Update(b Balancing) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.cur.Store(&bd)
 	for c := range r.cores {
 		c.setBalancing(bd)
 	}
+	r.cur.Store(&bd) // once it is in effect
 	return nil
 }
 
