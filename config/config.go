@@ -354,7 +354,14 @@ func (c *Config) reject(e *RejectedError) {
 	ctx := context.Background()
 	r := newRejection(e)
 	if e.Key != "" {
-		c.log.Warn("config change rejected", "key", r.Key, "prefix", e.Key, "reason", e.Err)
+		attrs := []any{"key", r.Key}
+		if r.Key != e.Key {
+			attrs = append(attrs, "prefix", e.Key)
+		}
+		if _, section := e.Value.(map[string]any); !section {
+			attrs = append(attrs, "value", e.Value)
+		}
+		c.log.Warn("config change rejected", append(attrs, "reason", e.Err)...)
 		c.rejections.Add(ctx, 1, metric.WithAttributes(attribute.String("key", e.Key)))
 	} else {
 		c.log.Warn("config update rejected", "layer", e.Layer, "reason", e.Err)
