@@ -279,7 +279,7 @@ func (r *run) start(ctx context.Context) error {
 	// Telemetry and the trace-aware logger (the logger was made by New).
 	tcfg := cfg.Telemetry
 	def(&tcfg.InstanceID, cfg.InstanceID)
-	shutdown, err := tracing.Setup(ctx, tcfg, tracing.WithLogger(r.log))
+	shutdown, err := tracing.Setup(context.WithoutCancel(ctx), tcfg, tracing.WithLogger(r.log))
 	if err != nil {
 		return fmt.Errorf("service: telemetry: %w", err)
 	}

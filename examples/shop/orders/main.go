@@ -26,6 +26,8 @@ import (
 // policies protect the calls to inventory: a short timeout per attempt,
 // up to three attempts (each on another instance) within a retry budget,
 // and a breaker that stops calling a failing dependency for a while.
+// They are the defaults of the keys under resilience (Consul KV
+// config/orders/resilience/..., ORDERS_RESILIENCE_...), followed live.
 var policies = resilience.Config{Default: resilience.Policy{
 	Timeout:        500 * time.Millisecond,
 	Retry:          &resilience.Retry{MaxAttempts: 3, Backoff: 10 * time.Millisecond, Jitter: 0.2},
@@ -50,14 +52,15 @@ func run(cfg service.Config) error {
 	}
 	log := svc.Logger()
 
-	// Dynamic properties: defaults < Consul KV < ORDERS_* variables.
+	// Dynamic properties and the call policies, live: defaults < Consul KV
+	// < ORDERS_* variables.
 	kv, err := configconsul.New(configconsul.Config{Prefix: "config/orders/"},
 		configconsul.WithClient(svc.Consul()), configconsul.WithLogger(log))
 	if err != nil {
 		return err
 	}
 	props, err := config.Load(ctx, config.Layers{
-		Defaults:  map[string]any{"max_quantity": 10},
+		Defaults:  map[string]any{"max_quantity": 10, "resilience": policies},
 		Sources:   []config.Source{kv},
 		EnvPrefix: "ORDERS_",
 	}, config.WithLogger(log))
@@ -67,11 +70,15 @@ func run(cfg service.Config) error {
 	maxQuantity := config.Int(props, "max_quantity", 10, config.Between(1, 1000))
 	maxQuantity.OnChange(func(old, new int) { log.Info("max_quantity changed", "old", old, "new", new) })
 
-	// The inventory service, by name.
 	registry, err := resilience.NewRegistry(policies, resilience.WithLogger(log))
 	if err != nil {
 		return err
 	}
+	if err := config.Follow(props, "resilience", registry.Update); err != nil {
+		return err
+	}
+
+	// The inventory service, by name.
 	watcher, err := consul.NewWatcher(svc.Consul(), consul.WatcherConfig{}, consul.WithLogger(log))
 	if err != nil {
 		return err
