@@ -394,7 +394,7 @@ func fieldsOf(t reflect.Type) structFields {
 				inline = inline || o == "inline"
 				omitEmpty = omitEmpty || o == "omitempty"
 			}
-			if inline {
+			if inline && !(sf.Type.Kind() == reflect.Pointer && !sf.IsExported()) {
 				ft := sf.Type
 				if ft.Kind() == reflect.Pointer {
 					ft = ft.Elem()
