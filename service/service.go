@@ -1,6 +1,7 @@
 package service
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -30,7 +31,7 @@ import (
 // Service is one running instance of a domain service: its servers,
 // health, registration, consumers, resources and telemetry, started and
 // stopped in order by Run. Build it with New, run it once. Its methods are
-// safe for concurrent use.
+// safe for concurrent use, except Add, which comes before Run.
 type Service struct {
 	cfg       Config
 	o         options
@@ -88,30 +89,25 @@ func New(cfg Config, opts ...Option) (*Service, error) {
 	}
 
 	s.consul = s.o.consul
-	if s.consul == nil && (cfg.Consul.Address != "" || os.Getenv(api.HTTPAddrEnvName) != "") {
+	s.registry = "Consul"
+	if addr := cmp.Or(cfg.Consul.Address, os.Getenv(api.HTTPAddrEnvName)); s.consul == nil && addr != "" {
 		conf := api.DefaultConfig()
-		if cfg.Consul.Address != "" {
-			conf.Address = cfg.Consul.Address
-		}
+		conf.Address = addr
 		s.ownedConn = conf.Transport
 		if s.consul, err = api.NewClient(conf); err != nil {
-			return nil, fielderr.New(ErrInvalidConfig, "Consul.Address", conf.Address, "cannot be used", err)
+			return nil, fielderr.New(ErrInvalidConfig, "Consul.Address", addr, "cannot be used", err)
 		}
+		s.registry += " at " + addr
 	}
 	switch {
 	case s.o.registrar != nil:
 		s.registrar, s.registry = s.o.registrar, fmt.Sprintf("%T", s.o.registrar)
 	case s.consul != nil:
-		r, err := consul.NewRegistrar(s.consul, cfg.Consul.Registrar, consul.WithLogger(s.log))
-		if err != nil {
+		if s.registrar, err = consul.NewRegistrar(s.consul, cfg.Consul.Registrar, consul.WithLogger(s.log)); err != nil {
 			return nil, fielderr.New(ErrInvalidConfig, "Consul.Registrar", nil, "is invalid", err)
 		}
-		s.registrar, s.registry = r, "Consul"
-		if cfg.Consul.Address != "" {
-			s.registry += " at " + cfg.Consul.Address
-		} else if a := os.Getenv(api.HTTPAddrEnvName); a != "" && s.o.consul == nil {
-			s.registry += " at " + a
-		}
+	default:
+		s.registry = "none"
 	}
 	return s, nil
 }
@@ -241,11 +237,12 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	cause := context.Cause(stopCtx)
 	stopErr := r.stop()
+	asked := cause == errSignal || ctx.Err() != nil
 	switch {
-	case err != nil && stopCtx.Err() != nil && (cause == errSignal || ctx.Err() != nil):
+	case asked && errors.Is(err, context.Canceled):
 		err = nil // stopped while starting, as asked
-	case err == nil && cause != errSignal && ctx.Err() == nil:
-		err = cause // a server or a consumer failed
+	case !asked && stopCtx.Err() != nil:
+		err = cause // a server or a consumer failed, while starting or after
 	}
 	return errors.Join(err, stopErr)
 }
