@@ -14,8 +14,14 @@
 //	err = svc.Run(ctx) // until SIGTERM, SIGINT or ctx done
 //
 // Config is what a person writes in the service's configuration file
-// (name, instance ID, addresses, advertised address, checks, deadlines);
-// options carry what only code can give.
+// (name, instance ID, addresses, advertised address, checks, deadlines),
+// loaded for example with package config (Snapshot.Unmarshal); options
+// carry what only code can give. What is built with the service's Logger
+// or Consul client is handed over with Add, before Run:
+//
+//	svc, err := service.New(cfg)
+//	watcher, err := consul.NewWatcher(svc.Consul(), consul.WatcherConfig{}, consul.WithLogger(svc.Logger()))
+//	err = svc.Add(service.WithCloser(service.CloseIO(watcher)))
 //
 // # Start
 //
@@ -112,12 +118,15 @@
 // # Closing
 //
 // One contract closes everything the service owns: Closer, Close(ctx)
-// within the phase's deadline. CloseFunc and CloseIO adapt the other shapes
-// (a shutdown func, Deregister(ctx), Close() error), and a Runner
-// (Run(ctx) and Stop(ctx), such as a *messaging.Consumer) is started with
-// the consumers and stopped in their phase.
+// within the phase's deadline (a *messaging.Publisher is one). CloseFunc
+// and CloseIO adapt the other shapes (a shutdown func, Deregister(ctx),
+// Close() error). A Runner (Run(ctx) and Stop(ctx), such as a
+// *messaging.Consumer) is started with the consumers and stopped in their
+// phase; RunFunc makes one of a function that runs until its context ends,
+// such as (*config.Config).Watch.
 //
 // # Concurrency
 //
-// A Service is safe for concurrent use; Run may be called once.
+// A Service is safe for concurrent use, except Add, which comes before Run;
+// Run may be called once.
 package service
