@@ -14,7 +14,7 @@ import (
 )
 
 // Option configures a Service with what only code can give; options are
-// applied once, by New.
+// applied once, by New or by Add.
 type Option func(*options)
 
 type options struct {
