@@ -11,7 +11,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nuid"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
@@ -158,28 +157,7 @@ func (p *Publisher) Publish(ctx context.Context, subject string, v any, opts ...
 }
 
 func (p *Publisher) message(subject string, v any, opts []PublishOption) (*nats.Msg, error) {
-	if subject == "" {
-		return nil, invalid("subject", nil, "is empty")
-	}
-	data, ct, err := p.o.codec.Marshal(v)
-	if err != nil {
-		return nil, fmt.Errorf("messaging: encode %T for %s: %w", v, subject, err)
-	}
-	msg := &nats.Msg{Subject: subject, Data: data, Header: make(nats.Header, 4)}
-	msg.Header.Set(HeaderContentType, ct)
-	if p.o.caller != "" {
-		msg.Header.Set(HeaderCaller, p.o.caller)
-	}
-	for _, opt := range opts {
-		opt(msg)
-	}
-	// The broker deduplicates on Nats-Msg-Id spelled exactly so.
-	id := headerGet(msg.Header, HeaderMsgID)
-	if id == "" {
-		id = nuid.Next()
-	}
-	headerSet(msg.Header, HeaderMsgID, id)
-	return msg, nil
+	return buildMessage(&p.o, subject, v, opts)
 }
 
 func (p *Publisher) publish(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck, error) {
