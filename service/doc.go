@@ -94,7 +94,9 @@
 //
 // and the gRPC server serves grpc.health.v1 from the same state: the empty
 // service name and Config.Name report readiness, LivenessService
-// ("liveness") reports SERVING while the process runs. An open circuit
+// ("liveness") reports SERVING while the process runs; Watch streams end
+// when the drain begins, so that a caller watching the instance's health
+// does not hold the drain until its deadline. An open circuit
 // breaker or an unreachable Consul never fails liveness, so Kubernetes does
 // not restart every pod because a dependency is in trouble. A readiness
 // check may fail on a dependency; the registry's check then takes the

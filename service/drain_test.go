@@ -10,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
 	"github.com/vitamin-go/vitamin/service"
 	"github.com/vitamin-go/vitamin/vitamintest"
 )
@@ -110,5 +114,56 @@ func TestDrainDeadlineClosesWhatIsLeft(t *testing.T) {
 	}
 	if got := <-answer; got == "done" {
 		t.Fatal("the call outlasting the drain was answered, want its connection closed")
+	}
+}
+
+// TestDrainEndsHealthWatches stops a service watched through
+// grpc.health.v1 Watch: the watcher hears NOT_SERVING, its stream ends when
+// the drain begins, and the drain does not wait for Shutdown.Drain.
+func TestDrainEndsHealthWatches(t *testing.T) {
+	cfg := quiet("orders")
+	cfg.Shutdown.Drain = time.Minute
+	svc, err := service.New(cfg, service.WithLogger(nil), service.WithSignals(), service.WithGRPC(func(*grpc.Server) {}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ran := make(chan error, 1)
+	go func() { ran <- svc.Run(ctx) }()
+	vitamintest.Eventually(t, 10*time.Second, func() error {
+		if svc.GRPCAddr() == "" {
+			return io.ErrNoProgress
+		}
+		return nil
+	})
+	conn, err := grpc.NewClient(svc.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	watch, err := healthpb.NewHealthClient(conn).Watch(context.Background(), &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for want := healthpb.HealthCheckResponse_SERVING; ; {
+		resp, err := watch.Recv()
+		if err != nil {
+			t.Fatalf("Watch: %v before %v", err, want)
+		}
+		if resp.Status != want {
+			continue
+		}
+		if want == healthpb.HealthCheckResponse_NOT_SERVING {
+			break
+		}
+		cancel() // serving: stop
+		want = healthpb.HealthCheckResponse_NOT_SERVING
+	}
+	if _, err := watch.Recv(); err == nil {
+		t.Fatal("Watch went on after NOT_SERVING, want it ended by the drain")
+	}
+	if err := <-ran; err != nil {
+		t.Fatalf("Run: %v", err)
 	}
 }

@@ -45,8 +45,9 @@ const (
 // state is the one health state that feeds the HTTP endpoints and the
 // gRPC health service.
 type state struct {
-	name string
-	grpc *health.Server // nil without gRPC
+	name     string
+	grpc     *health.Server // nil without gRPC
+	draining chan struct{}  // closed when the servers start draining
 
 	mu      sync.Mutex
 	phase   phase
@@ -54,7 +55,7 @@ type state struct {
 }
 
 func newState(name string, withGRPC bool) *state {
-	s := &state{name: name}
+	s := &state{name: name, draining: make(chan struct{})}
 	if withGRPC {
 		s.grpc = health.NewServer()
 		s.grpc.SetServingStatus(LivenessService, healthpb.HealthCheckResponse_SERVING)
@@ -150,3 +151,32 @@ func runChecks(ctx context.Context, checks []readinessCheck, timeout time.Durati
 	}
 	return strings.Join(failing, "; ")
 }
+
+// healthService is the gRPC health service of the state: its Watch streams
+// end when the drain begins (after reporting NOT_SERVING), so that a
+// caller watching the instance's health does not hold GracefulStop until
+// Shutdown.Drain.
+type healthService struct {
+	*health.Server
+	draining <-chan struct{}
+}
+
+func (h healthService) Watch(in *healthpb.HealthCheckRequest, stream healthpb.Health_WatchServer) error {
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	go func() {
+		select {
+		case <-h.draining:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return h.Server.Watch(in, watchStream{stream, ctx})
+}
+
+type watchStream struct {
+	healthpb.Health_WatchServer
+	ctx context.Context
+}
+
+func (w watchStream) Context() context.Context { return w.ctx }

@@ -321,7 +321,7 @@ func (r *run) start(ctx context.Context) error {
 	r.serve("HTTP", func() error { return r.httpSrv.Serve(r.httpLn) }, http.ErrServerClosed)
 	if r.grpcLn != nil {
 		r.grpcSrv = grpc.NewServer(append([]grpc.ServerOption{tracinggrpc.ServerOption()}, r.s.o.grpcOpts...)...)
-		healthpb.RegisterHealthServer(r.grpcSrv, r.state.grpc)
+		healthpb.RegisterHealthServer(r.grpcSrv, healthService{r.state.grpc, r.state.draining})
 		for _, register := range r.s.o.grpcRegister {
 			register(r.grpcSrv)
 		}
@@ -592,6 +592,9 @@ func (r *run) stop() error {
 	})
 
 	phase("drain", sd.Drain, func(ctx context.Context) error {
+		if r.state != nil {
+			close(r.state.draining)
+		}
 		var httpErr, grpcErr error
 		var wg sync.WaitGroup
 		if r.httpSrv != nil {
