@@ -64,7 +64,8 @@
 //	             deregister, waiting until the registry's watchers no
 //	             longer list the instance
 //	propagation  keep serving while callers' balancers (and Kubernetes        2s
-//	             endpoints) drop the instance
+//	             endpoints) drop the instance; skipped when the start
+//	             failed before callers could see it
 //	consumers    stop fetching; in-flight messages finish and are acked or    5s
 //	             NAKed, never lost
 //	drain        HTTP Shutdown and gRPC GracefulStop, then close what is     10s

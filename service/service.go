@@ -262,7 +262,7 @@ type run struct {
 	httpSrv     *http.Server
 	grpcSrv     *grpc.Server
 	serving     sync.WaitGroup
-	wasReady    bool
+	announced   bool // callers may have seen the instance: the stop gives them Propagation to forget it
 	checksStop  context.CancelFunc
 	checksDone  chan struct{}
 	registered  []discovery.Registered
@@ -336,7 +336,9 @@ func (r *run) start(ctx context.Context) error {
 	}
 
 	// Registered.
-	if err := r.register(sctx); err != nil {
+	err = r.register(sctx)
+	r.announced = err == nil || len(r.registered) > 0
+	if err != nil {
 		return err
 	}
 
@@ -399,7 +401,6 @@ func (r *run) awaitReady(ctx context.Context) error {
 		}
 	}
 	r.state.set(phaseServing, "")
-	r.wasReady = true
 	if len(checks) == 0 {
 		return nil
 	}
@@ -561,7 +562,7 @@ func (r *run) stop() error {
 		return errors.Join(errs...)
 	})
 
-	if r.wasReady && sd.Propagation > 0 {
+	if r.announced && sd.Propagation > 0 {
 		phase("propagation", sd.Propagation, func(ctx context.Context) error {
 			<-ctx.Done() // callers' balancers drop the instance meanwhile
 			return nil
