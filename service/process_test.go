@@ -293,7 +293,7 @@ func childMain(mode string) int {
 			return 1
 		}
 		opts = append(opts, service.WithConsumer(c),
-			service.WithCloser(service.CloseFunc(func(context.Context) error { return nc.Drain() })),
+			service.WithCloser(service.CloseFunc(func(context.Context) error { nc.Close(); return nil })),
 			service.WithStartHook(func(context.Context) error { fmt.Println("READY"); return nil }))
 	default:
 		fmt.Println("unknown child mode", mode)

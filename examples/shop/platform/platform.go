@@ -35,7 +35,8 @@ func Config(name, id string, port int) service.Config {
 
 // JetStream connects svc to the broker at NATS_URL (retrying while it is
 // not up yet, reconnecting for ever), creates or updates the streams, and
-// hands the connection to svc, which drains it on the way out.
+// hands the connection to svc, which closes it on the way out (after the
+// consumers have stopped and the publishers have flushed).
 func JetStream(ctx context.Context, svc *service.Service, streams []messaging.StreamConfig) (jetstream.JetStream, error) {
 	url := os.Getenv("NATS_URL")
 	if url == "" {
@@ -54,7 +55,7 @@ func JetStream(ctx context.Context, svc *service.Service, streams []messaging.St
 		}
 	}
 	if err == nil {
-		err = svc.Add(service.WithCloser(service.CloseFunc(func(context.Context) error { return nc.Drain() })))
+		err = svc.Add(service.WithCloser(service.CloseFunc(func(context.Context) error { nc.Close(); return nil })))
 	}
 	if err != nil {
 		nc.Close()
