@@ -170,3 +170,30 @@ func TestStartFailuresUndoWhatStarted(t *testing.T) {
 		})
 	}
 }
+
+func TestAddRefusesWhatShapesNewAndComesAfterRun(t *testing.T) {
+	svc, err := service.New(quiet("orders"), service.WithLogger(nil), service.WithSignals())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, opt := range map[string]service.Option{
+		"WithLogger":    service.WithLogger(nil),
+		"WithSignals":   service.WithSignals(),
+		"WithReadiness": service.WithReadiness("db", nil),
+	} {
+		if err := svc.Add(opt); !errors.Is(err, service.ErrInvalidConfig) {
+			t.Errorf("Add(%s): %v, want ErrInvalidConfig", name, err)
+		}
+	}
+	stopped := false
+	if err := svc.Add(service.WithStartHook(func(context.Context) error { return errors.New("stop here") }),
+		service.WithStopHook(func(context.Context) { stopped = true })); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "stop here") || !stopped {
+		t.Fatalf("Run: %v (stop hook ran: %v), want the hooks given to Add to run", err, stopped)
+	}
+	if err := svc.Add(service.WithCloser(service.CloseFunc(func(context.Context) error { return nil }))); !errors.Is(err, service.ErrInvalidConfig) {
+		t.Errorf("Add after Run: %v, want ErrInvalidConfig", err)
+	}
+}
