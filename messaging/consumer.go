@@ -72,7 +72,26 @@ type ConsumerConfig struct {
 	// DisableIdempotency runs the handler for every delivery, without a
 	// store. Idempotency is on by default.
 	DisableIdempotency bool `yaml:"disable_idempotency,omitempty" json:"disable_idempotency,omitempty"`
+	// CommitBatch is the most messages a worker settles together with a
+	// store that batches: SQLStore runs them in one transaction, with a
+	// savepoint per message, and commits once; KVStore sends their claims
+	// and their marks without waiting for each. Messages are acknowledged
+	// after their batch is committed. 1 settles each message alone. Keep
+	// Workers × CommitBatch below MaxAckPending. At most 1000. Default 64
+	// (PostgreSQL keeps up to 64 savepoints with changes per transaction
+	// without slowing other sessions' snapshots).
+	CommitBatch int `yaml:"commit_batch,omitempty" json:"commit_batch,omitempty"`
+	// CommitWait is the longest a worker waits for more messages to fill
+	// a batch once it has one: a lone message is not held back longer. At
+	// most 1s. Default 2ms.
+	CommitWait time.Duration `yaml:"commit_wait,omitempty" json:"commit_wait,omitempty"`
 }
+
+// Bounds of ConsumerConfig.CommitBatch and CommitWait.
+const (
+	maxCommitBatch = 1000
+	maxCommitWait  = time.Second
+)
 
 func (c *ConsumerConfig) setDefaults() error {
 	switch {
@@ -91,8 +110,16 @@ func (c *ConsumerConfig) setDefaults() error {
 		notNegative("ConsumerConfig.BatchSize", c.BatchSize),
 		notNegative("ConsumerConfig.InProgressInterval", c.InProgressInterval),
 		notNegative("ConsumerConfig.IdempotencyLease", c.IdempotencyLease),
+		notNegative("ConsumerConfig.CommitBatch", c.CommitBatch),
+		notNegative("ConsumerConfig.CommitWait", c.CommitWait),
 	); err != nil {
 		return err
+	}
+	if c.CommitBatch > maxCommitBatch {
+		return invalid("ConsumerConfig.CommitBatch", c.CommitBatch, "must be at most 1000")
+	}
+	if c.CommitWait > maxCommitWait {
+		return invalid("ConsumerConfig.CommitWait", c.CommitWait, "must be at most 1s")
 	}
 	if err := setBackoff("ConsumerConfig", &c.Backoff, &c.MaxBackoff, time.Second, time.Minute); err != nil {
 		return err
@@ -108,6 +135,8 @@ func (c *ConsumerConfig) setDefaults() error {
 	}
 	c.DeadLetterSubject = cmp.Or(c.DeadLetterSubject, "deadletter."+c.Stream+"."+c.Durable)
 	c.IdempotencyLease = cmp.Or(c.IdempotencyLease, c.AckWait)
+	c.CommitBatch = cmp.Or(c.CommitBatch, 64)
+	c.CommitWait = cmp.Or(c.CommitWait, 2*time.Millisecond)
 	return nil
 }
 
@@ -217,16 +246,22 @@ func (c *Consumer) Run(ctx context.Context) error {
 		return fmt.Errorf("messaging: consume %s: %w", c.cfg.Durable, err)
 	}
 
-	slots := make([]atomic.Pointer[Message], c.cfg.Workers)
+	slots := make([]workerSlot, c.cfg.Workers)
+	bs, batching := c.store.(batchStore)
+	batching = batching && c.cfg.CommitBatch > 1
 	var wg sync.WaitGroup
 	for i := range slots {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if batching {
+				c.batchWorker(hctx, work, bs, &slots[i])
+				return
+			}
 			for {
 				select {
 				case m := <-work:
-					c.handle(hctx, m, &slots[i])
+					c.handle(hctx, m, &slots[i].cur)
 				case <-c.stop:
 					return
 				}
@@ -289,7 +324,7 @@ func (c *Consumer) consumeError(_ jetstream.ConsumeContext, err error) {
 
 // heartbeat signals progress for handlers running longer than the
 // in-progress interval and extends their leases, until workersDone.
-func (c *Consumer) heartbeat(ctx context.Context, slots []atomic.Pointer[Message], workersDone <-chan struct{}, done chan<- struct{}) {
+func (c *Consumer) heartbeat(ctx context.Context, slots []workerSlot, workersDone <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	t := time.NewTicker(c.cfg.InProgressInterval)
 	defer t.Stop()
@@ -301,16 +336,28 @@ func (c *Consumer) heartbeat(ctx context.Context, slots []atomic.Pointer[Message
 		}
 		now := time.Since(c.epoch)
 		for i := range slots {
-			f := slots[i].Load()
-			if f == nil || now-f.started < c.cfg.InProgressInterval {
-				continue
+			if f := slots[i].cur.Load(); f != nil {
+				c.keepAlive(ctx, now, f)
 			}
-			_ = f.msg.InProgress()
-			if f.claim != nil {
-				if err := f.claim.Extend(ctx, c.cfg.IdempotencyLease); err != nil && c.o.logger != nil {
-					c.o.logger.Warn("messaging: extend idempotency lease", "durable", c.cfg.Durable, "error", err)
-				}
+			slots[i].mu.Lock()
+			for _, f := range slots[i].batch {
+				c.keepAlive(ctx, now, f)
 			}
+			slots[i].mu.Unlock()
+		}
+	}
+}
+
+// keepAlive signals progress for a message held longer than the
+// in-progress interval and extends its lease.
+func (c *Consumer) keepAlive(ctx context.Context, now time.Duration, f *Message) {
+	if now-f.started < c.cfg.InProgressInterval {
+		return
+	}
+	_ = f.msg.InProgress()
+	if f.claim != nil {
+		if err := f.claim.Extend(ctx, c.cfg.IdempotencyLease); err != nil && c.o.logger != nil {
+			c.o.logger.Warn("messaging: extend idempotency lease", "durable", c.cfg.Durable, "error", err)
 		}
 	}
 }
@@ -327,7 +374,8 @@ func (c *Consumer) key(m *Message) string {
 	return m.Stream + ":" + strconv.FormatUint(m.Sequence, 10)
 }
 
-func (c *Consumer) handle(ctx context.Context, jm jetstream.Msg, slot *atomic.Pointer[Message]) {
+// message builds the Message of a delivery.
+func (c *Consumer) message(jm jetstream.Msg) *Message {
 	h := jm.Headers()
 	m := &Message{Subject: jm.Subject(), Header: h, Data: jm.Data(), msg: jm, codec: c.o.codec,
 		Stream: c.cfg.Stream}
@@ -345,7 +393,11 @@ func (c *Consumer) handle(ctx context.Context, jm jetstream.Msg, slot *atomic.Po
 		m.NumDelivered = 1
 	}
 	m.Key = c.key(m)
+	return m
+}
 
+func (c *Consumer) handle(ctx context.Context, jm jetstream.Msg, slot *atomic.Pointer[Message]) {
+	m := c.message(jm)
 	var herr error // the handler's, recorded on the span
 	if c.spans != nil {
 		var span trace.Span
@@ -363,16 +415,8 @@ func (c *Consumer) handle(ctx context.Context, jm jetstream.Msg, slot *atomic.Po
 			c.metrics.duplicates.Add(ctx, 1, c.metrics.addOpts...)
 			c.ack(ctx, m)
 			return
-		case errors.Is(err, ErrClaimed):
-			delay := c.backoff.Delay(int(m.NumDelivered))
-			var ce *ClaimedError
-			if errors.As(err, &ce) && !ce.Until.IsZero() {
-				delay = min(max(time.Until(ce.Until), 10*time.Millisecond), c.cfg.MaxBackoff)
-			}
-			c.retry(ctx, m, delay, err)
-			return
 		default:
-			c.retry(ctx, m, c.backoff.Delay(int(m.NumDelivered)), fmt.Errorf("claim idempotency key: %w", err))
+			c.claimFailed(ctx, m, err)
 			return
 		}
 		if tc, ok := claim.(TxClaim); ok {
@@ -413,6 +457,26 @@ func (c *Consumer) handle(ctx context.Context, jm jetstream.Msg, slot *atomic.Po
 			c.log(ctx, slog.LevelWarn, "messaging: release idempotency key", m, err)
 		}
 	}
+	c.failed(ctx, m, herr)
+}
+
+// claimFailed redelivers a message whose key could not be claimed: when
+// the lease of the delivery holding it ends, or after a backoff.
+func (c *Consumer) claimFailed(ctx context.Context, m *Message, err error) {
+	if errors.Is(err, ErrClaimed) {
+		delay := c.backoff.Delay(int(m.NumDelivered))
+		var ce *ClaimedError
+		if errors.As(err, &ce) && !ce.Until.IsZero() {
+			delay = min(max(time.Until(ce.Until), 10*time.Millisecond), c.cfg.MaxBackoff)
+		}
+		c.retry(ctx, m, delay, err)
+		return
+	}
+	c.retry(ctx, m, c.backoff.Delay(int(m.NumDelivered)), fmt.Errorf("claim idempotency key: %w", err))
+}
+
+// failed redelivers or dead-letters a message whose handler failed.
+func (c *Consumer) failed(ctx context.Context, m *Message, herr error) {
 	reason := ""
 	switch {
 	case errors.Is(herr, ErrUndecodable):

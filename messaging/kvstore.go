@@ -231,3 +231,87 @@ func (c *kvClaim) Release(ctx context.Context) error {
 	}
 	return err
 }
+
+var _ batchStore = (*KVStore)(nil)
+
+func (s *KVStore) begin(context.Context) (storeBatch, error) { return kvBatch{s}, nil }
+
+// kvBatch sends the claims, and then the marks, of a batch together and
+// waits for their acknowledgements once.
+type kvBatch struct{ s *KVStore }
+
+func (b kvBatch) subject(k string) string { return "$KV." + b.s.bucket + "." + k }
+
+func (b kvBatch) claim(ctx context.Context, msgs []*Message, lease time.Duration) []error {
+	ctx, cancel := context.WithTimeout(ctx, kvBatchTimeout)
+	defer cancel()
+	errs := make([]error, len(msgs))
+	futs := make([]jetstream.PubAckFuture, len(msgs))
+	until := time.Now().Add(lease)
+	for i, m := range msgs {
+		// Created only if the key has no entry; the slow path below
+		// handles every other case, as Claim does.
+		futs[i], errs[i] = b.s.js.PublishMsgAsync(&nats.Msg{Subject: b.subject(kvKey(m.Key)), Data: pendingValue(until)},
+			jetstream.WithExpectLastSequencePerSubject(0), jetstream.WithMsgTTL(keyTTL(lease)))
+	}
+	for i, m := range msgs {
+		if errs[i] == nil {
+			errs[i] = b.wait(ctx, futs[i], func(ack *jetstream.PubAck) {
+				m.claim = &kvClaim{s: b.s, key: kvKey(m.Key), orig: m.Key, rev: ack.Sequence}
+			})
+		}
+		if errs[i] != nil {
+			m.claim, errs[i] = b.s.Claim(ctx, m.Key, lease)
+		}
+	}
+	return errs
+}
+
+// wait waits for one acknowledgement and calls ok with it.
+func (b kvBatch) wait(ctx context.Context, fut jetstream.PubAckFuture, ok func(*jetstream.PubAck)) error {
+	select {
+	case ack := <-fut.Ok():
+		ok(ack)
+		return nil
+	case err := <-fut.Err():
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (b kvBatch) failed(ctx context.Context, m *Message) error { return m.claim.Release(ctx) }
+
+func (b kvBatch) pipelined() bool { return true }
+
+// kvBatchTimeout bounds the wait for a batch's acknowledgements.
+const kvBatchTimeout = 5 * time.Second
+
+func (b kvBatch) commit(ctx context.Context, done []*Message) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, kvBatchTimeout)
+	defer cancel()
+	futs := make([]jetstream.PubAckFuture, len(done))
+	errs := make([]error, len(done))
+	for i, m := range done {
+		c := m.claim.(*kvClaim)
+		c.mu.Lock()
+		c.ended = true
+		rev := c.rev
+		c.mu.Unlock()
+		futs[i], errs[i] = b.s.js.PublishMsgAsync(&nats.Msg{Subject: b.subject(c.key), Data: []byte(kvDone)},
+			jetstream.WithExpectLastSequencePerSubject(rev))
+	}
+	var first error
+	for i, m := range done {
+		if errs[i] == nil {
+			errs[i] = b.wait(ctx, futs[i], func(*jetstream.PubAck) {})
+		}
+		if isWrongSeq(errs[i]) || errs[i] != nil && futs[i] == nil {
+			// Taken over after the lease expired, or not sent: record it
+			// done anyway, as Done does.
+			_, errs[i] = b.s.kv.Put(ctx, m.claim.(*kvClaim).key, []byte(kvDone))
+		}
+		first = cmp.Or(first, errs[i])
+	}
+	return false, first
+}

@@ -47,6 +47,11 @@ type Message struct {
 	codec   Codec
 	claim   Claim         // seen by the heartbeat
 	started time.Duration // when the handler started, from Consumer.epoch
+	handled bool          // in a batch: the handler succeeded
+	// In an SQLStore batch: the batch, and whether this message's
+	// savepoint was taken (when the handler first asked for Tx).
+	batch     *sqlBatch
+	savepoint bool
 }
 
 // HeaderValue returns the first value of the header key, matched exactly
@@ -69,8 +74,16 @@ func (m *Message) Decode(v any) error {
 // Tx returns the transaction of the SQL store's claim: the handler makes
 // its business change in it, and the processed-key row commits or rolls
 // back with it. It is nil with other stores. Do not commit or roll it back
-// in the handler.
-func (m *Message) Tx() *sql.Tx { return m.tx }
+// in the handler. In a batch (ConsumerConfig.CommitBatch) the transaction
+// is the batch's: the first call takes a savepoint for this message, to
+// which a failing handler's changes are rolled back.
+func (m *Message) Tx() *sql.Tx {
+	if m.batch != nil && !m.savepoint {
+		m.savepoint = true
+		m.batch.savepoint()
+	}
+	return m.tx
+}
 
 // InProgress tells the broker that the handler is still working, resetting
 // its redelivery timer. The consumer already does this periodically; call

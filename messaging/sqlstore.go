@@ -5,19 +5,22 @@ import (
 	"database/sql"
 	"fmt"
 	"regexp"
+	"slices"
 	"time"
 )
 
 // Dialect is the SQL flavour of an SQLStore's statements.
 type Dialect string
 
-// Dialects an SQLStore can speak. Only PostgreSQL is tested by Vitamin.
+// Dialects an SQLStore and an Outbox can speak, both tested by Vitamin
+// against real servers.
 const (
-	// DialectPostgres: $1 placeholders, INSERT ... ON CONFLICT DO NOTHING.
+	// DialectPostgres: PostgreSQL 12 or later ($1 placeholders,
+	// INSERT ... ON CONFLICT DO NOTHING, LISTEN/NOTIFY with the pgx
+	// driver).
 	DialectPostgres Dialect = "postgres"
-	// DialectSQLite: ? placeholders, INSERT ... ON CONFLICT DO NOTHING.
-	DialectSQLite Dialect = "sqlite"
-	// DialectMySQL: ? placeholders, INSERT IGNORE.
+	// DialectMySQL: MySQL 8 or MariaDB 10.6 or later (? placeholders,
+	// INSERT IGNORE, SKIP LOCKED). The relay polls.
 	DialectMySQL Dialect = "mysql"
 )
 
@@ -44,11 +47,19 @@ var tableName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-
 // commits both, Release rolls both back. A concurrent delivery of the same
 // key waits on the row's lock and then sees it processed. It is safe for
 // concurrent use.
+//
+// A Consumer settles messages in batches with it (ConsumerConfig.CommitBatch):
+// one transaction per batch, the keys inserted in one statement, a
+// savepoint per message taken when its handler first calls Message.Tx; a
+// failing handler is rolled back to its savepoint and its key removed, the
+// batch commits once, and the messages are acknowledged after the commit.
 type SQLStore struct {
-	db     *sql.DB
-	cfg    SQLStoreConfig
-	insert string
-	purge  string
+	db          *sql.DB
+	cfg         SQLStoreConfig
+	insert      string
+	insertBatch string // PostgreSQL: every key of a batch at once
+	deleteKey   string
+	purge       string
 }
 
 var _ Store = (*SQLStore)(nil)
@@ -74,17 +85,17 @@ func NewSQLStore(ctx context.Context, db *sql.DB, cfg SQLStoreConfig) (*SQLStore
 	case DialectPostgres:
 		s.insert = "INSERT INTO " + cfg.Table + " (msg_key, processed_at) VALUES ($1, $2) ON CONFLICT (msg_key) DO NOTHING"
 		s.purge = "DELETE FROM " + cfg.Table + " WHERE processed_at < $1"
+		s.insertBatch = "INSERT INTO " + cfg.Table + " (msg_key, processed_at) SELECT k, $2 FROM unnest($1::text[]) AS u(k) ORDER BY k " +
+			"ON CONFLICT (msg_key) DO NOTHING RETURNING msg_key"
+		s.deleteKey = "DELETE FROM " + cfg.Table + " WHERE msg_key = $1"
 		create = "CREATE TABLE IF NOT EXISTS " + cfg.Table + " (msg_key VARCHAR(255) PRIMARY KEY, processed_at TIMESTAMPTZ NOT NULL)"
-	case DialectSQLite:
-		s.insert = "INSERT INTO " + cfg.Table + " (msg_key, processed_at) VALUES (?, ?) ON CONFLICT (msg_key) DO NOTHING"
-		s.purge = "DELETE FROM " + cfg.Table + " WHERE processed_at < ?"
-		create = "CREATE TABLE IF NOT EXISTS " + cfg.Table + " (msg_key VARCHAR(255) PRIMARY KEY, processed_at TIMESTAMP NOT NULL)"
 	case DialectMySQL:
 		s.insert = "INSERT IGNORE INTO " + cfg.Table + " (msg_key, processed_at) VALUES (?, ?)"
+		s.deleteKey = "DELETE FROM " + cfg.Table + " WHERE msg_key = ?"
 		s.purge = "DELETE FROM " + cfg.Table + " WHERE processed_at < ?"
 		create = "CREATE TABLE IF NOT EXISTS " + cfg.Table + " (msg_key VARCHAR(255) PRIMARY KEY, processed_at DATETIME(6) NOT NULL)"
 	default:
-		return nil, invalid("SQLStoreConfig.Dialect", cfg.Dialect, "is not one of postgres, sqlite, mysql")
+		return nil, invalid("SQLStoreConfig.Dialect", cfg.Dialect, "is not one of postgres, mysql")
 	}
 	if !cfg.SkipCreateTable {
 		if _, err := db.ExecContext(ctx, create); err != nil {
@@ -97,8 +108,8 @@ func NewSQLStore(ctx context.Context, db *sql.DB, cfg SQLStoreConfig) (*SQLStore
 // Claim implements Store. The lease is the transaction itself: it lasts
 // until Done or Release, or until the connection dies.
 func (s *SQLStore) Claim(ctx context.Context, key string, _ time.Duration) (Claim, error) {
-	if len(key) > 255 {
-		return nil, fmt.Errorf("messaging: idempotency key of %d bytes exceeds the SQL store's 255", len(key))
+	if err := checkSQLKey(key); err != nil {
+		return nil, err
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -159,4 +170,138 @@ func (c *sqlClaim) Release(context.Context) error {
 		return err
 	}
 	return nil
+}
+
+func checkSQLKey(key string) error {
+	if len(key) > 255 {
+		return fmt.Errorf("messaging: idempotency key of %d bytes exceeds the SQL store's 255", len(key))
+	}
+	return nil
+}
+
+var _ batchStore = (*SQLStore)(nil)
+
+func (s *SQLStore) begin(ctx context.Context) (storeBatch, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("messaging: begin: %w", err)
+	}
+	return &sqlBatch{s: s, tx: tx, ctx: ctx}, nil
+}
+
+// sqlBatch is one transaction holding a batch of messages.
+type sqlBatch struct {
+	s   *SQLStore
+	tx  *sql.Tx
+	ctx context.Context // the worker's, for the savepoints Message.Tx takes
+	err error           // a savepoint failed: the transaction is lost
+}
+
+const sqlSavepoint = "vitamin_msg"
+
+func (b *sqlBatch) claim(ctx context.Context, msgs []*Message, _ time.Duration) []error {
+	errs := make([]error, len(msgs))
+	first := make(map[string]int, len(msgs)) // key → the message that claims it
+	keys := make([]string, 0, len(msgs))
+	for i, m := range msgs {
+		if errs[i] = checkSQLKey(m.Key); errs[i] != nil {
+			continue
+		}
+		if _, ok := first[m.Key]; ok {
+			errs[i] = &ClaimedError{Key: m.Key} // twice in the batch: its first delivery decides
+			continue
+		}
+		first[m.Key] = i
+		keys = append(keys, m.Key)
+	}
+	inserted, err := b.insertKeys(ctx, keys)
+	for key, i := range first {
+		switch {
+		case err != nil:
+			errs[i] = err
+		case inserted[key]:
+			msgs[i].tx, msgs[i].batch = b.tx, b
+		default:
+			errs[i] = ErrDuplicate
+		}
+	}
+	return errs
+}
+
+// insertKeys inserts keys in sorted order, so that two batches sharing
+// keys wait for each other instead of deadlocking, and returns those
+// that were not there.
+func (b *sqlBatch) insertKeys(ctx context.Context, keys []string) (map[string]bool, error) {
+	inserted := make(map[string]bool, len(keys))
+	if len(keys) == 0 {
+		return inserted, nil
+	}
+	now := time.Now().UTC()
+	if b.s.insertBatch != "" {
+		rows, err := b.tx.QueryContext(ctx, b.s.insertBatch, keys, now)
+		if err != nil {
+			return nil, fmt.Errorf("messaging: insert keys into %s: %w", b.s.cfg.Table, err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var k string
+			if err := rows.Scan(&k); err != nil {
+				return nil, err
+			}
+			inserted[k] = true
+		}
+		return inserted, rows.Err()
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		res, err := b.tx.ExecContext(ctx, b.s.insert, k, now)
+		if err != nil {
+			return nil, fmt.Errorf("messaging: insert key into %s: %w", b.s.cfg.Table, err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return nil, err
+		} else if n == 1 {
+			inserted[k] = true
+		}
+	}
+	return inserted, nil
+}
+
+// savepoint marks the start of a message's changes.
+func (b *sqlBatch) savepoint() {
+	if b.err == nil {
+		if _, err := b.tx.ExecContext(b.ctx, "SAVEPOINT "+sqlSavepoint); err != nil {
+			b.err = fmt.Errorf("messaging: savepoint: %w", err)
+		}
+	}
+}
+
+func (b *sqlBatch) failed(ctx context.Context, m *Message) error {
+	if b.err != nil {
+		return b.err
+	}
+	if m.savepoint {
+		if _, err := b.tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+sqlSavepoint); err != nil {
+			b.err = fmt.Errorf("messaging: rollback to savepoint: %w", err)
+			return b.err
+		}
+	}
+	if _, err := b.tx.ExecContext(ctx, b.s.deleteKey, m.Key); err != nil {
+		b.err = fmt.Errorf("messaging: delete key from %s: %w", b.s.cfg.Table, err)
+		return b.err
+	}
+	return nil
+}
+
+func (b *sqlBatch) pipelined() bool { return false }
+
+func (b *sqlBatch) commit(context.Context, []*Message) (bool, error) {
+	if b.err != nil {
+		_ = b.tx.Rollback()
+		return true, b.err
+	}
+	if err := b.tx.Commit(); err != nil {
+		return true, err
+	}
+	return false, nil
 }
