@@ -64,7 +64,6 @@ func (c *Consumer) batchWorker(ctx context.Context, work <-chan jetstream.Msg, b
 		case <-c.stop:
 			return
 		}
-		t0 := time.Now()
 		timer.Reset(c.cfg.CommitWait)
 	fill:
 		for len(buf) < c.cfg.CommitBatch {
@@ -78,10 +77,7 @@ func (c *Consumer) batchWorker(ctx context.Context, work <-chan jetstream.Msg, b
 			}
 		}
 		timer.Stop()
-		t1 := time.Now()
-		DebugFill.Add(int64(t1.Sub(t0)))
 		c.handleBatch(ctx, buf, bs, slot, &settling)
-		DebugProc.Add(int64(time.Since(t1)))
 		clear(buf)
 		buf = buf[:0]
 	}
@@ -90,11 +86,7 @@ func (c *Consumer) batchWorker(ctx context.Context, work <-chan jetstream.Msg, b
 // handleBatch claims the keys of a batch, runs the handler of each
 // claimed message in turn, redelivers or dead-letters the failed ones at
 // once, commits the others and acknowledges them after the commit.
-var DebugBatches, DebugMsgs, DebugFill, DebugProc, DebugClaim, DebugCommit atomic.Int64
-
 func (c *Consumer) handleBatch(ctx context.Context, jms []jetstream.Msg, bs batchStore, slot *workerSlot, settling *sync.WaitGroup) {
-	DebugBatches.Add(1)
-	DebugMsgs.Add(int64(len(jms)))
 	now := time.Since(c.epoch)
 	msgs := make([]*Message, len(jms))
 	for i, jm := range jms {
@@ -108,9 +100,7 @@ func (c *Consumer) handleBatch(ctx context.Context, jms []jetstream.Msg, bs batc
 		}
 		return
 	}
-	tc := time.Now()
 	errs := b.claim(ctx, msgs, c.cfg.IdempotencyLease)
-	DebugClaim.Add(int64(time.Since(tc)))
 	// From here the heartbeat keeps the batch's messages alive.
 	slot.mu.Lock()
 	slot.batch = msgs
