@@ -162,6 +162,14 @@ func TestInvalidSettingsFailAtConstruction(t *testing.T) {
 			return err
 		}()},
 		{"handler", "handler", func() error { _, err := NewConsumer(ctx, e.js, fastConfig("d"), nil); return err }()},
+		{"commit batch", "ConsumerConfig.CommitBatch", func() error {
+			_, err := NewConsumer(ctx, e.js, ConsumerConfig{Stream: "events", Durable: "d", CommitBatch: 1001}, h)
+			return err
+		}()},
+		{"commit wait", "ConsumerConfig.CommitWait", func() error {
+			_, err := NewConsumer(ctx, e.js, ConsumerConfig{Stream: "events", Durable: "d", CommitWait: 2 * time.Second}, h)
+			return err
+		}()},
 		{"sql table", "db", func() error { _, err := NewSQLStore(ctx, nil, SQLStoreConfig{}); return err }()},
 		{"memory", "MemoryStoreConfig.MaxKeys", func() error { _, err := NewMemoryStore(MemoryStoreConfig{MaxKeys: -1}); return err }()},
 	} {

@@ -1,0 +1,121 @@
+package messaging
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/vitamin-go/vitamin/vitamintest"
+)
+
+// TestBatchFailingHandlerIsRetriedAlone: one worker settles twenty
+// messages in batches (SQL: one transaction each). The handler of one of
+// them writes its effect and then fails, every time: its effect is rolled
+// back to its savepoint, it alone is redelivered and, after MaxDeliver
+// deliveries, dead-lettered; the others commit once and run once.
+func TestBatchFailingHandlerIsRetriedAlone(t *testing.T) {
+	for _, kind := range []string{"sql", "kv"} {
+		t.Run(kind, func(t *testing.T) {
+			e := newEnv(t)
+			ctx := testCtx(t)
+			var (
+				store Store
+				db    sqlDB
+			)
+			if kind == "sql" {
+				db = newSQLDB(t)
+				store = db.store
+			} else {
+				s, err := NewKVStore(ctx, e.js, KVStoreConfig{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				store = s
+			}
+			const n, bad = 20, "order-7"
+			p := publisher(t, e)
+			for i := range n {
+				if _, err := p.Publish(ctx, "events.order", order{ID: strconv.Itoa(i)}, WithMsgID("order-"+strconv.Itoa(i))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			calls, effects := newCounter(), newCounter()
+			cfg := fastConfig("batch")
+			cfg.Workers, cfg.MaxDeliver, cfg.CommitBatch, cfg.CommitWait = 1, 3, 32, 50*time.Millisecond
+			metrics := vitamintest.NewMetrics(t)
+			c, err := NewConsumer(ctx, e.js, cfg, func(ctx context.Context, m *Message) error {
+				calls.add(m.Key)
+				if kind == "sql" {
+					if err := db.effect(ctx, m.Tx(), m.Key); err != nil {
+						return err
+					}
+				} else {
+					effects.add(m.Key)
+				}
+				if m.Key == bad {
+					return errors.New("payment refused")
+				}
+				return nil
+			}, WithStore(store), WithMeterProvider(metrics.Provider))
+			if err != nil {
+				t.Fatal(err)
+			}
+			run(t, c)
+			settled(t, e.js, "events", "batch", 20*time.Second)
+			dls := deadLetters(t, e.js, 1)
+			if len(dls) != 1 || dls[0].Headers().Get(HeaderOriginMsgID) != bad || dls[0].Headers().Get(HeaderDeadLetterReason) != ReasonMaxDeliver {
+				t.Errorf("dead letters %d, want %s after max deliveries", len(dls), bad)
+			}
+			for i := range n {
+				key := "order-" + strconv.Itoa(i)
+				wantCalls, wantEffects := 1, 1
+				if key == bad {
+					wantCalls, wantEffects = cfg.MaxDeliver, 0
+				}
+				got := effects.get(key)
+				if kind == "sql" {
+					got = db.count(t, key)
+				}
+				if key == bad && kind == "kv" {
+					wantEffects = cfg.MaxDeliver // no transaction to undo it
+				}
+				if calls.get(key) != wantCalls || got != wantEffects {
+					t.Errorf("%s: handler ran %d times with %d effects, want %d and %d", key, calls.get(key), got, wantCalls, wantEffects)
+				}
+			}
+			if got := metrics.Sum(t, "vitamin.messaging.processed"); got != n-1 {
+				t.Errorf("processed %d, want %d", got, n-1)
+			}
+		})
+	}
+}
+
+// TestBatchCommitsALoneMessage: a single message is handled and committed
+// without waiting for a batch to fill.
+func TestBatchCommitsALoneMessage(t *testing.T) {
+	e := newEnv(t)
+	db := newSQLDB(t)
+	ctx := testCtx(t)
+	cfg := fastConfig("lone")
+	cfg.CommitWait = time.Second // bounded: the batch does not wait for more
+	c, err := NewConsumer(ctx, e.js, cfg, func(ctx context.Context, m *Message) error {
+		return db.effect(ctx, m.Tx(), m.Key)
+	}, WithStore(db.store))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, c)
+	if _, err := publisher(t, e).Publish(ctx, "events.lone", order{ID: "1"}, WithMsgID("lone")); err != nil {
+		t.Fatal(err)
+	}
+	vitamintest.Eventually(t, 20*time.Second, func() error {
+		if got := db.count(t, "lone"); got != 1 {
+			return fmt.Errorf("%d effects", got)
+		}
+		return nil
+	})
+	settled(t, e.js, "events", "lone", 10*time.Second)
+}
