@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -15,7 +16,12 @@ import (
 	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if kind := os.Getenv(childEnv); kind != "" {
+		os.Exit(runChild(kind))
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // env is one test's NATS server, a connection and the streams "events"
 // (subjects events.>) and "deadletters" (deadletter.>).
