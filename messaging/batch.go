@@ -16,11 +16,20 @@ import (
 )
 
 // workerSlot is what the heartbeat sees of one worker: the message whose
-// handler runs (without batches), or the messages of its batch.
+// handler runs (without batches), or the messages of the batch it handles
+// and of the one it settles.
 type workerSlot struct {
-	cur   atomic.Pointer[Message]
-	mu    sync.Mutex
-	batch []*Message
+	cur      atomic.Pointer[Message]
+	mu       sync.Mutex
+	batch    []*Message
+	settling []*Message
+}
+
+// held returns the messages of the worker's batches.
+func (s *workerSlot) held(buf []*Message) []*Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append(append(buf, s.batch...), s.settling...)
 }
 
 // batchStore is a Store that settles several messages together.
@@ -44,9 +53,18 @@ type storeBatch interface {
 	// are to be redelivered. Otherwise an error says that some were not
 	// recorded, though their work is done.
 	commit(ctx context.Context, done []*Message) (rolledBack bool, err error)
+	// succeeded is called when m's handler succeeded, before the next
+	// message's handler runs.
+	succeeded(m *Message)
 	// pipelined says that commit may run while the worker goes on with its
 	// next batch: nothing of this batch is held open meanwhile.
 	pipelined() bool
+}
+
+// leaseKeeper is a Claim whose lease may lapse while its message waits in
+// a batch: keep extends it if less than half of lease is left.
+type leaseKeeper interface {
+	keep(ctx context.Context, lease time.Duration) error
 }
 
 // batchWorker takes messages from work in batches of up to CommitBatch,
@@ -121,8 +139,16 @@ func (c *Consumer) handleBatch(ctx context.Context, jms []jetstream.Msg, bs batc
 			c.claimFailed(ctx, m, err)
 			continue
 		}
+		if k, ok := m.claim.(leaseKeeper); ok {
+			if err := k.keep(ctx, c.cfg.IdempotencyLease); err != nil {
+				c.claimFailed(ctx, m, err)
+				errs[i] = err
+				continue
+			}
+		}
 		herr := c.handleOne(ctx, m)
 		if herr == nil {
+			b.succeeded(m)
 			done = append(done, m)
 			continue
 		}
@@ -133,7 +159,15 @@ func (c *Consumer) handleBatch(ctx context.Context, jms []jetstream.Msg, bs batc
 	}
 	if b.pipelined() {
 		settling.Wait() // one batch settles behind the one being handled
-		settling.Go(func() { c.settle(ctx, b, msgs, errs, done) })
+		slot.mu.Lock()
+		slot.settling = msgs
+		slot.mu.Unlock()
+		settling.Go(func() {
+			c.settle(ctx, b, msgs, errs, done)
+			slot.mu.Lock()
+			slot.settling = nil
+			slot.mu.Unlock()
+		})
 		return
 	}
 	c.settle(ctx, b, msgs, errs, done)

@@ -328,6 +328,7 @@ func (c *Consumer) heartbeat(ctx context.Context, slots []workerSlot, workersDon
 	defer close(done)
 	t := time.NewTicker(c.cfg.InProgressInterval)
 	defer t.Stop()
+	var held []*Message
 	for {
 		select {
 		case <-workersDone:
@@ -335,16 +336,15 @@ func (c *Consumer) heartbeat(ctx context.Context, slots []workerSlot, workersDon
 		case <-t.C:
 		}
 		now := time.Since(c.epoch)
+		held = held[:0]
 		for i := range slots {
 			if f := slots[i].cur.Load(); f != nil {
 				c.keepAlive(ctx, now, f)
 			}
-			slots[i].mu.Lock()
-			for _, f := range slots[i].batch {
-				c.keepAlive(ctx, now, f)
-			}
-			slots[i].mu.Unlock()
+			held = slots[i].held(held)
 		}
+		c.keepAliveAll(ctx, now, held)
+		clear(held)
 	}
 }
 
@@ -357,6 +357,34 @@ func (c *Consumer) keepAlive(ctx context.Context, now time.Duration, f *Message)
 	_ = f.msg.InProgress()
 	if f.claim != nil {
 		if err := f.claim.Extend(ctx, c.cfg.IdempotencyLease); err != nil && c.o.logger != nil {
+			c.o.logger.Warn("messaging: extend idempotency lease", "durable", c.cfg.Durable, "error", err)
+		}
+	}
+}
+
+// keepAliveAll does what keepAlive does for the messages of batches,
+// extending leases that can be extended asynchronously all at once.
+func (c *Consumer) keepAliveAll(ctx context.Context, now time.Duration, msgs []*Message) {
+	var waits []func(context.Context) error
+	for _, f := range msgs {
+		if now-f.started < c.cfg.InProgressInterval {
+			continue
+		}
+		_ = f.msg.InProgress()
+		switch cl := f.claim.(type) {
+		case nil:
+		case asyncExtender:
+			if w := cl.extendAsync(c.cfg.IdempotencyLease); w != nil {
+				waits = append(waits, w)
+			}
+		default:
+			if err := cl.Extend(ctx, c.cfg.IdempotencyLease); err != nil && c.o.logger != nil {
+				c.o.logger.Warn("messaging: extend idempotency lease", "durable", c.cfg.Durable, "error", err)
+			}
+		}
+	}
+	for _, w := range waits {
+		if err := w(ctx); err != nil && c.o.logger != nil {
 			c.o.logger.Warn("messaging: extend idempotency lease", "durable", c.cfg.Durable, "error", err)
 		}
 	}

@@ -130,7 +130,7 @@ func (s *KVStore) Claim(ctx context.Context, key string, lease time.Duration) (C
 		until := time.Now().Add(lease)
 		rev, err := s.kv.Create(ctx, k, pendingValue(until), jetstream.KeyTTL(keyTTL(lease)))
 		if err == nil {
-			return &kvClaim{s: s, key: k, orig: key, rev: rev}, nil
+			return &kvClaim{s: s, key: k, orig: key, rev: rev, until: until}, nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) {
 			return nil, err
@@ -157,7 +157,7 @@ func (s *KVStore) Claim(ctx context.Context, key string, lease time.Duration) (C
 			}
 			return nil, err
 		}
-		return &kvClaim{s: s, key: k, orig: key, rev: rev}, nil
+		return &kvClaim{s: s, key: k, orig: key, rev: rev, until: until}, nil
 	}
 	return nil, &ClaimedError{Key: key}
 }
@@ -187,6 +187,7 @@ type kvClaim struct {
 
 	mu    sync.Mutex
 	rev   uint64
+	until time.Time // the lease's end, as last written
 	ended bool
 }
 
@@ -196,15 +197,65 @@ func (c *kvClaim) Extend(ctx context.Context, lease time.Duration) error {
 	if c.ended {
 		return nil
 	}
-	rev, err := c.s.put(ctx, c.key, pendingValue(time.Now().Add(lease)), c.rev, keyTTL(lease))
+	return c.extendLocked(ctx, lease)
+}
+
+func (c *kvClaim) extendLocked(ctx context.Context, lease time.Duration) error {
+	until := time.Now().Add(lease)
+	rev, err := c.s.put(ctx, c.key, pendingValue(until), c.rev, keyTTL(lease))
 	if err != nil {
 		if isWrongSeq(err) {
 			return &ClaimedError{Key: c.orig}
 		}
 		return err
 	}
-	c.rev = rev
+	c.rev, c.until = rev, until
 	return nil
+}
+
+// keep makes sure, before the handler of a batched message starts, that
+// its lease has at least half of lease left, extending it if not: a claim
+// that waited in its batch must not lapse under the handler.
+func (c *kvClaim) keep(ctx context.Context, lease time.Duration) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Until(c.until) >= lease/2 {
+		return nil
+	}
+	return c.extendLocked(ctx, lease)
+}
+
+// asyncExtender is a Claim that can send its extension without waiting:
+// extendAsync returns the function that waits for it, or nil if there is
+// nothing to wait for.
+type asyncExtender interface {
+	extendAsync(lease time.Duration) func(context.Context) error
+}
+
+// extendAsync sends the extension and holds the claim until its wait
+// function has run, so that Done and Release come after it.
+func (c *kvClaim) extendAsync(lease time.Duration) func(context.Context) error {
+	c.mu.Lock()
+	if c.ended {
+		c.mu.Unlock()
+		return nil
+	}
+	until := time.Now().Add(lease)
+	fut, err := c.s.js.PublishMsgAsync(&nats.Msg{Subject: "$KV." + c.s.bucket + "." + c.key, Data: pendingValue(until)},
+		jetstream.WithExpectLastSequencePerSubject(c.rev), jetstream.WithMsgTTL(keyTTL(lease)))
+	return func(ctx context.Context) error {
+		defer c.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(ctx, kvBatchTimeout)
+		defer cancel()
+		err := (&kvBatch{s: c.s}).wait(ctx, fut, func(ack *jetstream.PubAck) { c.rev, c.until = ack.Sequence, until })
+		if isWrongSeq(err) {
+			return &ClaimedError{Key: c.orig}
+		}
+		return err
+	}
 }
 
 func (c *kvClaim) Done(ctx context.Context) error {
@@ -234,15 +285,25 @@ func (c *kvClaim) Release(ctx context.Context) error {
 
 var _ batchStore = (*KVStore)(nil)
 
-func (s *KVStore) begin(context.Context) (storeBatch, error) { return kvBatch{s}, nil }
+func (s *KVStore) begin(context.Context) (storeBatch, error) { return &kvBatch{s: s}, nil }
 
-// kvBatch sends the claims, and then the marks, of a batch together and
-// waits for their acknowledgements once.
-type kvBatch struct{ s *KVStore }
+// kvBatch sends the claims of a batch together, and each mark as soon as
+// its handler succeeded, and waits for their acknowledgements once.
+type kvBatch struct {
+	s     *KVStore
+	marks []kvMark
+}
 
-func (b kvBatch) subject(k string) string { return "$KV." + b.s.bucket + "." + k }
+// kvMark is a mark sent and not yet acknowledged.
+type kvMark struct {
+	c   *kvClaim
+	fut jetstream.PubAckFuture
+	err error // of sending it
+}
 
-func (b kvBatch) claim(ctx context.Context, msgs []*Message, lease time.Duration) []error {
+func (b *kvBatch) subject(k string) string { return "$KV." + b.s.bucket + "." + k }
+
+func (b *kvBatch) claim(ctx context.Context, msgs []*Message, lease time.Duration) []error {
 	ctx, cancel := context.WithTimeout(ctx, kvBatchTimeout)
 	defer cancel()
 	errs := make([]error, len(msgs))
@@ -254,21 +315,23 @@ func (b kvBatch) claim(ctx context.Context, msgs []*Message, lease time.Duration
 		futs[i], errs[i] = b.s.js.PublishMsgAsync(&nats.Msg{Subject: b.subject(kvKey(m.Key)), Data: pendingValue(until)},
 			jetstream.WithExpectLastSequencePerSubject(0), jetstream.WithMsgTTL(keyTTL(lease)))
 	}
+	var slow sync.WaitGroup
 	for i, m := range msgs {
 		if errs[i] == nil {
 			errs[i] = b.wait(ctx, futs[i], func(ack *jetstream.PubAck) {
-				m.claim = &kvClaim{s: b.s, key: kvKey(m.Key), orig: m.Key, rev: ack.Sequence}
+				m.claim = &kvClaim{s: b.s, key: kvKey(m.Key), orig: m.Key, rev: ack.Sequence, until: until}
 			})
 		}
-		if errs[i] != nil {
-			m.claim, errs[i] = b.s.Claim(ctx, m.Key, lease)
+		if errs[i] != nil { // the slow path, for each such key at once
+			slow.Go(func() { m.claim, errs[i] = b.s.Claim(ctx, m.Key, lease) })
 		}
 	}
+	slow.Wait()
 	return errs
 }
 
 // wait waits for one acknowledgement and calls ok with it.
-func (b kvBatch) wait(ctx context.Context, fut jetstream.PubAckFuture, ok func(*jetstream.PubAck)) error {
+func (b *kvBatch) wait(ctx context.Context, fut jetstream.PubAckFuture, ok func(*jetstream.PubAck)) error {
 	select {
 	case ack := <-fut.Ok():
 		ok(ack)
@@ -280,38 +343,42 @@ func (b kvBatch) wait(ctx context.Context, fut jetstream.PubAckFuture, ok func(*
 	}
 }
 
-func (b kvBatch) failed(ctx context.Context, m *Message) error { return m.claim.Release(ctx) }
+func (b *kvBatch) failed(ctx context.Context, m *Message) error { return m.claim.Release(ctx) }
 
-func (b kvBatch) pipelined() bool { return true }
+func (b *kvBatch) pipelined() bool { return true }
 
 // kvBatchTimeout bounds the wait for a batch's acknowledgements.
 const kvBatchTimeout = 5 * time.Second
 
-func (b kvBatch) commit(ctx context.Context, done []*Message) (bool, error) {
+// succeeded sends m's mark at once, without waiting for it: the window in
+// which its lease could lapse after the handler is one round trip.
+func (b *kvBatch) succeeded(m *Message) {
+	c := m.claim.(*kvClaim)
+	c.mu.Lock()
+	c.ended = true
+	rev := c.rev
+	c.mu.Unlock()
+	mk := kvMark{c: c}
+	mk.fut, mk.err = b.s.js.PublishMsgAsync(&nats.Msg{Subject: b.subject(c.key), Data: []byte(kvDone)},
+		jetstream.WithExpectLastSequencePerSubject(rev))
+	b.marks = append(b.marks, mk)
+}
+
+func (b *kvBatch) commit(ctx context.Context, _ []*Message) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, kvBatchTimeout)
 	defer cancel()
-	futs := make([]jetstream.PubAckFuture, len(done))
-	errs := make([]error, len(done))
-	for i, m := range done {
-		c := m.claim.(*kvClaim)
-		c.mu.Lock()
-		c.ended = true
-		rev := c.rev
-		c.mu.Unlock()
-		futs[i], errs[i] = b.s.js.PublishMsgAsync(&nats.Msg{Subject: b.subject(c.key), Data: []byte(kvDone)},
-			jetstream.WithExpectLastSequencePerSubject(rev))
-	}
 	var first error
-	for i, m := range done {
-		if errs[i] == nil {
-			errs[i] = b.wait(ctx, futs[i], func(*jetstream.PubAck) {})
+	for _, mk := range b.marks {
+		err := mk.err
+		if err == nil {
+			err = b.wait(ctx, mk.fut, func(*jetstream.PubAck) {})
 		}
-		if isWrongSeq(errs[i]) || errs[i] != nil && futs[i] == nil {
+		if isWrongSeq(err) || mk.err != nil {
 			// Taken over after the lease expired, or not sent: record it
 			// done anyway, as Done does.
-			_, errs[i] = b.s.kv.Put(ctx, m.claim.(*kvClaim).key, []byte(kvDone))
+			_, err = b.s.kv.Put(ctx, mk.c.key, []byte(kvDone))
 		}
-		first = cmp.Or(first, errs[i])
+		first = cmp.Or(first, err)
 	}
 	return false, first
 }

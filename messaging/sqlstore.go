@@ -295,6 +295,8 @@ func (b *sqlBatch) failed(ctx context.Context, m *Message) error {
 
 func (b *sqlBatch) pipelined() bool { return false }
 
+func (b *sqlBatch) succeeded(*Message) {}
+
 func (b *sqlBatch) commit(context.Context, []*Message) (bool, error) {
 	if b.err != nil {
 		_ = b.tx.Rollback()
