@@ -1,0 +1,239 @@
+package app_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/vitamin-go/vitamin/client"
+	"github.com/vitamin-go/vitamin/discovery"
+	"github.com/vitamin-go/vitamin/service"
+	"github.com/vitamin-go/vitamin/vitamintest"
+	skeletonv1 "github.com/vitamin-go/vitamin/template/skeleton/api/skeleton/v1"
+	"github.com/vitamin-go/vitamin/template/skeleton/internal/app"
+	"github.com/vitamin-go/vitamin/template/skeleton/internal/items"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// started is the service running in-process on the test kit: an in-memory
+// registry and an embedded NATS server.
+type started struct {
+	registry *vitamintest.Registry
+	nats     *vitamintest.NATS
+	http     *http.Client
+}
+
+// start runs the service with the project's config.yaml, on free loopback
+// ports, registered in an in-memory registry, on an embedded NATS server,
+// and stops it when the test ends.
+func start(t *testing.T) *started {
+	t.Helper()
+	registry, err := vitamintest.NewRegistry(vitamintest.RegistryConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = registry.Close() })
+	n := vitamintest.StartNATS(t)
+	t.Setenv("SKELETON_SERVICE_HTTP__ADDR", "127.0.0.1:0")
+	t.Setenv("SKELETON_SERVICE_GRPC__ADDR", "127.0.0.1:0")
+	t.Setenv("SKELETON_SERVICE_SHUTDOWN_PROPAGATION", "-1ns")
+	t.Setenv("SKELETON_NATS_URL", n.URL)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	svc, err := app.New(ctx, filepath.Join("..", "..", "config.yaml"),
+		app.WithRegistry(registry), app.WithLogger(nil), app.WithoutSignals())
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	vitamintest.Eventually(t, 10*time.Second, func() error {
+		if n := len(registry.Instances(app.Name)); n != 2 {
+			return fmt.Errorf("%d instances registered, want 2 (HTTP and gRPC)", n)
+		}
+		return nil
+	})
+
+	hc, err := client.NewHTTP(app.Name, client.Config{}, client.WithWatcher(registry, discovery.WithTags(service.ProtocolHTTP)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.CloseHTTP(hc) })
+	return &started{registry: registry, nats: n, http: hc}
+}
+
+func (s *started) create(t *testing.T, name string) items.Item {
+	t.Helper()
+	resp, err := s.http.Post("http://"+app.Name+"/v1/items", "application/json", strings.NewReader(`{"name":"`+name+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST /v1/items: %s", resp.Status)
+	}
+	var item items.Item
+	if err := json.NewDecoder(resp.Body).Decode(&item); err != nil {
+		t.Fatal(err)
+	}
+	return item
+}
+
+func TestHTTPAndGRPC(t *testing.T) {
+	s := start(t)
+
+	// A pricing instance, found by name in the registry.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pricing := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = fmt.Fprint(w, `{"cents": 250}`)
+	})}
+	go func() { _ = pricing.Serve(ln) }()
+	t.Cleanup(func() { _ = pricing.Close() })
+	port := ln.Addr().(*net.TCPAddr).Port
+	reg, err := s.registry.Register(context.Background(), discovery.Registration{Instance: discovery.Instance{
+		ID: "pricing-1", Service: "pricing", Address: "127.0.0.1", Port: port, Tags: []string{service.ProtocolHTTP},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	priced := s.create(t, "tea")
+	if priced.PriceCents != 250 || priced.PriceEstimated {
+		t.Errorf("with pricing up: %+v, want 250 cents, not estimated", priced)
+	}
+
+	// Without pricing: the fallback, the default price of config.yaml.
+	if err := reg.Deregister(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	vitamintest.Eventually(t, 10*time.Second, func() error {
+		if item := s.create(t, "cocoa"); !item.PriceEstimated || item.PriceCents != 100 {
+			return fmt.Errorf("without pricing: %+v, want 100 cents, estimated", item)
+		}
+		return nil
+	})
+
+	// The same item over gRPC, through Vitamin's client.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := client.NewGRPC(ctx, app.Name, client.Config{}, client.WithWatcher(s.registry, discovery.WithTags(service.ProtocolGRPC)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	api := skeletonv1.NewSkeletonClient(conn)
+	got, err := api.GetItem(ctx, &skeletonv1.GetItemRequest{Id: priced.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.GetName() != "tea" || got.GetPriceCents() != 250 {
+		t.Errorf("GetItem = %v, want tea at 250", got)
+	}
+	if _, err := api.GetItem(ctx, &skeletonv1.GetItemRequest{Id: "nope"}); status.Code(err) != codes.NotFound {
+		t.Errorf("GetItem(nope): %v, want NotFound", err)
+	}
+
+	// Health, on the HTTP listener.
+	inst := s.registry.Instances(app.Name)
+	for _, i := range inst {
+		if i.Tags[0] != service.ProtocolHTTP {
+			continue
+		}
+		for _, path := range []string{service.LivezPath, service.ReadyzPath} {
+			resp, err := http.Get("http://" + net.JoinHostPort(i.Address, strconv.Itoa(i.Port)) + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("GET %s: %s", path, resp.Status)
+			}
+		}
+	}
+}
+
+// TestConsumerOncePerEvent delivers one event twice, as a replay or a
+// relay that retried would, and sees one effect.
+func TestConsumerOncePerEvent(t *testing.T) {
+	s := start(t)
+	nc := s.nats.Connect(t)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	event := []byte(`{"id":"evt-1","name":"tea","price_cents":100}`)
+	for _, msgID := range []string{"first", "second"} { // distinct Nats-Msg-Ids: the broker keeps both
+		m := &nats.Msg{Subject: items.ItemCreated, Data: event, Header: nats.Header{}}
+		m.Header.Set(nats.MsgIdHdr, msgID)
+		m.Header.Set(items.EventIDHeader, "evt-1")
+		if _, err := js.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cons, err := js.Consumer(ctx, items.Stream, app.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vitamintest.Eventually(t, 10*time.Second, func() error {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.AckFloor.Stream < 2 {
+			return fmt.Errorf("acknowledged up to %d, want both deliveries (2)", info.AckFloor.Stream)
+		}
+		return nil
+	})
+	resp, err := s.http.Get("http://" + app.Name + "/v1/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var stats struct {
+		ItemsCreated int `json:"items_created"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&stats); err != nil {
+		t.Fatal(err)
+	}
+	if stats.ItemsCreated != 1 {
+		t.Errorf("items_created = %d after two deliveries of one event, want 1", stats.ItemsCreated)
+	}
+}
+
+func TestBadConfig(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(file, []byte("items:\n  default_price_centz: 5\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := app.New(context.Background(), file, app.WithLogger(nil))
+	if err == nil || !strings.Contains(err.Error(), "items.default_price_centz") {
+		t.Errorf("New with a misspelt key: %v, want an error naming items.default_price_centz", err)
+	}
+}
