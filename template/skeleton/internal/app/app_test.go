@@ -22,10 +22,10 @@ import (
 	"github.com/vitamin-go/vitamin/client"
 	"github.com/vitamin-go/vitamin/discovery"
 	"github.com/vitamin-go/vitamin/service"
-	"github.com/vitamin-go/vitamin/vitamintest"
 	skeletonv1 "github.com/vitamin-go/vitamin/template/skeleton/api/skeleton/v1"
 	"github.com/vitamin-go/vitamin/template/skeleton/internal/app"
 	"github.com/vitamin-go/vitamin/template/skeleton/internal/items"
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
