@@ -137,8 +137,9 @@ func TestGuardRestartGrace(t *testing.T) {
 		{[]discovery.Instance{inst("d", 4)}, "a,b,c,d", true, false},        // a new instance is served with the old ones
 		{three[1:], "a,b,c", true, false},                                   // a drop of one of three: held too during the grace
 		{append(three[:2:2], inst("d", 4)), "a,b,c,d", true, false},         // c still missing
-		{append(slices.Clone(three), inst("d", 4)), "a,b,c,d", false, true}, // all back: the grace ends
-		{three[1:], "b,c", false, false},                                    // a small drop is served as usual again
+		{append(slices.Clone(three), inst("d", 4)), "a,b,c,d", false, true}, // all back: served as is
+		{three[1:], "a,b,c,d", true, false},                                 // and a drop is still held during the grace (checks reset critical)
+		{append(slices.Clone(three), inst("d", 4)), "a,b,c,d", false, true}, // back again
 	}
 	for i, s := range steps {
 		v := g.Observe(s.answer)

@@ -38,8 +38,10 @@ type SelfPreservation struct {
 	// RestartGrace is how long, after the backend may have lost its
 	// state, answers that lack instances of the last good set are held:
 	// the last good set is served, with the instances the answers add,
-	// marked Preserved, until an answer holds every instance again or
-	// RestartGrace has passed; then answers are judged as usual (an
+	// marked Preserved, while an answer lacks any of them — also after an
+	// answer held them all again, since an agent that restarts with its
+	// data directory restores its instances before their checks, which
+	// start critical. After RestartGrace, answers are judged as usual (an
 	// empty set or a large drop still needs its confirming reads). It
 	// should cover the time registrars take to notice the restart and
 	// register their instances again. Default 5s.
@@ -89,12 +91,13 @@ func (p SelfPreservation) WithDefaults() (SelfPreservation, error) {
 //
 // Guard is not safe for concurrent use; one goroutine owns it.
 type Guard struct {
-	cfg     SelfPreservation
-	good    []Instance // the last good set
-	served  []Instance // what the last verdict served
-	hasGood bool
-	pending int
-	graceTo time.Time // while not zero, answers lacking instances of good are held
+	cfg       SelfPreservation
+	good      []Instance // the last good set
+	served    []Instance // what the last verdict served
+	hasGood   bool
+	pending   int
+	graceTo   time.Time // while not zero, answers lacking instances of good are held
+	graceHeld bool      // the last answer was held by the grace
 }
 
 // NewGuard returns a guard for cfg, with its defaults filled in.
@@ -152,14 +155,18 @@ func (g *Guard) Observe(answer []Instance) Verdict {
 	v := Verdict{Previous: len(g.good)}
 	if !g.graceTo.IsZero() {
 		switch left := time.Until(g.graceTo); {
-		case !lacks(answer, g.good):
-			g.graceTo, v.Restored = time.Time{}, true
-		case left > 0:
+		case left <= 0:
+			g.graceTo, g.graceHeld = time.Time{}, false // over: judge the answer as usual
+		case lacks(answer, g.good):
+			g.graceHeld = true
 			v.Serve, v.Held, v.Grace = union(g.good, answer), true, left
 			g.served = v.Serve
 			return v
 		default:
-			g.graceTo = time.Time{} // over: judge the answer as usual
+			// Every instance is back. The grace goes on all the same:
+			// an agent that restarted with its data directory restores
+			// its instances first and then their checks, critical.
+			v.Restored, g.graceHeld = g.graceHeld, false
 		}
 	}
 	switch {

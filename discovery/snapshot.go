@@ -16,8 +16,10 @@ type Snapshot struct {
 	// sorted by ID. While Stale or Preserved is set, they are the last good
 	// set, not the backend's latest answer.
 	Instances []Instance
-	// Stale is set while the backend cannot be reached: Instances is the
-	// last set confirmed by the backend, at LastConfirmed.
+	// Stale is set while the backend cannot be reached — Instances is
+	// then the last set confirmed by the backend, at LastConfirmed — or
+	// answers without being able to vouch for its answer (a Consul server
+	// during a leader election): Instances is then that answer.
 	Stale bool
 	// Preserved is set while self-preservation holds on to the last good
 	// set because the backend answered with an empty set, or one that

@@ -11,8 +11,8 @@ import (
 // or a config store; a nil section is switched off. The zero Policy lets
 // every call through unchanged.
 //
-// Durations are time.Duration values (in JSON, nanoseconds; YAML and koanf
-// decoders also accept strings such as "250ms").
+// Durations are time.Duration values: through package config, strings
+// with a unit such as "250ms", or 0.
 //
 // The policies apply, from the outside in: retry, hedge, circuit breaker,
 // rate limit, bulkhead, attempt timeout. Every attempt (first try, retry or

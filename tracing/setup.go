@@ -48,22 +48,24 @@ const (
 )
 
 // Config describes the telemetry of one service. It is plain data, meant
-// to be loaded from a configuration file; the zero value of each field
-// means "take it from the standard OTEL_* environment variable, else the
-// documented default". A field set here wins over the environment.
+// to be loaded from a configuration file (its keys are snake_case, in yaml
+// and json tags alike: service_name, sample_ratio…); the zero value of
+// each field means "take it from the standard OTEL_* environment
+// variable, else the documented default". A field set here wins over the
+// environment.
 type Config struct {
 	// ServiceName is the service.name resource attribute. Required, unless
 	// OTEL_SERVICE_NAME is set.
-	ServiceName string
+	ServiceName string `yaml:"service_name,omitempty" json:"service_name,omitempty"`
 	// ServiceVersion is the service.version resource attribute. Optional.
-	ServiceVersion string
+	ServiceVersion string `yaml:"service_version,omitempty" json:"service_version,omitempty"`
 	// InstanceID is the service.instance.id resource attribute; use the ID
 	// the instance registers under in discovery. Default: the value in
 	// OTEL_RESOURCE_ATTRIBUTES, else a random UUID.
-	InstanceID string
+	InstanceID string `yaml:"instance_id,omitempty" json:"instance_id,omitempty"`
 	// Environment is the deployment.environment.name resource attribute
 	// (for example "production"). Optional.
-	Environment string
+	Environment string `yaml:"environment,omitempty" json:"environment,omitempty"`
 
 	// Exporter is one of "otlp-grpc", "otlp-http", "stdout" or "none",
 	// for both spans and metrics. Default: from OTEL_TRACES_EXPORTER and
@@ -71,14 +73,14 @@ type Config struct {
 	// OTEL_EXPORTER_OTLP_PROTOCOL, "grpc" or "http/protobuf", default
 	// "http/protobuf"); else "otlp" if OTEL_EXPORTER_OTLP_ENDPOINT is set;
 	// else "none".
-	Exporter string
+	Exporter string `yaml:"exporter,omitempty" json:"exporter,omitempty"`
 	// Endpoint is the collector's base URL for the OTLP exporters, such as
 	// "http://otel-collector:4317"; "http" means without TLS. The OTLP/HTTP
 	// exporter appends /v1/traces and /v1/metrics. Default: the
 	// OTEL_EXPORTER_OTLP_ENDPOINT family of variables, else localhost.
 	// Headers, certificates, compression and timeouts come from the
 	// OTEL_EXPORTER_OTLP_* variables.
-	Endpoint string
+	Endpoint string `yaml:"endpoint,omitempty" json:"endpoint,omitempty"`
 
 	// SampleRatio is the share of new traces that are sampled, from 0 to 1,
 	// used in a parent-based sampler: a span whose parent was sampled is
@@ -88,17 +90,17 @@ type Config struct {
 	// the ratio. Default (nil): OTEL_TRACES_SAMPLER and
 	// OTEL_TRACES_SAMPLER_ARG (an unsupported sampler or a bad ratio fails
 	// New), else 1 (sample everything).
-	SampleRatio *float64
+	SampleRatio *float64 `yaml:"sample_ratio,omitempty" json:"sample_ratio,omitempty"`
 
 	// Propagators lists the header formats used to send and receive trace
 	// context: "tracecontext", "baggage", "b3" (single header), "b3multi"
 	// (X-B3-* headers) or "none". Default: OTEL_PROPAGATORS, else
 	// tracecontext and baggage.
-	Propagators []string
+	Propagators []string `yaml:"propagators,omitempty" json:"propagators,omitempty"`
 
 	// Disabled turns all telemetry into no-ops, as OTEL_SDK_DISABLED=true
 	// does.
-	Disabled bool
+	Disabled bool `yaml:"disabled,omitempty" json:"disabled,omitempty"`
 }
 
 // Ratio returns a pointer to r, for Config.SampleRatio.

@@ -44,9 +44,10 @@ func ConsulHCL(hcl string) ConsulOption {
 	return func(o *consulOptions) { o.hcl = append(o.hcl, hcl) }
 }
 
-// Consul is a real Consul agent in dev mode (a single server that keeps its
-// state in memory) listening on free loopback ports. It is safe for
-// concurrent use.
+// Consul is a real Consul agent listening on free loopback ports: a dev
+// agent (a single server that keeps its state in memory) from
+// StartConsul, or a member of a ConsulCluster (a server or a client agent
+// with its own data directory). It is safe for concurrent use.
 type Consul struct {
 	// Addr is the host:port of the HTTP API.
 	Addr string
@@ -165,26 +166,40 @@ func (c *Consul) start(t testing.TB, o consulOptions) error {
 
 // run starts the agent process with c.args and waits until it is ready.
 func (c *Consul) run() error {
+	if err := c.spawn(); err != nil {
+		return err
+	}
+	return c.ready()
+}
+
+// spawn starts the agent process with c.args.
+func (c *Consul) spawn() error {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.proc != nil {
-		c.mu.Unlock()
 		return errors.New("consul agent already running")
 	}
 	cmd := exec.Command(c.bin, c.args...)
 	cmd.Stdout, cmd.Stderr = c.log, c.log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		c.mu.Unlock()
 		return err
 	}
 	done := make(chan struct{})
 	c.proc, c.done = cmd, done
-	c.mu.Unlock()
 	go func() {
 		_ = cmd.Wait()
 		close(done)
 	}()
+	return nil
+}
 
+// ready waits until the agent knows a leader and its own node is in the
+// catalog.
+func (c *Consul) ready() error {
+	c.mu.Lock()
+	done := c.done
+	c.mu.Unlock()
 	err := poll(context.Background(), 60*time.Second, func() error {
 		select {
 		case <-done:
@@ -213,9 +228,10 @@ func (c *Consul) run() error {
 	return nil
 }
 
-// Stop kills the agent, as a crash would, and waits for the process to
-// exit. The agent forgets everything it held (dev mode keeps no state on
-// disk). Stopping a stopped agent does nothing.
+// Stop kills the agent (SIGKILL), as a crash would, and waits for the
+// process to exit. A dev agent forgets everything it held (dev mode keeps
+// no state on disk); a cluster member keeps its data directory. Stopping
+// a stopped agent does nothing.
 func (c *Consul) Stop() {
 	c.mu.Lock()
 	proc, done := c.proc, c.done

@@ -55,18 +55,38 @@
 //     carry the last good set with Preserved set;
 //   - after an agent restart — the index went backwards, or the agent
 //     answers again after failures — holds the last good set (with any
-//     instances the answers add), marked Preserved, until every instance
-//     is back or SelfPreservation.RestartGrace (default 5s) has passed, so
-//     that the restarted agent's empty answer is never served while the
-//     registrars register their instances again; meanwhile it still hears
-//     of each change at once;
+//     instances the answers add), marked Preserved, whenever an answer
+//     lacks any of them during SelfPreservation.RestartGrace (default 5s),
+//     so that neither a restarted dev agent's empty answer nor the
+//     critical checks a restarted client agent restores from its data
+//     directory are served while the registrars register their instances
+//     again; meanwhile it still hears of each change at once;
 //   - while the agent cannot be reached, serves the last good set marked
-//     Stale, with the time it was last confirmed and the error.
+//     Stale, with the time it was last confirmed and the error;
+//   - while the servers are not in contact with a leader (an election,
+//     or the leader they follow is gone), serves every watched set marked
+//     Stale with a [*NoLeaderError]: the set cannot change meanwhile, and
+//     nothing registered or deregistered reaches it. One leader check per
+//     Watcher (a stale KV read, answered by any server with the time since
+//     it heard from the leader; WatcherConfig.LeaderCheck, default every
+//     1s, and MaxLastContact, default 2s) serves all its watches; a client
+//     agent's own health answers come from its streaming view and say
+//     nothing of the leader.
 //
 // Every such event is logged when a logger is given ([WithLogger]).
 //
 // Watch snapshots are meant to be fed straight into a gRPC resolver or an
 // HTTP balancer: loop on [discovery.Watch.Next].
+//
+// # Registering through a client agent
+//
+// A client agent that restarts with its data directory restores its
+// services with their checks critical until the first probe or TTL
+// renewal. The registrar sees the restart (its blocking query on the
+// registration failed and the agent answers again) and, for a check it
+// last read passing, registers the instance again as it was (an HTTP or
+// gRPC check) or renews its TTL at once, so that watchers never see the
+// instance go critical.
 //
 // # Settings
 //

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -83,8 +84,10 @@ func TestLoopFollowsTheIndexAndResetsIt(t *testing.T) {
 	for i, st := range steps {
 		wants[i] = st.want
 	}
+	// A restart grace of 1ns is over by the next answer: the drop is
+	// judged as usual (TestLoopHoldsTheSetAfterARestart plays the grace).
 	play(t, s, WatcherConfig{Backoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond,
-		SelfPreservation: discovery.SelfPreservation{ConfirmAfter: time.Millisecond}}, wants,
+		SelfPreservation: discovery.SelfPreservation{ConfirmAfter: time.Millisecond, RestartGrace: time.Nanosecond}}, wants,
 		func(i int, snap discovery.Snapshot) string {
 			got := strconv.Itoa(len(snap.Instances))
 			switch {
@@ -274,5 +277,76 @@ func play(t *testing.T, s *script, cfg WatcherConfig, wants []string, describe f
 		if got := describe(i, snap); got != want {
 			t.Fatalf("answer %d: watcher saw %q, want %q", i, got, want)
 		}
+	}
+}
+
+// TestLeaderCheckMarksEveryWatchStale: while the leader check finds no
+// leader, every watch serves its set marked stale with a *NoLeaderError,
+// though no query returns; once there is a leader again, the sets are
+// fresh again. A check that gets no answer changes nothing.
+func TestLeaderCheckMarksEveryWatchStale(t *testing.T) {
+	// Each service has one instance; a blocking query never returns.
+	health := func(ctx context.Context, service string, q *api.QueryOptions) ([]*api.ServiceEntry, *api.QueryMeta, error) {
+		if q.WaitIndex != 0 {
+			<-ctx.Done()
+			return nil, nil, ctx.Err()
+		}
+		return []*api.ServiceEntry{{Node: &api.Node{Address: "10.0.0.1"}, Service: &api.AgentService{ID: service + "-1", Service: service, Port: 8000}}},
+			&api.QueryMeta{LastIndex: 5}, nil
+	}
+	w, err := newWatcher(health, WatcherConfig{LeaderCheck: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var state atomic.Int32 // 0: a leader, 1: none, 2: no answer
+	w.leader = func(context.Context) (*NoLeaderError, bool) {
+		switch state.Load() {
+		case 1:
+			return &NoLeaderError{LastContact: 3 * time.Second}, true
+		case 2:
+			return nil, false
+		}
+		return nil, true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var watches []discovery.Watch
+	for _, svc := range []string{"orders", "billing"} {
+		wa, err := w.Watch(ctx, svc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer wa.Close()
+		watches = append(watches, wa)
+	}
+	next := func(wa discovery.Watch, stale bool) {
+		t.Helper()
+		for {
+			snap, err := wa.Next(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if snap.Stale != stale || len(snap.Instances) != 1 {
+				continue // an earlier state
+			}
+			var nl *NoLeaderError
+			if stale && (!errors.Is(snap.Err, ErrNoLeader) || !errors.As(snap.Err, &nl) || nl.LastContact != 3*time.Second) {
+				t.Fatalf("stale snapshot without the leader error: %+v", snap)
+			}
+			return
+		}
+	}
+	for _, wa := range watches {
+		next(wa, false)
+	}
+	state.Store(1)
+	for _, wa := range watches {
+		next(wa, true)
+	}
+	state.Store(2)
+	state.Store(0)
+	for _, wa := range watches {
+		next(wa, false)
 	}
 }

@@ -271,6 +271,12 @@ func (h *Registered) generation() uint64 {
 	return h.gen
 }
 
+func (h *Registered) lastStatus() string {
+	h.regMu.Lock()
+	defer h.regMu.Unlock()
+	return h.status
+}
+
 func (h *Registered) setStatus(status string) {
 	h.regMu.Lock()
 	h.status = status
@@ -361,7 +367,9 @@ func (h *Registered) follow(ctx context.Context) {
 	for {
 		gen := h.generation()
 		_, meta, err := agent.Service(in.ID, (&api.QueryOptions{WaitHash: hash, WaitTime: wait}).WithContext(ctx))
-		if err == nil && probed {
+		reset := false // the agent came back with the check reset to critical
+		switch {
+		case err == nil && probed:
 			var info *api.AgentServiceChecksInfo
 			var status string
 			status, info, err = agent.AgentHealthServiceByIDOpts(in.ID, (&api.QueryOptions{}).WithContext(ctx))
@@ -369,8 +377,15 @@ func (h *Registered) follow(ctx context.Context) {
 			case err == nil && info == nil:
 				err = errGone
 			case err == nil:
-				h.setStatus(status)
+				reset = failures > 0 && status == api.HealthCritical && h.lastStatus() == api.HealthPassing
+				if !reset {
+					h.setStatus(status)
+				}
 			}
+		case err == nil && failures > 0 && h.reg.Check.Kind() == discovery.CheckTTL:
+			// An agent that restarted with its data directory restores the
+			// check critical: renew it now, not at the next heartbeat.
+			err = agent.UpdateTTLOpts(checkID(in.ID), "", api.HealthPassing, (&api.QueryOptions{}).WithContext(ctx))
 		}
 		if ctx.Err() != nil {
 			return
@@ -378,6 +393,12 @@ func (h *Registered) follow(ctx context.Context) {
 		hash = ""
 		switch {
 		case isNotFound(err):
+			err = h.restore(ctx, gen)
+		case reset:
+			// An agent that restarted with its data directory restores
+			// the instance with its check critical until the first probe:
+			// register it again as it was, passing.
+			h.r.log.Warn("consul: the agent came back with the instance's check reset to critical", "service", in.Service, "id", in.ID)
 			err = h.restore(ctx, gen)
 		case err == nil && meta != nil:
 			hash = meta.LastContentHash

@@ -44,154 +44,14 @@ type backend struct {
 // fresh again; it reports the recovery time.
 func TestAgentRestartKeepsServing(t *testing.T) {
 	agent := vitamintest.StartConsul(t)
-	rcl, reqs := client(t, agent)
-	reg, err := consul.NewRegistrar(rcl, consul.RegistrarConfig{}, consul.WithLogger(testLogger(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	wcl, _ := client(t, agent)
-	w, err := consul.NewWatcher(wcl, consul.WatcherConfig{}, consul.WithLogger(testLogger(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = w.Close() })
-
-	backends := startBackends(t, w)
-	var handles []discovery.Registered
-	for _, b := range backends {
-		handles = append(handles, register(t, reg, b.reg))
-	}
-	t.Cleanup(func() {
-		for _, h := range handles {
-			_ = h.Deregister(context.Background())
-		}
-	})
-
-	// Every watch follows its service; none may ever lose its instance
-	// once it had it.
-	var (
-		mu       sync.Mutex
-		latest   = map[string]discovery.Snapshot{}
-		lost     []string
-		followed sync.WaitGroup
-	)
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	for _, b := range backends {
-		wa := watch(t, w, b.service)
-		followed.Go(func() {
-			had := false
-			for {
-				s, err := wa.Next(ctx)
-				if err != nil {
-					return
-				}
-				mu.Lock()
-				latest[b.service] = s
-				switch {
-				case has(s, b.reg.Instance.ID):
-					had = true
-				case had:
-					lost = append(lost, fmt.Sprintf("%s: %+v", b.service, s))
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	defer followed.Wait()
-	defer stop()
-	allFresh := func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, b := range backends {
-			s := latest[b.service]
-			if !fresh(s) || !has(s, b.reg.Instance.ID) {
-				return fmt.Errorf("%s: %+v", b.service, s)
-			}
-		}
-		return nil
-	}
-	vitamintest.Eventually(t, 30*time.Second, allFresh)
-	// The registrar has read each probed check passing, so it knows what
-	// to restore.
-	vitamintest.Eventually(t, 10*time.Second, func() error {
-		for _, b := range backends {
-			if b.kind != discovery.CheckTTL && reqs.count("ok GET /v1/agent/health/service/id/"+b.reg.Instance.ID) == 0 {
-				return errors.New(b.service + ": the registrar has not read the check passing yet")
-			}
-		}
-		return nil
-	})
-
-	// Callers: one per service, calling continuously.
-	var calls, failed atomic.Int64
-	var errMu sync.Mutex
-	var firstErrs []string
-	var callers sync.WaitGroup
-	perService := make([]atomic.Int64, len(backends))
-	for i, b := range backends {
-		callers.Go(func() {
-			pace := time.NewTicker(5 * time.Millisecond)
-			defer pace.Stop()
-			for ctx.Err() == nil {
-				cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				err := b.call(cctx)
-				cancel()
-				if ctx.Err() != nil {
-					return
-				}
-				calls.Add(1)
-				perService[i].Add(1)
-				if err != nil {
-					failed.Add(1)
-					errMu.Lock()
-					if len(firstErrs) < 5 {
-						firstErrs = append(firstErrs, b.service+": "+err.Error())
-					}
-					errMu.Unlock()
-				}
-				select {
-				case <-ctx.Done():
-				case <-pace.C:
-				}
-			}
-		})
-	}
-	defer callers.Wait()
-	defer stop()
-	callsBy := func(n int64) {
-		t.Helper()
-		base := make([]int64, len(backends))
-		for i := range perService {
-			base[i] = perService[i].Load()
-		}
-		vitamintest.Eventually(t, 30*time.Second, func() error {
-			for i := range perService {
-				if perService[i].Load() < base[i]+n {
-					return fmt.Errorf("%s: %d calls since, want %d", backends[i].service, perService[i].Load()-base[i], n)
-				}
-			}
-			return nil
-		})
-	}
-	callsBy(20)
+	f := startFleet(t, agent, consul.WatcherConfig{})
 	const registered = "ok PUT /v1/agent/service/register"
-	if n := reqs.count(registered); n != len(backends) {
-		t.Fatalf("%d registrations before the restart, want %d", n, len(backends))
-	}
-	allStale := func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, b := range backends {
-			if s := latest[b.service]; !s.Stale {
-				return fmt.Errorf("%s: %+v", b.service, s)
-			}
-		}
-		return nil
+	if n := f.reqs.count(registered); n != len(f.backends) {
+		t.Fatalf("%d registrations before the restart, want %d", n, len(f.backends))
 	}
 	// follows counts the registrar's requests on the agent's copy of a
 	// registration, answered or not.
-	follows := func(b backend) int { return reqs.count("GET /v1/agent/service/" + b.reg.Instance.ID) }
+	follows := func(b backend) int { return f.reqs.count("GET /v1/agent/service/" + b.reg.Instance.ID) }
 
 	for round, restart := range []struct {
 		name string
@@ -201,12 +61,12 @@ func TestAgentRestartKeepsServing(t *testing.T) {
 		{"killed, started again once every watch and registration has noticed", func() {
 			agent.Stop()
 			asked := map[string]int{}
-			for _, b := range backends {
+			for _, b := range f.backends {
 				asked[b.service] = follows(b)
 			}
-			vitamintest.Eventually(t, 15*time.Second, allStale)
+			vitamintest.Eventually(t, 15*time.Second, f.allStale)
 			vitamintest.Eventually(t, 15*time.Second, func() error {
-				for _, b := range backends {
+				for _, b := range f.backends {
 					if follows(b) < asked[b.service]+4 {
 						return errors.New(b.service + ": waiting for the registrar to fail four times")
 					}
@@ -215,70 +75,266 @@ func TestAgentRestartKeepsServing(t *testing.T) {
 			})
 		}},
 	} {
-		callsBefore, failedBefore := calls.Load(), failed.Load()
+		callsBefore, failedBefore := f.calls.Load(), f.failed.Load()
 		start := time.Now()
 		restart.down()
 		agent.Restart(t)
 		ready := time.Now()
-		vitamintest.Eventually(t, 30*time.Second, func() error {
-			for _, b := range backends {
-				entries, _, err := agent.Client.Health().Service(b.service, "", true, nil)
-				if err != nil {
-					return err
-				}
-				if len(entries) != 1 {
-					return fmt.Errorf("%s: %d passing instances", b.service, len(entries))
-				}
-			}
-			return nil
-		})
+		f.allPassing(t, agent)
 		passing := time.Now()
-		vitamintest.Eventually(t, 30*time.Second, allFresh)
+		vitamintest.Eventually(t, 30*time.Second, f.allFresh)
 		freshAgain := time.Now()
+		f.goesOn(t)
 
-		// Calls go on after the recovery; heartbeats and status reads go
-		// on without registering anything again.
-		callsBy(20)
-		renewed := make(map[string]int)
-		for _, b := range backends {
-			renewed[b.service] = beats(reqs, b)
+		if n := f.failed.Load() - failedBefore; n != 0 {
+			t.Errorf("%s: %d of %d calls failed; first: %q", restart.name, n, f.calls.Load()-callsBefore, f.errs())
 		}
-		vitamintest.Eventually(t, 15*time.Second, func() error {
-			for _, b := range backends {
-				if beats(reqs, b) < renewed[b.service]+2 {
-					return errors.New(b.service + ": waiting for two more heartbeats or status reads")
-				}
-			}
-			return nil
-		})
-
-		if n := failed.Load() - failedBefore; n != 0 {
-			t.Errorf("%s: %d of %d calls failed; first: %q", restart.name, n, calls.Load()-callsBefore, firstErrs)
-		}
-		if n, want := reqs.count(registered), (round+2)*len(backends); n != want {
+		if n, want := f.reqs.count(registered), (round+2)*len(f.backends); n != want {
 			t.Errorf("%s: %d registrations in all, want %d: each instance once, and once again after each restart", restart.name, n, want)
 		}
-		services, err := agent.Client.Agent().Services()
-		if err != nil || len(services) != len(backends) {
-			t.Errorf("%s: the agent holds %d services (err %v), want %d", restart.name, len(services), err, len(backends))
+		f.registeredOnce(t, agent, restart.name)
+		t.Logf("%s: agent ready again %v after the kill; all %d registrations passing %v after the kill (%v after the agent was ready); all watches fresh %v after the kill; %d calls, %d failed",
+			restart.name, ready.Sub(start).Round(time.Millisecond), len(f.backends),
+			passing.Sub(start).Round(time.Millisecond), passing.Sub(ready).Round(time.Millisecond),
+			freshAgain.Sub(start).Round(time.Millisecond), f.calls.Load()-callsBefore, f.failed.Load()-failedBefore)
+	}
+	f.end(t)
+}
+
+// fleet is ten services registered through one Registrar on agent, each
+// watched and called continuously through a Vitamin client that discovers
+// it through one Watcher (see startBackends).
+type fleet struct {
+	backends []backend
+	reqs     *counter // the registrar's requests
+
+	mu     sync.Mutex
+	latest map[string]discovery.Snapshot
+	lost   []string             // snapshots that lost an instance once had
+	staled map[string]time.Time // services whose watch is stale, since
+
+	calls, failed atomic.Int64
+	perService    []atomic.Int64
+	firstErrs     []string // mu
+
+	stop    context.CancelFunc
+	workers sync.WaitGroup
+}
+
+// startFleet starts the fleet and waits until every watch is fresh, the
+// registrar has read every probed check passing (so it knows what to
+// restore), and every service has answered 20 calls.
+func startFleet(t *testing.T, agent *vitamintest.Consul, wcfg consul.WatcherConfig) *fleet {
+	t.Helper()
+	rcl, reqs := client(t, agent)
+	reg, err := consul.NewRegistrar(rcl, consul.RegistrarConfig{}, consul.WithLogger(testLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wcl, _ := client(t, agent)
+	w, err := consul.NewWatcher(wcl, wcfg, consul.WithLogger(testLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Close() })
+	f := &fleet{backends: startBackends(t, w), reqs: reqs, latest: map[string]discovery.Snapshot{}, staled: map[string]time.Time{}}
+	f.perService = make([]atomic.Int64, len(f.backends))
+	var handles []discovery.Registered
+	for _, b := range f.backends {
+		handles = append(handles, register(t, reg, b.reg))
+	}
+	t.Cleanup(func() {
+		for _, h := range handles {
+			_ = h.Deregister(context.Background())
 		}
-		for _, b := range backends {
-			entries, _, err := agent.Client.Catalog().Service(b.service, "", nil)
-			if err != nil || len(entries) != 1 || entries[0].ServiceID != b.reg.Instance.ID {
-				t.Errorf("%s: catalog lists %d instances of %s (err %v), want its one instance once", restart.name, len(entries), b.service, err)
+	})
+	ctx, stop := context.WithCancel(context.Background())
+	f.stop = stop
+	t.Cleanup(f.halt)
+
+	// Every watch follows its service; none may ever lose its instance
+	// once it had it.
+	for _, b := range f.backends {
+		wa := watch(t, w, b.service)
+		f.workers.Go(func() {
+			had := false
+			for {
+				s, err := wa.Next(ctx)
+				if err != nil {
+					return
+				}
+				f.mu.Lock()
+				f.latest[b.service] = s
+				if _, ok := f.staled[b.service]; s.Stale && !ok {
+					f.staled[b.service] = time.Now()
+				}
+				switch {
+				case has(s, b.reg.Instance.ID):
+					had = true
+				case had:
+					f.lost = append(f.lost, fmt.Sprintf("%s: %+v", b.service, s))
+				}
+				f.mu.Unlock()
+			}
+		})
+	}
+	vitamintest.Eventually(t, 30*time.Second, f.allFresh)
+	vitamintest.Eventually(t, 10*time.Second, func() error {
+		for _, b := range f.backends {
+			if b.kind != discovery.CheckTTL && reqs.count("ok GET /v1/agent/health/service/id/"+b.reg.Instance.ID) == 0 {
+				return errors.New(b.service + ": the registrar has not read the check passing yet")
 			}
 		}
-		t.Logf("%s: agent ready again %v after the kill; all %d registrations passing %v after the kill (%v after the agent was ready); all watches fresh %v after the kill; %d calls, %d failed",
-			restart.name, ready.Sub(start).Round(time.Millisecond), len(backends),
-			passing.Sub(start).Round(time.Millisecond), passing.Sub(ready).Round(time.Millisecond),
-			freshAgain.Sub(start).Round(time.Millisecond), calls.Load()-callsBefore, failed.Load()-failedBefore)
+		return nil
+	})
+
+	// Callers: one per service, calling continuously.
+	for i, b := range f.backends {
+		f.workers.Go(func() {
+			pace := time.NewTicker(5 * time.Millisecond)
+			defer pace.Stop()
+			for ctx.Err() == nil {
+				cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				err := b.call(cctx)
+				cancel()
+				if ctx.Err() != nil {
+					return
+				}
+				f.calls.Add(1)
+				f.perService[i].Add(1)
+				if err != nil {
+					f.failed.Add(1)
+					f.mu.Lock()
+					if len(f.firstErrs) < 5 {
+						f.firstErrs = append(f.firstErrs, b.service+": "+err.Error())
+					}
+					f.mu.Unlock()
+				}
+				select {
+				case <-ctx.Done():
+				case <-pace.C:
+				}
+			}
+		})
 	}
-	stop()
-	callers.Wait()
-	mu.Lock()
-	defer mu.Unlock()
-	if len(lost) > 0 {
-		t.Errorf("watches lost their instance: %q", lost)
+	f.callsBy(t, 20)
+	return f
+}
+
+// halt stops the watches and callers and waits for them.
+func (f *fleet) halt() {
+	f.stop()
+	f.workers.Wait()
+}
+
+// end halts the fleet and checks that no watch lost its instance.
+func (f *fleet) end(t *testing.T) {
+	t.Helper()
+	f.halt()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.lost) > 0 {
+		t.Errorf("watches lost their instance: %q", f.lost)
+	}
+}
+
+func (f *fleet) errs() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.firstErrs...)
+}
+
+// allFresh says why not every watch is fresh with its instance.
+func (f *fleet) allFresh() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, b := range f.backends {
+		s := f.latest[b.service]
+		if !fresh(s) || !has(s, b.reg.Instance.ID) {
+			return fmt.Errorf("%s: %+v", b.service, s)
+		}
+	}
+	return nil
+}
+
+// allStale says why not every watch is stale.
+func (f *fleet) allStale() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, b := range f.backends {
+		if s := f.latest[b.service]; !s.Stale {
+			return fmt.Errorf("%s: %+v", b.service, s)
+		}
+	}
+	return nil
+}
+
+// callsBy waits until every service has answered n more calls.
+func (f *fleet) callsBy(t *testing.T, n int64) {
+	t.Helper()
+	base := make([]int64, len(f.backends))
+	for i := range f.perService {
+		base[i] = f.perService[i].Load()
+	}
+	vitamintest.Eventually(t, 30*time.Second, func() error {
+		for i := range f.perService {
+			if f.perService[i].Load() < base[i]+n {
+				return fmt.Errorf("%s: %d calls since, want %d", f.backends[i].service, f.perService[i].Load()-base[i], n)
+			}
+		}
+		return nil
+	})
+}
+
+// allPassing waits until agent lists every service's instance passing.
+func (f *fleet) allPassing(t *testing.T, agent *vitamintest.Consul) {
+	t.Helper()
+	vitamintest.Eventually(t, 30*time.Second, func() error {
+		for _, b := range f.backends {
+			entries, _, err := agent.Client.Health().Service(b.service, "", true, nil)
+			if err != nil {
+				return err
+			}
+			if len(entries) != 1 {
+				return fmt.Errorf("%s: %d passing instances", b.service, len(entries))
+			}
+		}
+		return nil
+	})
+}
+
+// goesOn waits until calls go on, and heartbeats and status reads go on
+// (without registering anything again).
+func (f *fleet) goesOn(t *testing.T) {
+	t.Helper()
+	f.callsBy(t, 20)
+	renewed := make(map[string]int)
+	for _, b := range f.backends {
+		renewed[b.service] = beats(f.reqs, b)
+	}
+	vitamintest.Eventually(t, 15*time.Second, func() error {
+		for _, b := range f.backends {
+			if beats(f.reqs, b) < renewed[b.service]+2 {
+				return errors.New(b.service + ": waiting for two more heartbeats or status reads")
+			}
+		}
+		return nil
+	})
+}
+
+// registeredOnce checks that agent holds each instance once, and the
+// catalog lists it once.
+func (f *fleet) registeredOnce(t *testing.T, agent *vitamintest.Consul, when string) {
+	t.Helper()
+	services, err := agent.Client.Agent().Services()
+	if err != nil || len(services) != len(f.backends) {
+		t.Errorf("%s: the agent holds %d services (err %v), want %d", when, len(services), err, len(f.backends))
+	}
+	for _, b := range f.backends {
+		entries, _, err := agent.Client.Catalog().Service(b.service, "", nil)
+		if err != nil || len(entries) != 1 || entries[0].ServiceID != b.reg.Instance.ID {
+			t.Errorf("%s: catalog lists %d instances of %s (err %v), want its one instance once", when, len(entries), b.service, err)
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -39,6 +40,19 @@ type WatcherConfig struct {
 	// MaxBackoff caps the wait after failed reads. Default 5s, or Backoff
 	// if that is longer.
 	MaxBackoff time.Duration `yaml:"max_backoff" json:"max_backoff"`
+	// LeaderCheck is how often, while it has watches, the watcher asks a
+	// server (a stale read, answered by any server) whether it is in
+	// contact with a leader. While one is not — the servers are electing
+	// a leader, or the one they follow is gone — every watch serves its
+	// set marked Stale with a *NoLeaderError: the set cannot change, and
+	// nothing registered or deregistered meanwhile reaches it. Default
+	// 1s; negative switches the check off.
+	LeaderCheck time.Duration `yaml:"leader_check" json:"leader_check"`
+	// MaxLastContact is how long a server may go without hearing from its
+	// leader before the leader check reports no leader. Default 2s (Raft
+	// heartbeats come every half second with Consul's default timing;
+	// followers start an election after five seconds without one).
+	MaxLastContact time.Duration `yaml:"max_last_contact" json:"max_last_contact"`
 	// SelfPreservation says when an answer with far fewer instances is
 	// served, and how long after an agent restart answers that lack
 	// instances are held (RestartGrace, default 5s); see
@@ -51,6 +65,9 @@ const (
 	DefaultWaitTime   = time.Minute
 	DefaultBackoff    = 100 * time.Millisecond
 	DefaultMaxBackoff = 5 * time.Second
+
+	DefaultLeaderCheck    = time.Second
+	DefaultMaxLastContact = 2 * time.Second
 )
 
 func (c WatcherConfig) withDefaults() (WatcherConfig, error) {
@@ -63,9 +80,17 @@ func (c WatcherConfig) withDefaults() (WatcherConfig, error) {
 	if c.MaxBackoff == 0 {
 		c.MaxBackoff = max(DefaultMaxBackoff, c.Backoff)
 	}
+	if c.LeaderCheck == 0 {
+		c.LeaderCheck = DefaultLeaderCheck
+	}
+	if c.MaxLastContact == 0 {
+		c.MaxLastContact = DefaultMaxLastContact
+	}
 	switch {
 	case c.WaitTime < 0 || c.WaitTime > consulquery.MaxWaitTime:
 		return c, fielderr.New(discovery.ErrInvalidConfig, "WatcherConfig.WaitTime", c.WaitTime, "not in (0, 10m]", nil)
+	case c.MaxLastContact < 0:
+		return c, fielderr.New(discovery.ErrInvalidConfig, "WatcherConfig.MaxLastContact", c.MaxLastContact, "negative", nil)
 	case c.Backoff < 0:
 		return c, fielderr.New(discovery.ErrInvalidConfig, "WatcherConfig.Backoff", c.Backoff, "negative", nil)
 	case c.MaxBackoff < c.Backoff:
@@ -107,10 +132,14 @@ type Watcher struct {
 	cfg    WatcherConfig
 	log    *slog.Logger
 	health healthFunc
+	leader leaderCheck // nil: no leader check
 
-	mu     sync.Mutex
-	loops  map[string]*serviceLoop
-	closed bool
+	noLeader atomic.Pointer[NoLeaderError] // set while the check finds no leader
+
+	mu      sync.Mutex
+	loops   map[string]*serviceLoop
+	closed  bool
+	monitor *monitor // runs while there are loops
 }
 
 var _ discovery.Watcher = (*Watcher)(nil)
@@ -120,6 +149,10 @@ type serviceLoop struct {
 	refs   int
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	pubMu   sync.Mutex // serialises publishing, by the loop and the leader check
+	last    discovery.Snapshot
+	hasLast bool
 }
 
 // NewWatcher returns a watcher that reads through client. It fails only on
@@ -130,9 +163,14 @@ func NewWatcher(client *api.Client, cfg WatcherConfig, opts ...Option) (*Watcher
 		return nil, fielderr.Errorf(discovery.ErrInvalidConfig, "client", "nil")
 	}
 	h := client.Health()
-	return newWatcher(func(_ context.Context, service string, q *api.QueryOptions) ([]*api.ServiceEntry, *api.QueryMeta, error) {
+	w, err := newWatcher(func(_ context.Context, service string, q *api.QueryOptions) ([]*api.ServiceEntry, *api.QueryMeta, error) {
 		return h.Service(service, "", true, q)
 	}, cfg, opts...)
+	if err != nil {
+		return nil, err
+	}
+	w.leader = kvLeaderCheck(client.KV(), w.cfg.MaxLastContact)
+	return w, nil
 }
 
 func newWatcher(health healthFunc, cfg WatcherConfig, opts ...Option) (*Watcher, error) {
@@ -167,6 +205,7 @@ func (w *Watcher) Watch(ctx context.Context, service string, opts ...discovery.W
 		w.loops[service] = l
 		guard, _ := discovery.NewGuard(w.cfg.SelfPreservation) // validated by NewWatcher
 		go w.run(lctx, service, l, guard)
+		w.startMonitorLocked()
 	}
 	watch, err := l.feed.Watch(func() { w.release(service, l) }, opts...)
 	if err != nil {
@@ -181,8 +220,12 @@ func (w *Watcher) release(service string, l *serviceLoop) {
 	w.mu.Lock()
 	l.refs--
 	last := l.refs == 0 && w.loops[service] == l
+	var m *monitor
 	if last {
 		delete(w.loops, service)
+		if len(w.loops) == 0 {
+			m, w.monitor = w.monitor, nil
+		}
 	}
 	w.mu.Unlock()
 	if last {
@@ -190,6 +233,7 @@ func (w *Watcher) release(service string, l *serviceLoop) {
 		l.feed.Close()
 		<-l.done
 	}
+	m.stop()
 }
 
 // Close stops every query loop and ends all watches: their Next returns
@@ -197,9 +241,10 @@ func (w *Watcher) release(service string, l *serviceLoop) {
 // nil.
 func (w *Watcher) Close() error {
 	w.mu.Lock()
-	loops := w.loops
-	w.loops, w.closed = map[string]*serviceLoop{}, true
+	loops, m := w.loops, w.monitor
+	w.loops, w.closed, w.monitor = map[string]*serviceLoop{}, true, nil
 	w.mu.Unlock()
+	m.stop()
 	for _, l := range loops {
 		l.cancel()
 		l.feed.Close()
@@ -232,7 +277,7 @@ func (w *Watcher) run(ctx context.Context, service string, l *serviceLoop, guard
 		}
 		if r.Err != nil {
 			good, _ := guard.Good()
-			l.feed.Publish(discovery.Snapshot{Instances: good, Stale: true, LastConfirmed: r.LastConfirmed, Err: r.Err})
+			w.publish(l, discovery.Snapshot{Instances: good, Stale: true, LastConfirmed: r.LastConfirmed, Err: r.Err})
 			continue
 		}
 		if r.Reset || r.Recovered {
@@ -259,7 +304,7 @@ func (w *Watcher) run(ctx context.Context, service string, l *serviceLoop, guard
 			log.Warn("consul: self-preservation confirmed the drop", "previous", v.Previous, "now", len(v.Serve))
 		}
 		holding = v.Grace > 0
-		l.feed.Publish(discovery.Snapshot{Instances: v.Serve, Preserved: v.Held, LastConfirmed: r.LastConfirmed})
+		w.publish(l, discovery.Snapshot{Instances: v.Serve, Preserved: v.Held, LastConfirmed: r.LastConfirmed})
 		switch {
 		case v.Grace > 0:
 			// Hear of the next change at once, but look again when the
