@@ -255,7 +255,9 @@ type outboxRow struct {
 func (r *Relay) round(ctx context.Context) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*r.cfg.Timeout)
 	defer cancel()
-	tx, err := r.ob.db.BeginTx(ctx, nil)
+	// Read committed: the relay takes no gap locks (MySQL's repeatable
+	// read would, and deadlock with the writers' inserts).
+	tx, err := r.ob.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
 	if err != nil {
 		return 0, err
 	}
