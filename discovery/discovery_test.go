@@ -194,7 +194,7 @@ func TestInvalidSettingsAndInputNameTheField(t *testing.T) {
 		{"registry", func() error {
 			_, err := vitamintest.NewRegistry(vitamintest.RegistryConfig{SelfPreservation: discovery.SelfPreservation{MaxDrop: 2}})
 			return err
-		}(), discovery.ErrInvalidConfig, "RegistryConfig.SelfPreservation.MaxDrop"},
+		}(), discovery.ErrInvalidConfig, "MemoryConfig.SelfPreservation.MaxDrop"},
 		{"watch", func() error {
 			_, err := newRegistry(t, vitamintest.RegistryConfig{}).Watch(context.Background(), "")
 			return err

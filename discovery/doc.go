@@ -28,15 +28,15 @@
 // [Guard]). After the backend may have lost its state (a restart, an index
 // that went backwards, an answer after failures), it is more cautious
 // still: for a grace period, any answer that lacks instances of the last
-// good set is held, until they are back or the grace has passed. When the
+// good set is held, until the grace has passed. When the
 // backend cannot be reached, the last good set is served and marked stale.
 //
 // # Backends
 //
 // This package imports no backend. The Consul implementation lives in
-// [github.com/vitamin-go/vitamin/discovery/consul]. An in-memory registrar
-// and watcher with the same self-preservation, for tests and
-// single-process systems, lives in the test kit
-// ([github.com/vitamin-go/vitamin/vitamintest.Registry]); it can simulate
-// failing checks and an unreachable backend.
+// [github.com/vitamin-go/vitamin/discovery/consul]. [Memory] is an
+// in-memory registrar and watcher with the same self-preservation, for
+// single-process systems and tests (the test kit's
+// vitamintest.Registry is the same type); it can simulate failing checks
+// and an unreachable backend.
 package discovery

@@ -1,6 +1,7 @@
 package discovery_test
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/vitamin-go/vitamin/discovery"
@@ -37,4 +38,29 @@ func ExampleGuard_Restarted() {
 	// answer 0, serve 2, held true, restored false
 	// answer 1, serve 2, held true, restored false
 	// answer 2, serve 2, held false, restored true
+}
+
+// A service and its caller in one process find each other through the
+// in-memory registry.
+func ExampleNewMemory() {
+	reg, err := discovery.NewMemory(discovery.MemoryConfig{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer reg.Close()
+	ctx := context.Background()
+	w, _ := reg.Watch(ctx, "orders")
+	defer w.Close()
+	h, _ := reg.Register(ctx, discovery.Registration{Instance: discovery.Instance{
+		ID: "orders-1", Service: "orders", Address: "127.0.0.1", Port: 8080}})
+	for {
+		s, _ := w.Next(ctx)
+		if len(s.Instances) > 0 {
+			fmt.Println(s.Instances[0].Endpoint())
+			break
+		}
+	}
+	_ = h.Deregister(ctx)
+	// Output: 127.0.0.1:8080
 }

@@ -1,4 +1,4 @@
-package vitamintest
+package discovery
 
 import (
 	"context"
@@ -7,24 +7,25 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vitamin-go/vitamin/discovery"
 	"github.com/vitamin-go/vitamin/internal/fielderr"
 )
 
-// Registry is an in-memory service registry: a [discovery.Registrar] and a
-// [discovery.Watcher] for tests and single-process systems, the way grpc's
-// resolver/manual stands beside real resolvers. It applies the same self-preservation as the
-// Consul watcher, and lets a test mark instances unhealthy
-// ([Registry.SetHealthy]) or the whole registry unreachable
-// ([Registry.SetUnreachable]) to see how callers react.
+// Memory is an in-memory service registry: a [Registrar] and a [Watcher]
+// for single-process systems (a service run on a laptop with nothing
+// else, several services in one process) and tests, the way grpc's
+// resolver/manual stands beside real resolvers. It applies the same
+// self-preservation as the Consul watcher, and lets a test mark instances
+// unhealthy ([Memory.SetHealthy]) or the whole registry unreachable
+// ([Memory.SetUnreachable]) to see how callers react. The test kit's
+// vitamintest.Registry is this type.
 //
 // Checks given at registration are validated but not run: an instance is
 // healthy until SetHealthy says otherwise.
 //
-// Registry is safe for concurrent use. The zero value is not usable; call
-// [NewRegistry].
-type Registry struct {
-	sp     discovery.SelfPreservation
+// Memory is safe for concurrent use. The zero value is not usable; call
+// [NewMemory].
+type Memory struct {
+	sp     SelfPreservation
 	logger *slog.Logger
 
 	mu          sync.Mutex
@@ -36,51 +37,51 @@ type Registry struct {
 }
 
 type memEntry struct {
-	in      discovery.Instance
+	in      Instance
 	healthy bool
 	gen     uint64
 }
 
 type memService struct {
-	feed          *discovery.Feed
-	guard         *discovery.Guard
+	feed          *Feed
+	guard         *Guard
 	lastConfirmed time.Time
 	confirm       *time.Timer // pending confirming read, if any
 }
 
 var (
-	_ discovery.Registrar = (*Registry)(nil)
-	_ discovery.Watcher   = (*Registry)(nil)
+	_ Registrar = (*Memory)(nil)
+	_ Watcher   = (*Memory)(nil)
 )
 
-// RegistryConfig holds the settings of a [Registry]. The zero value gives
-// the defaults of [discovery.SelfPreservation].
-type RegistryConfig struct {
+// MemoryConfig holds the settings of a [Memory]. The zero value gives
+// the defaults of [SelfPreservation].
+type MemoryConfig struct {
 	// SelfPreservation says when an answer with far fewer instances is
 	// served, as for the Consul watcher.
-	SelfPreservation discovery.SelfPreservation `yaml:"self_preservation" json:"self_preservation"`
+	SelfPreservation SelfPreservation `yaml:"self_preservation" json:"self_preservation"`
 }
 
-// RegistryOption configures a [Registry] with what only code can give; it
-// is applied once, by [NewRegistry].
-type RegistryOption func(*Registry)
+// MemoryOption configures a [Memory] with what only code can give; it
+// is applied once, by [NewMemory].
+type MemoryOption func(*Memory)
 
 // WithLogger makes the registry log self-preservation decisions and
 // reachability changes to l. Nil (the default) is silent.
-func WithLogger(l *slog.Logger) RegistryOption { return func(r *Registry) { r.logger = l } }
+func WithLogger(l *slog.Logger) MemoryOption { return func(r *Memory) { r.logger = l } }
 
-// NewRegistry returns an empty registry. It fails only when cfg holds an
-// invalid setting, with a [*discovery.FieldError] matching
-// [discovery.ErrInvalidConfig] that names the field.
-func NewRegistry(cfg RegistryConfig, opts ...RegistryOption) (*Registry, error) {
-	r := &Registry{sp: cfg.SelfPreservation, entries: map[string]*memEntry{}, services: map[string]*memService{}}
+// NewMemory returns an empty registry. It fails only when cfg holds an
+// invalid setting, with a [*FieldError] matching
+// [ErrInvalidConfig] that names the field.
+func NewMemory(cfg MemoryConfig, opts ...MemoryOption) (*Memory, error) {
+	r := &Memory{sp: cfg.SelfPreservation, entries: map[string]*memEntry{}, services: map[string]*memService{}}
 	for _, o := range opts {
 		o(r)
 	}
 	sp, err := r.sp.WithDefaults()
-	var fe *discovery.FieldError
+	var fe *FieldError
 	if errors.As(err, &fe) {
-		return nil, fielderr.New(discovery.ErrInvalidConfig, "RegistryConfig."+fe.Field, fe.Value, fe.Reason, fe.Err)
+		return nil, fielderr.New(ErrInvalidConfig, "MemoryConfig."+fe.Field, fe.Value, fe.Reason, fe.Err)
 	}
 	r.sp = sp
 	if r.logger == nil {
@@ -92,7 +93,7 @@ func NewRegistry(cfg RegistryConfig, opts ...RegistryOption) (*Registry, error) 
 // Register validates reg and adds its instance. Registering an ID again at
 // the same endpoint replaces the instance's tags and metadata; at another
 // endpoint it fails with [ErrDuplicateInstance].
-func (r *Registry) Register(ctx context.Context, reg discovery.Registration) (discovery.Registered, error) {
+func (r *Memory) Register(ctx context.Context, reg Registration) (Registered, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -104,10 +105,10 @@ func (r *Registry) Register(ctx context.Context, reg discovery.Registration) (di
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		return nil, discovery.ErrClosed
+		return nil, ErrClosed
 	}
 	if old, ok := r.entries[in.ID]; ok && old.in.Endpoint() != in.Endpoint() {
-		return nil, &discovery.DuplicateError{ID: in.ID, Existing: old.in.Endpoint(), Requested: in.Endpoint()}
+		return nil, &DuplicateError{ID: in.ID, Existing: old.in.Endpoint(), Requested: in.Endpoint()}
 	}
 	if old, ok := r.entries[in.ID]; ok && old.in.Service != in.Service {
 		delete(r.entries, in.ID)
@@ -121,17 +122,17 @@ func (r *Registry) Register(ctx context.Context, reg discovery.Registration) (di
 
 // Watch follows the healthy instances of service. All watches of a
 // service share one feed.
-func (r *Registry) Watch(ctx context.Context, service string, opts ...discovery.WatchOption) (discovery.Watch, error) {
+func (r *Memory) Watch(ctx context.Context, service string, opts ...WatchOption) (Watch, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if service == "" {
-		return nil, fielderr.Errorf(discovery.ErrInvalidRegistration, "service", "service name is empty")
+		return nil, fielderr.Errorf(ErrInvalidRegistration, "service", "service name is empty")
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		return nil, discovery.ErrClosed
+		return nil, ErrClosed
 	}
 	s := r.serviceLocked(service)
 	return s.feed.Watch(nil, opts...)
@@ -140,7 +141,7 @@ func (r *Registry) Watch(ctx context.Context, service string, opts ...discovery.
 // SetHealthy marks the instance with the given ID healthy or not, as a
 // passing or failing health check would. It reports whether the ID is
 // registered.
-func (r *Registry) SetHealthy(id string, healthy bool) bool {
+func (r *Memory) SetHealthy(id string, healthy bool) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e, ok := r.entries[id]
@@ -157,7 +158,7 @@ func (r *Registry) SetHealthy(id string, healthy bool) bool {
 // SetUnreachable makes the registry behave as a backend that cannot be
 // reached when err is not nil: watches keep the last good set, marked
 // stale with err. SetUnreachable(nil) makes it reachable again.
-func (r *Registry) SetUnreachable(err error) {
+func (r *Memory) SetUnreachable(err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -174,7 +175,7 @@ func (r *Registry) SetUnreachable(err error) {
 
 // Instances returns the healthy instances of service as the registry
 // holds them now, without self-preservation, sorted by ID.
-func (r *Registry) Instances(service string) []discovery.Instance {
+func (r *Memory) Instances(service string) []Instance {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.healthyLocked(service)
@@ -182,7 +183,7 @@ func (r *Registry) Instances(service string) []discovery.Instance {
 
 // Close ends all watches (their Next returns [ErrClosed]) and makes
 // further calls fail. It always returns nil.
-func (r *Registry) Close() error {
+func (r *Memory) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -198,38 +199,38 @@ func (r *Registry) Close() error {
 	return nil
 }
 
-func (r *Registry) serviceLocked(name string) *memService {
+func (r *Memory) serviceLocked(name string) *memService {
 	s, ok := r.services[name]
 	if !ok {
-		g, _ := discovery.NewGuard(r.sp) // r.sp was validated by NewRegistry
-		s = &memService{feed: discovery.NewFeed(name), guard: g}
+		g, _ := NewGuard(r.sp) // r.sp was validated by NewMemory
+		s = &memService{feed: NewFeed(name), guard: g}
 		r.services[name] = s
 		r.publishLocked(name)
 	}
 	return s
 }
 
-func (r *Registry) healthyLocked(service string) []discovery.Instance {
-	var out []discovery.Instance
+func (r *Memory) healthyLocked(service string) []Instance {
+	var out []Instance
 	for _, e := range r.entries {
 		if e.in.Service == service && e.healthy {
 			out = append(out, e.in)
 		}
 	}
-	discovery.SortInstances(out)
+	SortInstances(out)
 	return out
 }
 
 // publishLocked reads the service's healthy set as a backend read would,
 // runs it through self-preservation and publishes the result.
-func (r *Registry) publishLocked(name string) {
+func (r *Memory) publishLocked(name string) {
 	s, ok := r.services[name]
 	if !ok {
 		return // nobody watches it yet; the first Watch reads it
 	}
 	if r.unreachable != nil {
 		good, _ := s.guard.Good()
-		s.feed.Publish(discovery.Snapshot{Instances: good, Stale: true, LastConfirmed: s.lastConfirmed, Err: r.unreachable})
+		s.feed.Publish(Snapshot{Instances: good, Stale: true, LastConfirmed: s.lastConfirmed, Err: r.unreachable})
 		return
 	}
 	s.lastConfirmed = time.Now()
@@ -252,16 +253,16 @@ func (r *Registry) publishLocked(name string) {
 		r.logger.Warn("discovery: self-preservation confirmed a smaller set", "service", name,
 			"previous", v.Previous, "now", len(v.Serve))
 	}
-	s.feed.Publish(discovery.Snapshot{Instances: v.Serve, Preserved: v.Held, LastConfirmed: s.lastConfirmed})
+	s.feed.Publish(Snapshot{Instances: v.Serve, Preserved: v.Held, LastConfirmed: s.lastConfirmed})
 }
 
 type memRegistered struct {
-	r   *Registry
-	in  discovery.Instance
+	r   *Memory
+	in  Instance
 	gen uint64
 }
 
-func (m *memRegistered) Instance() discovery.Instance { return m.in.Clone() }
+func (m *memRegistered) Instance() Instance { return m.in.Clone() }
 
 // Deregister removes the instance; watches see the change at once (after
 // self-preservation's confirmation if it empties the set).

@@ -38,7 +38,8 @@
 //  5. ready: the readiness checks (WithReadiness) pass, within StartTimeout;
 //  6. registered in discovery: the registrar of WithRegistrar, else Consul
 //     when Config.Consul.Address, CONSUL_HTTP_ADDR or WithConsul says
-//     where, else nowhere (logged);
+//     where, else the in-memory registry (Service.Registrar), through
+//     which in-process callers find the service;
 //  7. consumers running (WithConsumer), then the start hooks.
 //
 // A failure at any step undoes the steps before it, through the stop below:

@@ -89,7 +89,7 @@ func WithStopHook(f func(ctx context.Context)) Option {
 }
 
 // WithRegistrar registers the instance with r instead of Consul, such as
-// the in-memory vitamintest.Registry.
+// a *discovery.Memory shared with the service's in-process callers.
 func WithRegistrar(r discovery.Registrar) Option { return func(o *options) { o.registrar = r } }
 
 // WithConsul registers the instance with the Consul agent c talks to,

@@ -107,10 +107,20 @@ func New(cfg Config, opts ...Option) (*Service, error) {
 			return nil, fielderr.New(ErrInvalidConfig, "Consul.Registrar", nil, "is invalid", err)
 		}
 	default:
-		s.registry = "none"
+		// Nothing else to register with: the in-memory registry, which
+		// in-process callers can watch (see Registrar).
+		mem, _ := discovery.NewMemory(discovery.MemoryConfig{}) // the zero MemoryConfig is valid
+		s.registrar, s.registry = mem, "in-memory registry"
 	}
 	return s, nil
 }
+
+// Registrar returns what the service registers its instances with: the
+// registrar given with WithRegistrar, else Consul's when Consul is
+// configured, else an in-memory registry (a *discovery.Memory, which is
+// also the discovery.Watcher in-process clients can find the service
+// through).
+func (s *Service) Registrar() discovery.Registrar { return s.registrar }
 
 // Add applies more options before Run, for what is built with the
 // service's Logger or Consul client: handlers, consumers, resources to
