@@ -241,7 +241,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		case <-c.stop:
 			_ = m.Nak() // give it back at once; it was not handled
 		}
-	}, jetstream.PullMaxMessages(c.cfg.BatchSize), jetstream.ConsumeErrHandler(c.consumeError))
+	}, jetstream.PullMaxMessages(c.cfg.BatchSize), jetstream.PullHeartbeat(pullHeartbeat), jetstream.ConsumeErrHandler(c.consumeError))
 	if err != nil {
 		return fmt.Errorf("messaging: consume %s: %w", c.cfg.Durable, err)
 	}
@@ -290,6 +290,14 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// pullHeartbeat is the idle heartbeat of the consumer's pull requests.
+// nats.go v1.55.0's Consume can stop pulling: when every message of the
+// outstanding pull requests arrives while its pull goroutine is still
+// sending the previous request (fetchInProgress), the next pull is skipped
+// and only the missed-heartbeat timer, two heartbeats later, pulls again.
+// By default that is 2 × 15s, the 30s stall; with 1s it is 2s.
+const pullHeartbeat = time.Second
 
 func (c *Consumer) closeStop() { c.stopOnce.Do(func() { close(c.stop) }) }
 
