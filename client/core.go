@@ -80,6 +80,8 @@ type endpoint struct {
 	ejected   bool
 	ejections int
 	lastEject time.Time
+	ejectedTo time.Time // when the ejection ends
+	ejectWhy  string    // why it was ejected
 	timer     *time.Timer
 	gone      bool
 }
@@ -347,6 +349,8 @@ type core struct {
 	closed  bool
 	updated chan struct{} // closed and replaced on every membership update
 	seen    bool          // a membership update arrived
+
+	lastWatch atomic.Pointer[discovery.Snapshot] // the last snapshot of the watch, without its instances
 }
 
 func newCore(service string, cfg Balancing, needConn bool, logger *slog.Logger, mp metric.MeterProvider) *core {
@@ -750,6 +754,7 @@ func (c *core) finish(e *endpoint, start int64, o outcome) {
 	if o == outcomeIgnore {
 		return
 	}
+	o0 := o // before a refusal counts as a failure
 	now := c.now()
 	c.tick(now)
 	rtt := float64(now - start)
@@ -774,7 +779,7 @@ func (c *core) finish(e *endpoint, start int64, o outcome) {
 		if o == outcomeSlow && !b.Outlier.Disabled && e.answered.Load() <= start && start > e.timedOut.Load() {
 			e.timedOut.Store(now)
 			if int(e.consec.Add(1)) >= b.Outlier.Consecutive {
-				c.eject(e)
+				c.eject(e, "consecutive timeouts")
 			}
 		}
 		return
@@ -799,7 +804,7 @@ func (c *core) finish(e *endpoint, start int64, o outcome) {
 		}
 		e.observe(max(rtt, penalty), sampleFull, now, r, b.tau)
 		if !b.Outlier.Disabled && int(e.consec.Add(1)) >= b.Outlier.Consecutive {
-			c.eject(e)
+			c.eject(e, failureWhy(o0))
 		}
 		return
 	}
@@ -819,7 +824,7 @@ func (c *core) finish(e *endpoint, start int64, o outcome) {
 }
 
 // eject takes e out of rotation, if the cap on ejected instances allows.
-func (c *core) eject(e *endpoint) {
+func (c *core) eject(e *endpoint, why string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e.ejected || e.gone || c.closed {
@@ -838,6 +843,7 @@ func (c *core) eject(e *endpoint) {
 	d := min(o.BaseEjection*time.Duration(e.ejections), o.MaxEjection)
 	e.ejected = true
 	e.lastEject = now
+	e.ejectedTo, e.ejectWhy = now.Add(d), why
 	e.consec.Store(0)
 	c.ejected++
 	e.timer = time.AfterFunc(d, func() { c.unEject(e) })

@@ -82,6 +82,7 @@ func NewGRPC(ctx context.Context, service string, cfg Config, opts ...GRPCOption
 		return nil, err
 	}
 	c := newCore(service, o.balancing, true, o.logger, o.meter)
+	o.monitor.add(c)
 	rb := &resolverBuilder{
 		scheme: fmt.Sprintf("vitamin-%016x", rand.Uint64()),
 		core:   c,
@@ -286,6 +287,7 @@ func watchLoop(ctx context.Context, w discovery.Watch, c *core, o *options, push
 		if err != nil {
 			return err
 		}
+		c.noteWatch(snap)
 		if snap.Stale && o.logger != nil {
 			o.logger.Warn("client: discovery unreachable, serving last known instances", "service", c.service, "error", snap.Err)
 		}

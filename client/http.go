@@ -71,6 +71,7 @@ func NewTransport(service string, cfg Config, opts ...HTTPOption) (*Transport, e
 		base = http.DefaultTransport.(*http.Transport).Clone()
 	}
 	c := newCore(service, o.balancing, false, o.logger, o.meter)
+	o.monitor.add(c)
 	t := &Transport{
 		service: service, core: c, base: base, caller: o.caller,
 		retryAll: o.retryAll, done: make(chan struct{}), stopRouting: func() {},

@@ -58,6 +58,7 @@ type options struct {
 	tracing   bool
 	balancing Balancing // Config.Balancing with its defaults
 	routing   *Routing  // WithRouting
+	monitor   *Monitor  // WithMonitor
 	err       error     // the first invalid option
 }
 

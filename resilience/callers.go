@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/failsafe-go/failsafe-go/bulkhead"
@@ -124,6 +125,7 @@ type callerState struct {
 	limiter    ratelimiter.RateLimiter[any]
 	bulkhead   bulkhead.Bulkhead[any]
 	retryAfter time.Duration
+	calls      *atomic.Uint64 // requests seen, admitted or not; kept across limit changes
 }
 
 // NewCallerLimiter validates limits and returns a limiter for them.
@@ -179,7 +181,10 @@ func (l *CallerLimiter) Update(limits CallerLimits) error {
 // mu held.
 func (l *CallerLimiter) newState(old CallerLimits, prev *callerState) *callerState {
 	lim := l.limits
-	s := &callerState{}
+	s := &callerState{calls: new(atomic.Uint64)}
+	if prev != nil {
+		s.calls = prev.calls
+	}
 	if lim.Rate > 0 {
 		if prev != nil && prev.limiter != nil && old.Rate == lim.Rate && old.Burst == lim.Burst {
 			s.limiter = prev.limiter
@@ -247,6 +252,7 @@ func (p CallerPermit) Release() {
 // ErrRejected with Reason ReasonCallerLimit. It does not wait.
 func (l *CallerLimiter) Acquire(ctx context.Context, caller string) (CallerPermit, error) {
 	s := l.state(caller)
+	s.calls.Add(1)
 	if s.limiter != nil && !s.limiter.TryAcquirePermit() {
 		return CallerPermit{}, l.reject(ctx, caller, ratelimiter.ErrExceeded, s.retryAfter)
 	}

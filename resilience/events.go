@@ -109,11 +109,12 @@ type observer struct {
 	ok     []metric.AddOption // policy=name, outcome=success
 	plain  []metric.AddOption // policy=name
 	count  *counters
+	since  atomic.Int64 // unix nanoseconds of the last circuit state change, or of the creation
 }
 
 func newObserver(name string, o *options, inst *instruments, c *counters) *observer {
 	pol := attribute.String("policy", name)
-	return &observer{
+	obs := &observer{
 		name:   name,
 		logger: o.logger,
 		inst:   inst,
@@ -122,6 +123,8 @@ func newObserver(name string, o *options, inst *instruments, c *counters) *obser
 		plain:  []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(pol))},
 		count:  c,
 	}
+	obs.since.Store(time.Now().UnixNano())
+	return obs
 }
 
 func (o *observer) with(key, value string) metric.AddOption {
@@ -177,6 +180,7 @@ func (o *observer) budgetExhausted(kind string) {
 
 func (o *observer) stateChanged(e circuitbreaker.StateChangedEvent) {
 	state := stateName(e.NewState)
+	o.since.Store(time.Now().UnixNano())
 	o.inst.transitions.Add(context.Background(), 1, o.with("state", state))
 	if o.logger == nil {
 		return
