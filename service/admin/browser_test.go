@@ -2,6 +2,7 @@ package admin_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -96,9 +97,7 @@ func TestPageInBrowser(t *testing.T) {
 	}
 
 	// No credential: refused, nothing changes.
-	if err := chromedp.Do(bctx, chromedp.Click(closeButton)); err != nil {
-		t.Fatal(err)
-	}
+	click(t, bctx, closeButton)
 	eventually(t, 10*time.Second, "the page says the action was refused", func() bool { return strings.Contains(js(message), "refused (401)") },
 		func() string { return "message: " + js(message) })
 	if s := policies.Breakers()[0].State; s != "open" {
@@ -109,9 +108,10 @@ func TestPageInBrowser(t *testing.T) {
 	})
 
 	// A wrong credential: refused too.
-	if err := chromedp.Do(bctx, chromedp.SendKeys(chromedp.ID("credential"), "wrong"), chromedp.Click(closeButton)); err != nil {
+	if err := chromedp.Do(bctx, chromedp.SendKeys(chromedp.ID("credential"), "wrong")); err != nil {
 		t.Fatal(err)
 	}
+	click(t, bctx, closeButton)
 	eventually(t, 10*time.Second, "the page says the action was refused", func() bool { return strings.Contains(js(message), "refused (403)") })
 	if s := policies.Breakers()[0].State; s != "open" {
 		t.Fatalf("breaker %s after a close with a wrong credential, want open", s)
@@ -119,9 +119,10 @@ func TestPageInBrowser(t *testing.T) {
 
 	// The credential: closed.
 	js(`document.getElementById("credential").value = ""`)
-	if err := chromedp.Do(bctx, chromedp.SendKeys(chromedp.ID("credential"), token), chromedp.Click(closeButton)); err != nil {
+	if err := chromedp.Do(bctx, chromedp.SendKeys(chromedp.ID("credential"), token)); err != nil {
 		t.Fatal(err)
 	}
+	click(t, bctx, closeButton)
 	eventually(t, 10*time.Second, "the page shows the breaker closed", func() bool { return js(breakerState) == "closed" },
 		func() string { return "message: " + js(message) + "; credential: " + js(`document.getElementById("credential").value`) })
 	if !strings.HasPrefix(js(message), "done") {
@@ -132,11 +133,20 @@ func TestPageInBrowser(t *testing.T) {
 	}
 
 	// And the ejection is cleared the same way.
-	if err := chromedp.Do(bctx, chromedp.Click(chromedp.CSS(`[id="instance-downstream-down-1"] form.act-clear button`))); err != nil {
-		t.Fatal(err)
-	}
+	click(t, bctx, chromedp.CSS(`[id="instance-downstream-down-1"] form.act-clear button`))
 	eventually(t, 10*time.Second, "the page shows the instance back", func() bool { return js(ejected) == "false" })
 	screenshot(t, bctx, "admin-page-closed.png")
+}
+
+// click clicks the element sel, again if the page's refresh replaced it
+// between finding it and clicking it.
+func click(t *testing.T, ctx context.Context, sel chromedp.CSS) {
+	t.Helper()
+	var err error
+	eventually(t, 10*time.Second, "click "+string(sel), func() bool {
+		err = chromedp.Do(ctx, chromedp.Click(sel))
+		return err == nil
+	}, func() string { return fmt.Sprint(err) })
 }
 
 func screenshot(t *testing.T, ctx context.Context, name string) {
