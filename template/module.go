@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -108,4 +109,23 @@ func projectGoMod(tmpl, vitamin []byte, modulePath string, p Params) ([]byte, er
 	}
 	f.Cleanup()
 	return modfile.Format(f.Syntax), nil
+}
+
+// projectGoVersion is the go version of the project's go.mod: Vitamin's,
+// else the skeleton's.
+func projectGoVersion(skeleton fs.FS, vitamin []byte) (string, error) {
+	if vitamin == nil {
+		var err error
+		if vitamin, err = fs.ReadFile(skeleton, "go.mod.tmpl"); err != nil {
+			return "", err
+		}
+	}
+	f, err := modfile.ParseLax("go.mod", vitamin, nil)
+	if err != nil {
+		return "", err
+	}
+	if f.Go == nil {
+		return "", fmt.Errorf("template: go.mod names no go version")
+	}
+	return f.Go.Version, nil
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -209,7 +210,11 @@ func checkEmpty(dir string) error {
 func (t *Template) render(r *renamer, p Params) (map[string][]byte, error) {
 	out := map[string][]byte{}
 	vitaminMod, _ := vitaminModuleFiles(p)
-	err := fs.WalkDir(t.fsys(), ".", func(name string, d fs.DirEntry, err error) error {
+	goVersion, err := projectGoVersion(t.fsys(), vitaminMod)
+	if err != nil {
+		return nil, err
+	}
+	err = fs.WalkDir(t.fsys(), ".", func(name string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
@@ -224,6 +229,8 @@ func (t *Template) render(r *renamer, p Params) (map[string][]byte, error) {
 			if data, err = projectGoMod(data, vitaminMod, r.modulePath, p); err != nil {
 				return fmt.Errorf("template: %s: %w", name, err)
 			}
+		case name == "Dockerfile":
+			data = dockerGoVersion.ReplaceAll(r.text(data), []byte("${1}"+goVersion))
 		case strings.HasSuffix(name, ".pb.go"):
 			if data, err = r.pbGo(data); err != nil {
 				return fmt.Errorf("template: %s: %w", name, err)
@@ -241,6 +248,10 @@ func (t *Template) render(r *renamer, p Params) (map[string][]byte, error) {
 	})
 	return out, err
 }
+
+// dockerGoVersion is the Dockerfile's line that names the Go version to
+// build with: New sets it to the go version of the project's go.mod.
+var dockerGoVersion = regexp.MustCompile(`(?m)^(ARG GO_VERSION=).*$`)
 
 func writeFile(dir, name string, data []byte) error {
 	p := filepath.Join(dir, filepath.FromSlash(name))
