@@ -1,12 +1,15 @@
 package service
 
 import (
+	"errors"
 	"net"
 	"regexp"
 	"strconv"
 	"time"
 
 	"github.com/vitamin-go/vitamin/discovery/consul"
+	"github.com/vitamin-go/vitamin/internal/fielderr"
+	"github.com/vitamin-go/vitamin/service/admin"
 	"github.com/vitamin-go/vitamin/tracing"
 )
 
@@ -86,6 +89,10 @@ type Config struct {
 	StartTimeout time.Duration `yaml:"start_timeout" json:"start_timeout"`
 	// Shutdown holds the deadline of each phase of the stop.
 	Shutdown Shutdown `yaml:"shutdown" json:"shutdown"`
+	// Admin is the admin listener: health, /metrics, pprof, the state
+	// page and its API, automatic profiles (package service/admin). On by
+	// default, on 127.0.0.1:9091.
+	Admin admin.Config `yaml:"admin" json:"admin"`
 }
 
 // Check is how the registry checks an instance: an HTTP GET of /readyz on
@@ -229,6 +236,15 @@ func (c Config) withDefaults() (Config, error) {
 	for k := range c.Meta {
 		if k == "" {
 			return c, invalid("Meta", c.Meta, "keys must not be empty")
+		}
+	}
+	if !c.Admin.Disabled {
+		if err := c.Admin.Validate(); err != nil {
+			var fe *FieldError
+			if errors.As(err, &fe) { // behind this package's sentinel
+				return c, fielderr.New(ErrInvalidConfig, fe.Field, fe.Value, fe.Reason, err)
+			}
+			return c, err
 		}
 	}
 	def(&c.Telemetry.ServiceName, c.Name)

@@ -32,7 +32,8 @@
 //  2. telemetry: tracing.Setup with Config.Telemetry; the logger (Logger)
 //     adds the trace and span IDs of each record's context;
 //  3. listeners: HTTPAddr, and GRPCAddr with WithGRPC (a port in use is an
-//     error naming the field and the address);
+//     error naming the field and the address), then the admin listener
+//     (see Admin below);
 //  4. servers serving, not ready yet: /readyz answers 503 and the gRPC
 //     health service NOT_SERVING;
 //  5. ready: the readiness checks (WithReadiness) pass, within StartTimeout;
@@ -72,7 +73,7 @@
 //	drain        HTTP Shutdown and gRPC GracefulStop, then close what is     10s
 //	             left
 //	close        the WithCloser resources, last given first                   3s
-//	telemetry    flush spans and metrics                                      3s
+//	telemetry    flush spans and metrics; close the admin listener           3s
 //
 // The deadlines add up: the worst case is their sum (Shutdown.Total), 28s
 // with the defaults, within the 30s Kubernetes waits by default between
@@ -104,6 +105,24 @@
 // check may fail on a dependency; the registry's check then takes the
 // instance out of rotation until it passes again. Health requests are
 // neither traced nor limited.
+//
+// # Admin
+//
+// Config.Admin is the admin listener (package service/admin), on
+// 127.0.0.1:9091 by default, its own port, loopback only: the health
+// endpoints again, /metrics (the service's OpenTelemetry metrics in the
+// Prometheus format), /debug/pprof/, the state page at / and its JSON API
+// at /api/v1/state, the operator's actions (with Admin.Token), and
+// profiles captured automatically near the container's CPU quota or memory
+// limit, with GOMEMLIMIT set from that limit. WithAdmin adds what to show:
+//
+//	svc, err := service.New(cfg, service.WithAdmin(
+//		admin.WithPolicies(registry), admin.WithClients(monitor), admin.WithConfig(conf)))
+//
+// It serves from the listeners step of the start to the end of the stop,
+// so that the page shows the stop too. When the default address is taken
+// (two services on one host) the service runs without it and logs so; an
+// address that was configured must be free. Admin.Disabled turns it off.
 //
 // # Registration
 //

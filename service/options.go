@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/vitamin-go/vitamin/discovery"
+	"github.com/vitamin-go/vitamin/service/admin"
 )
 
 // Option configures a Service with what only code can give; options are
@@ -31,6 +32,7 @@ type options struct {
 	logger       *slog.Logger
 	loggerSet    bool
 	signals      []os.Signal
+	admin        []admin.Option
 }
 
 type readinessCheck struct {
@@ -86,6 +88,15 @@ func WithStartHook(f func(ctx context.Context) error) Option {
 // ready, within the Deregister phase's deadline.
 func WithStopHook(f func(ctx context.Context)) Option {
 	return func(o *options) { o.beforeStop = append(o.beforeStop, f) }
+}
+
+// WithAdmin shows more on the admin listener (Config.Admin): the
+// policies, clients, callers and configuration to show and act on, such as
+// admin.WithPolicies(registry) and admin.WithClients(monitor). The service
+// adds its health, build and metrics itself. WithAdmin may be given more
+// than once.
+func WithAdmin(opts ...admin.Option) Option {
+	return func(o *options) { o.admin = append(o.admin, opts...) }
 }
 
 // WithRegistrar registers the instance with r instead of Consul, such as

@@ -13,9 +13,11 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"go.opentelemetry.io/otel"
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -23,6 +25,7 @@ import (
 	"github.com/vitamin-go/vitamin/discovery/consul"
 	"github.com/vitamin-go/vitamin/internal/backoff"
 	"github.com/vitamin-go/vitamin/internal/fielderr"
+	"github.com/vitamin-go/vitamin/service/admin"
 	"github.com/vitamin-go/vitamin/tracing"
 	"github.com/vitamin-go/vitamin/tracing/tracinggrpc"
 	"github.com/vitamin-go/vitamin/tracing/tracinghttp"
@@ -42,8 +45,8 @@ type Service struct {
 	registry  string // what registrar is, for messages
 	ran       atomic.Bool
 
-	mu                 sync.Mutex
-	httpAddr, grpcAddr string
+	mu                            sync.Mutex
+	httpAddr, grpcAddr, adminAddr string
 }
 
 // New checks cfg (an invalid field fails with a *FieldError matching
@@ -155,6 +158,7 @@ func (s *Service) Add(opts ...Option) error {
 	s.o.readiness = append(s.o.readiness, o.readiness...)
 	s.o.afterStart = append(s.o.afterStart, o.afterStart...)
 	s.o.beforeStop = append(s.o.beforeStop, o.beforeStop...)
+	s.o.admin = append(s.o.admin, o.admin...)
 	return nil
 }
 
@@ -184,6 +188,14 @@ func (s *Service) GRPCAddr() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.grpcAddr
+}
+
+// AdminAddr returns the address the admin listener listens on, or "" before
+// Run has bound it or when it is off.
+func (s *Service) AdminAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.adminAddr
 }
 
 func (s *Service) primaryAddr(cfg Config) string {
@@ -267,6 +279,7 @@ type run struct {
 
 	state       *state
 	telemetry   func(context.Context) error
+	admin       *admin.Server
 	httpLn      net.Listener
 	grpcLn      net.Listener
 	httpSrv     *http.Server
@@ -286,7 +299,17 @@ func (r *run) start(ctx context.Context) error {
 	// Telemetry and the trace-aware logger (the logger was made by New).
 	tcfg := cfg.Telemetry
 	def(&tcfg.InstanceID, cfg.InstanceID)
-	shutdown, err := tracing.Setup(context.WithoutCancel(ctx), tcfg, tracing.WithLogger(r.log))
+	topts := []tracing.Option{tracing.WithLogger(r.log)}
+	var metrics *admin.Metrics
+	if !cfg.Admin.Disabled {
+		m, err := admin.NewMetrics()
+		if err != nil {
+			return fmt.Errorf("service: admin metrics: %w", err)
+		}
+		metrics = m
+		topts = append(topts, tracing.WithMetricReader(m.Reader()))
+	}
+	shutdown, err := tracing.Setup(context.WithoutCancel(ctx), tcfg, topts...)
 	if err != nil {
 		return fmt.Errorf("service: telemetry: %w", err)
 	}
@@ -319,6 +342,11 @@ func (r *run) start(ctx context.Context) error {
 
 	// Servers, not ready yet.
 	r.state = newState(cfg.Name, r.s.servesGRPC())
+	if metrics != nil {
+		if err := r.startAdmin(ctx, metrics); err != nil {
+			return err
+		}
+	}
 	var h http.Handler = http.NotFoundHandler()
 	if r.s.o.httpHandler != nil {
 		h = r.s.o.httpHandler
@@ -375,6 +403,35 @@ func (r *run) start(ctx context.Context) error {
 			return fmt.Errorf("service: start hook: %w", err)
 		}
 	}
+	return nil
+}
+
+// startAdmin starts the admin listener. When the default address is taken
+// (another service on the same host), the service runs without it, and
+// says so; an address that was configured must be free.
+func (r *run) startAdmin(ctx context.Context, metrics *admin.Metrics) error {
+	cfg := r.cfg
+	opts := append([]admin.Option{
+		admin.WithHealth(r.state.ready), admin.WithMetrics(metrics),
+		admin.WithBuild(cfg.Name, cfg.InstanceID, cfg.Version), admin.WithLogger(r.log),
+		admin.WithMeterProvider(otel.GetMeterProvider()),
+	}, r.s.o.admin...)
+	srv, err := admin.New(cfg.Admin, opts...)
+	if err != nil {
+		return fmt.Errorf("service: %w", err)
+	}
+	if err := srv.Start(ctx); err != nil {
+		if cfg.Admin.Addr == "" && errors.Is(err, syscall.EADDRINUSE) {
+			r.log.Warn("service: admin listener not started: its default address is in use; set Admin.Addr",
+				"addr", admin.DefaultAddr)
+			return nil
+		}
+		return fmt.Errorf("service: %w", err)
+	}
+	r.admin = srv
+	r.s.mu.Lock()
+	r.s.adminAddr = srv.Addr()
+	r.s.mu.Unlock()
 	return nil
 }
 
@@ -651,10 +708,14 @@ func (r *run) stop() error {
 	})
 
 	phase("telemetry", sd.Telemetry, func(ctx context.Context) error {
-		if r.telemetry == nil {
-			return nil
+		var err error
+		if r.telemetry != nil {
+			err = r.telemetry(ctx)
 		}
-		return r.telemetry(ctx)
+		if r.admin != nil { // last: the admin page shows the whole stop
+			err = errors.Join(err, r.admin.Close(ctx))
+		}
+		return err
 	})
 	r.log.Info("service: stopped", "took", time.Since(began).Round(time.Millisecond))
 	return errors.Join(errs...)
