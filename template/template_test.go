@@ -161,6 +161,7 @@ func TestUpgrade(t *testing.T) {
 	}
 	ours := "# our own README\n"
 	write(t, dir, "README.md", ours)
+	write(t, dir, "config.yaml", "# our own config\n") // v2 does not change it
 
 	v2 := &template.Template{FS: changed(t, map[string]string{
 		"README.md":           "# skeleton, v2\n",
@@ -186,8 +187,9 @@ func TestUpgrade(t *testing.T) {
 	if diff := cmp.Diff(dry, u); diff != "" {
 		t.Errorf("the dry run announced another upgrade (-dry +done):\n%s", diff)
 	}
-	want := struct{ Replaced, Beside, Added []string }{[]string{"Makefile"}, []string{"README.md"}, []string{"deploy/k8s/new.yaml"}}
-	if diff := cmp.Diff(want, struct{ Replaced, Beside, Added []string }{u.Replaced, u.Beside, u.Added}); diff != "" {
+	type lists struct{ Replaced, Beside, Added, Kept []string }
+	want := lists{[]string{"Makefile"}, []string{"README.md"}, []string{"deploy/k8s/new.yaml"}, []string{"config.yaml"}}
+	if diff := cmp.Diff(want, lists{u.Replaced, u.Beside, u.Added, u.Kept}); diff != "" {
 		t.Errorf("upgrade (-want +got):\n%s", diff)
 	}
 	if u.From != "v1" || u.To != "v2" {

@@ -29,6 +29,9 @@ type Upgrade struct {
 	Added []string
 	// Unchanged are the files whose content already is the template's.
 	Unchanged []string
+	// Kept are the files the team changed whose template version did not
+	// change: there is nothing new to offer, they are left alone.
+	Kept []string
 	// Deleted are files of the template the team deleted: left deleted.
 	Deleted []string
 	// Dropped are files the template no longer has: left as they are.
@@ -78,6 +81,8 @@ func (t *Template) Upgrade(dir string, dryRun bool) (*Upgrade, error) {
 			return nil, err
 		case hash(current) == newHash:
 			u.Unchanged = append(u.Unchanged, name)
+		case tracked && recorded == newHash:
+			u.Kept = append(u.Kept, name)
 		case tracked && hash(current) == recorded:
 			u.Replaced = append(u.Replaced, name)
 			writes[name] = data

@@ -11,6 +11,8 @@ const usage = `vitamin is the command-line tool of the Vitamin microservice tool
 
 Usage:
 
+	vitamin new <module-path> [dir]    generate a service from the template
+	vitamin upgrade [-dry-run] [dir]   upgrade a generated service to this template
 	vitamin version    print the version of Vitamin the tool was built from
 	vitamin help       print this help
 `
@@ -32,6 +34,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "version":
 		fmt.Fprintln(stdout, "vitamin", version())
 		return 0
+	case "new":
+		return runNew(args[1:], stdout, stderr)
+	case "upgrade":
+		return runUpgrade(args[1:], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "vitamin: unknown command %q\n\n%s", args[0], usage)
 		return 2

@@ -46,6 +46,8 @@ func Example_help() {
 	//
 	// Usage:
 	//
+	//	vitamin new <module-path> [dir]    generate a service from the template
+	//	vitamin upgrade [-dry-run] [dir]   upgrade a generated service to this template
 	//	vitamin version    print the version of Vitamin the tool was built from
 	//	vitamin help       print this help
 }
