@@ -134,4 +134,3 @@ func indent(b []byte) string {
 	}
 	return "  " + strings.ReplaceAll(s, "\n", "\n  ") + "\n"
 }
-
