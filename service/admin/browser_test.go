@@ -124,7 +124,9 @@ func TestPageInBrowser(t *testing.T) {
 	}
 	click(t, bctx, closeButton)
 	eventually(t, 10*time.Second, "the page shows the breaker closed", func() bool { return js(breakerState) == "closed" },
-		func() string { return "message: " + js(message) + "; credential: " + js(`document.getElementById("credential").value`) })
+		func() string {
+			return "message: " + js(message) + "; credential: " + js(`document.getElementById("credential").value`)
+		})
 	if !strings.HasPrefix(js(message), "done") {
 		t.Errorf("message %q, want done", js(message))
 	}

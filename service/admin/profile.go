@@ -307,8 +307,11 @@ func (p *Profiler) Run(ctx context.Context) {
 	}
 }
 
-// captureID matches the captures' file names: the ID, then the profile.
-var captureFile = regexp.MustCompile(`^(\d{8}T\d{6}\.\d{3}Z-(cpu|memory))-(cpu|heap|goroutine)\.pprof$`)
+// idTime is the time format of capture IDs.
+const idTime = "20060102T150405.000000Z"
+
+// captureFile matches the captures' file names: the ID, then the profile.
+var captureFile = regexp.MustCompile(`^(\d{8}T\d{6}\.\d{6}Z-(cpu|memory))-(cpu|heap|goroutine)\.pprof$`)
 
 // scan lists the captures already in Dir, oldest first.
 func (p *Profiler) scan() []Capture {
@@ -322,7 +325,7 @@ func (p *Profiler) scan() []Capture {
 		}
 		c := byID[m[1]]
 		if c == nil {
-			t, _ := time.Parse("20060102T150405.000Z", m[1][:19])
+			t, _ := time.Parse(idTime, m[1][:len(idTime)])
 			c = &Capture{ID: m[1], Time: t, Reason: m[2]}
 			byID[m[1]] = c
 			ids = append(ids, m[1])
@@ -339,7 +342,7 @@ func (p *Profiler) scan() []Capture {
 
 func (p *Profiler) capture(ctx context.Context, reason string, cpuShare, memShare float64) {
 	now := time.Now().UTC()
-	id := now.Format("20060102T150405.000Z") + "-" + reason
+	id := now.Format(idTime) + "-" + reason
 	// Make room first, so that Dir never holds more than MaxCaptures.
 	p.mu.Lock()
 	p.last = now
