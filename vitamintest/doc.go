@@ -8,6 +8,9 @@
 //   - [StartConsul]: a real Consul agent in dev mode on free loopback ports
 //     (a binary from VITAMIN_CONSUL_BIN, the Vitamin repository's
 //     .bin/consul, or PATH).
+//   - [StartNATSCluster]: three NATS servers with JetStream, clustered on
+//     loopback, for replicated streams and KV buckets; a test can stop a
+//     stream's leader ([NATSCluster.StreamLeader]) and start it again.
 //   - [StartConsulCluster]: a Consul cluster as production runs one — three
 //     servers and a client agent, each its own process with its own data
 //     directory — whose leader a test can kill to force an election.
