@@ -149,4 +149,3 @@ func (cl *NATSCluster) StreamLeader(t testing.TB, js jetstream.JetStream, stream
 
 // Name is the server's name.
 func (n *NATS) Name() string { return n.opts.ServerName }
-
