@@ -122,10 +122,14 @@ func TestHTTPAndGRPC(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	priced := s.create(t, "tea")
-	if priced.PriceCents != 250 || priced.PriceEstimated {
-		t.Errorf("with pricing up: %+v, want 250 cents, not estimated", priced)
-	}
+	// The client sees the new instance as soon as its watch does.
+	var priced items.Item
+	vitamintest.Eventually(t, 10*time.Second, func() error {
+		if priced = s.create(t, "tea"); priced.PriceCents != 250 || priced.PriceEstimated {
+			return fmt.Errorf("with pricing up: %+v, want 250 cents, not estimated", priced)
+		}
+		return nil
+	})
 
 	// Without pricing: the fallback, the default price of config.yaml.
 	if err := reg.Deregister(context.Background()); err != nil {
