@@ -104,3 +104,72 @@ func ExampleSQLStore() {
 	// shipped o-2
 	// shipments: 2
 }
+
+func ExampleOutbox() {
+	t := vitamintest.NewDetached("example")
+	defer t.Close()
+	srv := vitamintest.StartNATS(t)
+	pg := vitamintest.StartPostgres(t) // a fresh schema on the local PostgreSQL
+	js, _ := jetstream.New(srv.Connect(t))
+	ctx := context.Background()
+	if _, err := messaging.EnsureStream(ctx, js, messaging.StreamConfig{Name: "orders", Subjects: []string{"orders.>"}}); err != nil {
+		panic(err)
+	}
+	if _, err := pg.DB.ExecContext(ctx, "CREATE TABLE orders (id TEXT PRIMARY KEY)"); err != nil {
+		panic(err)
+	}
+	outbox, err := messaging.NewOutbox(ctx, pg.DB, messaging.OutboxConfig{}, messaging.WithCaller("orders"))
+	if err != nil {
+		panic(err)
+	}
+	type OrderPlaced struct {
+		ID string `json:"id"`
+	}
+	// The order and its event commit together, or neither does.
+	place := func(id string, commit bool) {
+		tx, err := pg.DB.BeginTx(ctx, nil)
+		if err != nil {
+			panic(err)
+		}
+		defer tx.Rollback()
+		if _, err := tx.ExecContext(ctx, "INSERT INTO orders (id) VALUES ($1)", id); err != nil {
+			panic(err)
+		}
+		if _, err := outbox.Publish(ctx, tx, "orders.placed", OrderPlaced{ID: id}); err != nil {
+			panic(err)
+		}
+		if commit {
+			if err := tx.Commit(); err != nil {
+				panic(err)
+			}
+		}
+	}
+	place("o-1", true)
+	place("o-2", false) // rolled back: never published
+	place("o-3", true)
+
+	// One relay per service instance; the commit wakes them.
+	relay, err := messaging.NewRelay(outbox, js, messaging.RelayConfig{})
+	if err != nil {
+		panic(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() { done <- relay.Run(runCtx) }()
+
+	cons, _ := js.OrderedConsumer(ctx, "orders", jetstream.OrderedConsumerConfig{})
+	for range 2 {
+		m, err := cons.Next(jetstream.FetchMaxWait(10 * time.Second))
+		if err != nil {
+			panic(err)
+		}
+		fmt.Println(m.Subject(), string(m.Data()), "from", m.Headers().Get(messaging.HeaderCaller))
+	}
+	stop()
+	if err := <-done; err != nil {
+		panic(err)
+	}
+	// Output:
+	// orders.placed {"id":"o-1"} from orders
+	// orders.placed {"id":"o-3"} from orders
+}
