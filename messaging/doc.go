@@ -19,6 +19,34 @@
 // jittered exponential backoff (PublisherConfig.Backoff, MaxBackoff) under
 // the same message ID, so a retry never stores a message twice.
 //
+// # Transactional outbox
+//
+// A service that commits a change and then publishes its event loses the
+// event if it crashes in between, and publishes an event for a change
+// that rolled back if it publishes first. Outbox.Publish instead writes
+// the event into a table in the caller's transaction (*sql.Tx), with the
+// same headers a Publisher sets: the event exists exactly when the change
+// committed. A Relay publishes committed events to JetStream with the
+// event's ID as Nats-Msg-Id and marks them sent:
+//
+//   - several relays may run on one table, one per service instance: each
+//     round locks the rows it publishes (SELECT … FOR UPDATE SKIP LOCKED),
+//     so every event is published by one relay;
+//   - a relay that dies after publishing and before marking leaves the
+//     rows to be published again under the same IDs, which the stream's
+//     duplicates window drops, and after that a consumer's idempotency
+//     store: none is lost, none takes effect twice;
+//   - on PostgreSQL the commit wakes the relays (LISTEN/NOTIFY, with the
+//     pgx driver); polling every RelayConfig.PollInterval is the fallback,
+//     and the only way on MySQL;
+//   - vitamin.messaging.outbox.delay records the time from writing an
+//     event to the stream's acknowledgement of it (BenchmarkOutboxCommitToPublished
+//     measures commit to delivery);
+//   - published events older than RelayConfig.Retention are deleted.
+//
+// With an SQLStore on the consuming side, an order committed in one
+// service takes effect exactly once in another.
+//
 // # Peers in other languages
 //
 // NATS header names are case-sensitive, but a consumer finds every header
@@ -33,8 +61,8 @@
 // # Settings
 //
 // What a person writes in a file is a Config struct with yaml and json
-// keys (PublisherConfig, ConsumerConfig, StreamConfig and the stores'
-// configs), with documented defaults; an invalid value fails at
+// keys (PublisherConfig, ConsumerConfig, StreamConfig, OutboxConfig,
+// RelayConfig and the stores' configs), with documented defaults; an invalid value fails at
 // construction with a *FieldError naming it, which matches
 // ErrInvalidConfig. What only code can give is an option, typed by where
 // it applies: a PublisherOption (WithCaller) cannot be passed to
@@ -76,17 +104,36 @@
 //   - KVStore: a JetStream key-value bucket shared by every instance and
 //     surviving restarts; the first claim wins (KeyValue.Create) and a
 //     claim has a per-key TTL, so a crashed instance's key frees itself;
-//   - SQLStore (database/sql): the handler gets the claim's transaction
+//   - SQLStore (database/sql; PostgreSQL, or MySQL 8 and MariaDB 10.6
+//     with DialectMySQL): the handler gets the claim's transaction
 //     (Message.Tx) and the processed-key row is inserted in it, so the
 //     business change and the record of the message commit or roll back
 //     together: an exactly-once effect.
+//
+// The durable stores settle messages in batches of up to
+// ConsumerConfig.CommitBatch, waiting at most CommitWait for a batch to
+// fill. The SQLStore runs a batch in one transaction: the keys are
+// inserted in one statement, each handler gets a savepoint when it first
+// calls Message.Tx, a failing handler is rolled back to its savepoint and
+// its key removed, so that only its message is redelivered (or
+// dead-lettered); the batch commits once, and its messages are
+// acknowledged after the commit. A crash between the commit and the
+// acknowledgements redelivers them, and each finds its key done. The
+// KVStore sends a batch's claims together and each mark as soon as its
+// handler succeeded, and waits for their acknowledgements once.
+//
+// nats.go v1.55's Consume can skip a pull request when the last message
+// of the outstanding ones arrives while it is still sending the previous
+// request; it then waits for two missed heartbeats before pulling again.
+// The consumer pulls with a 1s heartbeat, so such a pause lasts 2s
+// instead of 30s (TestConsumeStall reproduces it).
 //
 // # Observability
 //
 // Metrics go through the OpenTelemetry metric API (no-op unless the
 // application sets a provider): vitamin.messaging.processed, .duplicates,
-// .retries, .dead_lettered, .handler.duration, .published and
-// .publish_failed. Spans are made by package tracing/tracingnats and
+// .retries, .dead_lettered, .handler.duration, .published,
+// .publish_failed, .outbox.published and .outbox.delay. Spans are made by package tracing/tracingnats and
 // follow the OpenTelemetry messaging conventions: the publisher's producer
 // span "publish <subject>" travels in the message headers, and the
 // consumer runs each handler in a consumer span "process <subject>", its
