@@ -40,8 +40,7 @@
 //     pgx driver); polling every RelayConfig.PollInterval is the fallback,
 //     and the only way on MySQL;
 //   - vitamin.messaging.outbox.delay records the time from writing an
-//     event to the stream's acknowledgement of it (BenchmarkOutboxCommitToPublished
-//     measures commit to delivery);
+//     event to the stream's acknowledgement of it;
 //   - published events older than RelayConfig.Retention are deleted.
 //
 // With an SQLStore on the consuming side, an order committed in one
@@ -133,8 +132,9 @@
 // Metrics go through the OpenTelemetry metric API (no-op unless the
 // application sets a provider): vitamin.messaging.processed, .duplicates,
 // .retries, .dead_lettered, .handler.duration, .published,
-// .publish_failed, .outbox.published and .outbox.delay. Spans are made by package tracing/tracingnats and
-// follow the OpenTelemetry messaging conventions: the publisher's producer
+// .publish_failed, .outbox.published and .outbox.delay. Spans are made by
+// package tracing/tracingnats and follow the OpenTelemetry messaging
+// conventions: the publisher's (or Outbox.Publish's) producer
 // span "publish <subject>" travels in the message headers, and the
 // consumer runs each handler in a consumer span "process <subject>", its
 // child, with messaging.system, messaging.destination.name,
