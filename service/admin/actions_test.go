@@ -79,3 +79,50 @@ func TestActionsRefusedWithoutCredential(t *testing.T) {
 		})
 	}
 }
+
+// The callers seen by the limiter, with their rate between two looks, and
+// the health endpoints.
+func TestCallersAndHealth(t *testing.T) {
+	limiter, err := resilience.NewCallerLimiter(resilience.CallerLimits{Rate: 1000, Burst: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready, why := false, "starting"
+	srv, err := admin.New(admin.Config{}, admin.WithCallers(limiter), admin.WithHealth(func() (bool, string) { return ready, why }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	acquire := func(caller string, n int) {
+		for range n {
+			p, err := limiter.Acquire(t.Context(), caller)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.Release()
+		}
+	}
+	acquire("checkout", 3)
+	first := srv.State().Callers
+	acquire("checkout", 5)
+	acquire("", 1)
+	second := srv.State().Callers
+	if first == nil || second == nil || second.Limits.Rate != 1000 {
+		t.Fatalf("callers %+v: want the limiter's", second)
+	}
+	if len(second.Callers) != 2 || second.Callers[0].Caller != "" || second.Callers[1].Caller != "checkout" ||
+		second.Callers[1].Calls != 8 || second.Callers[1].Rate <= 0 {
+		t.Errorf("callers %+v: want (none) and checkout with 8 calls and a rate", second.Callers)
+	}
+	for _, tc := range []struct {
+		ready  bool
+		path   string
+		status int
+	}{{false, "/livez", 200}, {false, "/readyz", 503}, {false, "/health", 503}, {true, "/readyz", 200}} {
+		ready = tc.ready
+		w := httptest.NewRecorder()
+		srv.Handler().ServeHTTP(w, httptest.NewRequest("GET", tc.path, nil))
+		if w.Code != tc.status {
+			t.Errorf("ready=%v GET %s: %d, want %d", tc.ready, tc.path, w.Code, tc.status)
+		}
+	}
+}
