@@ -63,7 +63,8 @@ func TestGeneratedProject(t *testing.T) {
 	var logs vitamintest.Buffer
 	cmd := exec.Command(bin)
 	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, &logs, &logs
-	cmd.Env = append(env, "ORDERS_SERVICE_HTTP__ADDR=127.0.0.1:0", "ORDERS_SERVICE_GRPC__ADDR=127.0.0.1:0")
+	cmd.Env = append(env, "ORDERS_SERVICE_HTTP__ADDR=127.0.0.1:0", "ORDERS_SERVICE_GRPC__ADDR=127.0.0.1:0",
+		"ORDERS_SERVICE_ADMIN_ADDR=127.0.0.1:0")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

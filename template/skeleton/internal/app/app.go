@@ -69,8 +69,9 @@ func Defaults() Settings {
 	}
 }
 
-// Registry is an in-memory registry (vitamintest.Registry) that the
-// service registers with and finds its peers in, instead of Consul.
+// Registry is a registry that the service registers with and finds its
+// peers in instead of Consul, such as discovery.Memory
+// (vitamintest.Registry in tests).
 type Registry interface {
 	discovery.Registrar
 	discovery.Watcher

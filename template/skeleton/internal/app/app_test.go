@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -51,12 +52,19 @@ func start(t *testing.T) *started {
 	n := vitamintest.StartNATS(t)
 	t.Setenv("SKELETON_SERVICE_HTTP__ADDR", "127.0.0.1:0")
 	t.Setenv("SKELETON_SERVICE_GRPC__ADDR", "127.0.0.1:0")
+	t.Setenv("SKELETON_SERVICE_ADMIN_ADDR", "127.0.0.1:0")
 	t.Setenv("SKELETON_SERVICE_SHUTDOWN_PROPAGATION", "-1ns")
 	t.Setenv("SKELETON_NATS_URL", n.URL)
 
+	var logs vitamintest.Buffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the service's log:\n%s", logs.String())
+		}
+	})
 	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := app.New(ctx, filepath.Join("..", "..", "config.yaml"),
-		app.WithRegistry(registry), app.WithLogger(nil), app.WithoutSignals())
+	svc, err := app.New(ctx, filepath.Join("..", "..", "config.yaml"), app.WithRegistry(registry),
+		app.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))), app.WithoutSignals())
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -181,40 +189,40 @@ func TestHTTPAndGRPC(t *testing.T) {
 	}
 }
 
-// TestConsumerOncePerEvent delivers one event twice, as a replay or a
-// relay that retried would, and sees one effect.
+// TestConsumerOncePerEvent delivers one event twice, as a replay or an
+// outbox relay that retried would, and sees one effect.
 func TestConsumerOncePerEvent(t *testing.T) {
 	s := start(t)
-	nc := s.nats.Connect(t)
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(s.nats.Connect(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	event := []byte(`{"id":"evt-1","name":"tea","price_cents":100}`)
-	for _, msgID := range []string{"first", "second"} { // distinct Nats-Msg-Ids: the broker keeps both
-		m := &nats.Msg{Subject: items.ItemCreated, Data: event, Header: nats.Header{}}
-		m.Header.Set(nats.MsgIdHdr, msgID)
-		m.Header.Set(items.EventIDHeader, "evt-1")
-		if _, err := js.PublishMsg(ctx, m); err != nil {
-			t.Fatal(err)
-		}
-	}
 	cons, err := js.Consumer(ctx, items.Stream, app.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	vitamintest.Eventually(t, 10*time.Second, func() error {
-		info, err := cons.Info(ctx)
+	event := []byte(`{"id":"evt-1","name":"tea","price_cents":100}`)
+	for i, msgID := range []string{"first", "second"} { // distinct Nats-Msg-Ids: the broker keeps both
+		m := &nats.Msg{Subject: items.ItemCreated, Data: event, Header: nats.Header{}}
+		m.Header.Set(nats.MsgIdHdr, msgID)
+		m.Header.Set(items.EventIDHeader, "evt-1")
+		ack, err := js.PublishMsg(ctx, m)
 		if err != nil {
-			return err
+			t.Fatal(err)
 		}
-		if info.AckFloor.Stream < 2 {
-			return fmt.Errorf("acknowledged up to %d, want both deliveries (2)", info.AckFloor.Stream)
-		}
-		return nil
-	})
+		vitamintest.Eventually(t, 10*time.Second, func() error {
+			info, err := cons.Info(ctx)
+			if err != nil {
+				return err
+			}
+			if info.AckFloor.Stream < ack.Sequence {
+				return fmt.Errorf("delivery %d (stream sequence %d) not acknowledged yet", i+1, ack.Sequence)
+			}
+			return nil
+		})
+	}
 	resp, err := s.http.Get("http://" + app.Name + "/v1/stats")
 	if err != nil {
 		t.Fatal(err)

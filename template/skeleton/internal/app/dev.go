@@ -9,11 +9,11 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
-	"github.com/vitamin-go/vitamin/vitamintest"
+	"github.com/vitamin-go/vitamin/discovery"
 )
 
 // devRegistry is the in-memory discovery of a service run alone.
-func devRegistry() (Registry, error) { return vitamintest.NewRegistry(vitamintest.RegistryConfig{}) }
+func devRegistry() (Registry, error) { return discovery.NewMemory(discovery.MemoryConfig{}) }
 
 // devBroker is a NATS server with JetStream embedded in the process, for a
 // service run alone: its store is a temporary directory, removed by close.

@@ -6,7 +6,7 @@
 //
 // With nothing configured, the service runs alone on a developer's machine:
 //
-//   - discovery: in memory (vitamintest.Registry), unless a Consul agent is
+//   - discovery: in memory (discovery.Memory), unless a Consul agent is
 //     named by service.consul.address or CONSUL_HTTP_ADDR; then the service
 //     registers with it, finds the pricing service through it, and layers
 //     Consul KV (config/skeleton/) above the file, live;
