@@ -245,3 +245,44 @@ func read(t *testing.T, dir, name string) string {
 	}
 	return string(data)
 }
+
+// TestNewFromModuleCache: for a released Vitamin (go run
+// github.com/vitamin-go/vitamin/cmd/vitamin@v0.9.0), go.mod and go.sum
+// come from that version in the module cache, with go.sum lines for the
+// Vitamin module itself.
+func TestNewFromModuleCache(t *testing.T) {
+	cache := t.TempDir()
+	t.Setenv("GOMODCACHE", cache)
+	download := filepath.Join(cache, "cache", "download", "github.com", "vitamin-go", "vitamin", "@v")
+	src := filepath.Join(cache, "github.com", "vitamin-go", "vitamin@v0.9.0")
+	for _, d := range []string{download, src} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(t, download, "v0.9.0.mod", "module github.com/vitamin-go/vitamin\n\ngo 1.26.9\n\nrequire google.golang.org/grpc v1.99.0\n\nrequire golang.org/x/net v0.70.0 // indirect\n")
+	write(t, download, "v0.9.0.ziphash", "h1:ZIPHASH=\n")
+	write(t, src, "go.sum", "google.golang.org/grpc v1.99.0 h1:GRPC=\n")
+
+	dir := t.TempDir()
+	if _, err := (&template.Template{}).New(dir, template.Params{ModulePath: "example.com/orders", Vitamin: "v0.9.0"}); err != nil {
+		t.Fatal(err)
+	}
+	gomod := read(t, dir, "go.mod")
+	for _, want := range []string{"go 1.26.9\n", "\tgithub.com/vitamin-go/vitamin v0.9.0\n", "\tgoogle.golang.org/grpc v1.99.0\n", "golang.org/x/net v0.70.0 // indirect\n"} {
+		if !strings.Contains(gomod, want) {
+			t.Errorf("go.mod does not say %q:\n%s", want, gomod)
+		}
+	}
+	if strings.Contains(gomod, "replace") {
+		t.Errorf("go.mod has a replace directive:\n%s", gomod)
+	}
+	gosum := read(t, dir, "go.sum")
+	want := "github.com/vitamin-go/vitamin v0.9.0 h1:ZIPHASH=\ngithub.com/vitamin-go/vitamin v0.9.0/go.mod h1:"
+	if !strings.HasPrefix(gosum, want) || !strings.HasSuffix(gosum, "google.golang.org/grpc v1.99.0 h1:GRPC=\n") {
+		t.Errorf("go.sum:\n%s", gosum)
+	}
+	if !strings.Contains(read(t, dir, "Dockerfile"), "ARG GO_VERSION=1.26.9\n") {
+		t.Error("the Dockerfile does not build on go.mod's Go version, 1.26.9")
+	}
+}

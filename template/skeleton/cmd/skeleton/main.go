@@ -4,7 +4,8 @@
 //	CONSUL_HTTP_ADDR=127.0.0.1:8500 NATS_URL=nats://127.0.0.1:4222 go run ./cmd/skeleton
 //
 // The configuration is config.yaml (or -config FILE), overridden by
-// Consul KV under config/skeleton/ and by SKELETON_* variables.
+// Consul KV under config/skeleton/ and by SKELETON_* variables. The
+// domain is package items; package app wires it into a service.Service.
 package main
 
 import (
@@ -19,7 +20,12 @@ import (
 func main() {
 	file := flag.String("config", "config.yaml", "the configuration file")
 	flag.Parse()
-	if err := app.Run(context.Background(), *file); err != nil {
+	ctx := context.Background()
+	svc, err := app.New(ctx, *file) // a *service.Service: the domain, its settings, its servers
+	if err == nil {
+		err = svc.Run(ctx) // until SIGTERM or SIGINT, then the ordered stop
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "skeleton:", err)
 		os.Exit(1)
 	}

@@ -99,16 +99,6 @@ func WithLogger(l *slog.Logger) Option {
 // WithoutSignals leaves stopping the service to Run's context.
 func WithoutSignals() Option { return func(o *options) { o.signals = false } }
 
-// Run loads the configuration from file and runs the service until
-// SIGTERM or SIGINT.
-func Run(ctx context.Context, file string) error {
-	svc, err := New(ctx, file)
-	if err != nil {
-		return err
-	}
-	return svc.Run(ctx)
-}
-
 // New loads the configuration (defaults < file < Consul KV < SKELETON_*
 // variables) and builds the service; Run starts it. What New opened is
 // closed by the service's stop, or before New returns an error.
