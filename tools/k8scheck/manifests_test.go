@@ -209,7 +209,6 @@ func TestSelectors(t *testing.T) {
 	}
 }
 
-
 // TestStrictDecoding: the decoding used above refuses a misspelt field,
 // which Kubernetes would drop with a warning.
 func TestStrictDecoding(t *testing.T) {
