@@ -215,8 +215,13 @@ func (t *Template) render(r *renamer, p Params) (map[string][]byte, error) {
 		return nil, err
 	}
 	err = fs.WalkDir(t.fsys(), ".", func(name string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
+		switch {
+		case err != nil:
 			return err
+		case d.IsDir() && name == "bin":
+			return fs.SkipDir // what make build and make proto leave in the skeleton
+		case d.IsDir() || strings.HasSuffix(name, BesideSuffix):
+			return nil
 		}
 		data, err := fs.ReadFile(t.fsys(), name)
 		if err != nil {
