@@ -286,3 +286,20 @@ func TestNewFromModuleCache(t *testing.T) {
 		t.Error("the Dockerfile does not build on go.mod's Go version, 1.26.9")
 	}
 }
+
+// TestNewLeavesOutBuildOutput: what make build or make proto leave in the
+// skeleton's directory (bin/), and files an upgrade wrote beside others,
+// are not part of the template.
+func TestNewLeavesOutBuildOutput(t *testing.T) {
+	tmpl := &template.Template{FS: changed(t, map[string]string{"bin/skeleton": "ELF", "Makefile.new": "x"})}
+	dir := t.TempDir()
+	files, err := tmpl.New(dir, template.Params{ModulePath: "example.com/orders", Replace: repoRoot(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if strings.HasPrefix(f, "bin/") || strings.HasSuffix(f, ".new") {
+			t.Errorf("%s was generated", f)
+		}
+	}
+}
