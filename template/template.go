@@ -11,7 +11,6 @@ import (
 	"io/fs"
 	"maps"
 	"os"
-	"path"
 	"path/filepath"
 	"regexp"
 	"runtime/debug"
@@ -100,17 +99,22 @@ func (t *Template) fsys() fs.FS {
 	return t.FS
 }
 
-// version returns t.Version, or the build's version and the skeleton's
-// hash.
-func (t *Template) version(files map[string][]byte) string {
+// version returns t.Version, or the build's version and a hash of the
+// skeleton's files.
+func (t *Template) version() (string, error) {
 	if t != nil && t.Version != "" {
-		return t.Version
+		return t.Version, nil
 	}
 	h := sha256.New()
-	for _, name := range slices.Sorted(maps.Keys(files)) {
-		fmt.Fprintf(h, "%s %x\n", name, sha256.Sum256(files[name]))
-	}
-	return buildVersion() + "+" + hex.EncodeToString(h.Sum(nil))[:12]
+	err := fs.WalkDir(t.fsys(), ".", func(name string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := fs.ReadFile(t.fsys(), name)
+		fmt.Fprintf(h, "%s %x\n", name, sha256.Sum256(data))
+		return err
+	})
+	return buildVersion() + "+" + hex.EncodeToString(h.Sum(nil))[:12], err
 }
 
 // buildVersion is the version of the Vitamin module the program was built
@@ -167,8 +171,12 @@ func (t *Template) New(dir string, p Params) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	version, err := t.version()
+	if err != nil {
+		return nil, err
+	}
 	m := Manifest{
-		Template: t.version(files), ModulePath: p.ModulePath, Name: r.name,
+		Template: version, ModulePath: p.ModulePath, Name: r.name,
 		Vitamin: p.Vitamin, Replace: p.Replace, Files: map[string]string{},
 	}
 	names := slices.Sorted(maps.Keys(files))
@@ -263,11 +271,7 @@ func writeFile(dir, name string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return err
 	}
-	mode := os.FileMode(0o644)
-	if path.Dir(name) == "scripts" {
-		mode = 0o755
-	}
-	return os.WriteFile(p, data, mode)
+	return os.WriteFile(p, data, 0o644)
 }
 
 func writeManifest(dir string, m Manifest) error {

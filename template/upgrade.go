@@ -63,7 +63,11 @@ func (t *Template) Upgrade(dir string, dryRun bool) (*Upgrade, error) {
 	if err != nil {
 		return nil, err
 	}
-	u := &Upgrade{From: m.Template, To: t.version(files)}
+	version, err := t.version()
+	if err != nil {
+		return nil, err
+	}
+	u := &Upgrade{From: m.Template, To: version}
 	next := Manifest{Template: u.To, ModulePath: m.ModulePath, Name: r.name, Vitamin: p.Vitamin, Replace: p.Replace, Files: map[string]string{}}
 	writes := map[string][]byte{}
 	for _, name := range slices.Sorted(maps.Keys(files)) {
