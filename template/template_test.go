@@ -212,14 +212,21 @@ func TestUpgrade(t *testing.T) {
 		t.Errorf("manifest after upgrade: %q, %v; want v2", m.Template, err)
 	}
 
-	// Once the team takes the new version, the next upgrade replaces it.
+	// Once the team takes the new version, the next upgrade has nothing
+	// to do; a file the team deleted stays deleted, upgrade after upgrade.
 	write(t, dir, "README.md", read(t, dir, "README.md"+template.BesideSuffix))
-	again, err := v2.Upgrade(dir, false)
-	if err != nil {
+	if err := os.Remove(filepath.Join(dir, ".dockerignore")); err != nil {
 		t.Fatal(err)
 	}
-	if len(again.Replaced)+len(again.Beside)+len(again.Added) != 0 || !contains(again.Unchanged, "README.md") {
-		t.Errorf("second upgrade: %+v, want nothing to do", again)
+	for range 2 {
+		again, err := v2.Upgrade(dir, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(again.Replaced)+len(again.Beside)+len(again.Added) != 0 || !contains(again.Unchanged, "README.md") ||
+			!contains(again.Deleted, ".dockerignore") {
+			t.Errorf("upgrade again: %+v, want nothing to do and .dockerignore left deleted", again)
+		}
 	}
 }
 

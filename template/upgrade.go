@@ -77,6 +77,7 @@ func (t *Template) Upgrade(dir string, dryRun bool) (*Upgrade, error) {
 		switch {
 		case errors.Is(err, fs.ErrNotExist) && tracked:
 			u.Deleted = append(u.Deleted, name)
+			next.Files[name] = recorded // still deleted by the team next time
 			continue
 		case errors.Is(err, fs.ErrNotExist):
 			u.Added = append(u.Added, name)
