@@ -30,25 +30,60 @@ type Limits struct {
 	Memory int64 `json:"memory"`
 }
 
-// ReadLimits reads the CPU quota and memory limit of the cgroup mounted at
-// root (DefaultCgroupRoot in a container, where the container's own cgroup
-// is the root of its namespace): cgroup v2's cpu.max and memory.max when
-// root/cgroup.controllers exists, else cgroup v1's
-// cpu/cpu.cfs_quota_us, cpu/cpu.cfs_period_us and
-// memory/memory.limit_in_bytes. It returns an error matching ErrNoLimits
-// when none is set, and an error naming the file when one cannot be
-// parsed.
+// ReadLimits reads the CPU quota and memory limit of the process's cgroup
+// in the tree mounted at root: cgroup v2's cpu.max and memory.max when
+// root/cgroup.controllers exists, else cgroup v1's cpu/cpu.cfs_quota_us,
+// cpu/cpu.cfs_period_us and memory/memory.limit_in_bytes. The process's
+// cgroup is the path /proc/self/cgroup names under root when it exists
+// there, else root itself (as in a container, whose own cgroup is the root
+// of its namespace). It returns an error matching ErrNoLimits when none is
+// set, and an error naming the file when one cannot be parsed.
 func ReadLimits(root string) (Limits, error) {
+	own := ownCgroups()
 	if _, err := os.Stat(filepath.Join(root, "cgroup.controllers")); err == nil {
-		return readV2(root)
+		return readV2(under(root, own[""]))
 	}
-	if _, err := os.Stat(filepath.Join(root, "memory")); err == nil {
-		return readV1(root)
-	}
-	if _, err := os.Stat(filepath.Join(root, "cpu")); err == nil {
-		return readV1(root)
+	for _, c := range []string{"memory", "cpu"} {
+		if _, err := os.Stat(filepath.Join(root, c)); err == nil {
+			return readV1(under(filepath.Join(root, "cpu"), own["cpu"]), under(filepath.Join(root, "memory"), own["memory"]))
+		}
 	}
 	return Limits{}, fmt.Errorf("%w: no cgroup tree at %s", ErrNoLimits, root)
+}
+
+// ownCgroups returns the process's cgroup path by v1 controller, and the
+// v2 path under "".
+func ownCgroups() map[string]string {
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return nil
+	}
+	out := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		parts := strings.SplitN(line, ":", 3) // id:controllers:path
+		if len(parts) != 3 {
+			continue
+		}
+		if parts[1] == "" {
+			out[""] = parts[2]
+		}
+		for _, c := range strings.Split(parts[1], ",") {
+			out[c] = parts[2]
+		}
+	}
+	return out
+}
+
+// under returns dir/path when that directory exists, else dir.
+func under(dir, path string) string {
+	if path == "" || path == "/" {
+		return dir
+	}
+	p := filepath.Join(dir, path)
+	if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+		return p
+	}
+	return dir
 }
 
 func readV2(root string) (Limits, error) {
@@ -80,22 +115,22 @@ func readV2(root string) (Limits, error) {
 	return l, nil
 }
 
-func readV1(root string) (Limits, error) {
+func readV1(cpu, mem string) (Limits, error) {
 	l := Limits{Version: 1}
-	q, qerr := readFile(root, "cpu/cpu.cfs_quota_us")
-	p, perr := readFile(root, "cpu/cpu.cfs_period_us")
+	q, qerr := readFile(cpu, "cpu.cfs_quota_us")
+	p, perr := readFile(cpu, "cpu.cfs_period_us")
 	if qerr == nil && perr == nil && q != "-1" {
 		qv, err1 := strconv.ParseFloat(q, 64)
 		pv, err2 := strconv.ParseFloat(p, 64)
 		if err1 != nil || err2 != nil || qv <= 0 || pv <= 0 {
-			return l, fmt.Errorf("admin: %s: bad quota %q or period %q", filepath.Join(root, "cpu"), q, p)
+			return l, fmt.Errorf("admin: %s: bad quota %q or period %q", cpu, q, p)
 		}
 		l.CPU = qv / pv
 	}
-	if b, err := readFile(root, "memory/memory.limit_in_bytes"); err == nil {
+	if b, err := readFile(mem, "memory.limit_in_bytes"); err == nil {
 		n, err := strconv.ParseInt(b, 10, 64)
 		if err != nil || n <= 0 {
-			return l, fmt.Errorf("admin: %s: bad limit %q", filepath.Join(root, "memory/memory.limit_in_bytes"), b)
+			return l, fmt.Errorf("admin: %s: bad limit %q", filepath.Join(mem, "memory.limit_in_bytes"), b)
 		}
 		// v1 writes a huge number (the page-rounded max int64) for "no limit".
 		if n < math.MaxInt64/2 {
@@ -103,7 +138,7 @@ func readV1(root string) (Limits, error) {
 		}
 	}
 	if l.CPU == 0 && l.Memory == 0 {
-		return l, fmt.Errorf("%w (cgroup v1 at %s)", ErrNoLimits, root)
+		return l, fmt.Errorf("%w (cgroup v1 at %s and %s)", ErrNoLimits, cpu, mem)
 	}
 	return l, nil
 }
