@@ -39,10 +39,14 @@ type started struct {
 	http     *http.Client
 }
 
-// start runs the service with the project's config.yaml, on free loopback
-// ports, registered in an in-memory registry, on an embedded NATS server,
-// and stops it when the test ends.
-func start(t *testing.T) *started {
+// projectConfig is the project's config.yaml.
+var projectConfig = filepath.Join("..", "..", "config.yaml")
+
+// start runs the service with the configuration file (the project's
+// config.yaml unless a test gives another), on free loopback ports,
+// registered in an in-memory registry, on an embedded NATS server, and
+// stops it when the test ends.
+func start(t *testing.T, file ...string) *started {
 	t.Helper()
 	registry, err := vitamintest.NewRegistry(vitamintest.RegistryConfig{})
 	if err != nil {
@@ -63,7 +67,7 @@ func start(t *testing.T) *started {
 		}
 	})
 	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := app.New(ctx, filepath.Join("..", "..", "config.yaml"), app.WithRegistry(registry),
+	svc, err := app.New(ctx, append(file, projectConfig)[0], app.WithRegistry(registry),
 		app.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))), app.WithoutSignals())
 	if err != nil {
 		cancel()
@@ -237,6 +241,34 @@ func TestConsumerOncePerEvent(t *testing.T) {
 	if stats.ItemsCreated != 1 {
 		t.Errorf("items_created = %d after two deliveries of one event, want 1", stats.ItemsCreated)
 	}
+}
+
+// TestDynamicProperty changes items.default_price_cents in the file while
+// the service runs: new items get the new fallback price, without a
+// restart (Consul KV, when there is Consul, is a live layer the same way).
+func TestDynamicProperty(t *testing.T) {
+	orig, err := os.ReadFile(projectConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(file, orig, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := start(t, file)
+	if item := s.create(t, "tea"); item.PriceCents != 100 || !item.PriceEstimated {
+		t.Fatalf("without pricing: %+v, want the default price, 100", item)
+	}
+	changed := strings.Replace(string(orig), "default_price_cents: 100", "default_price_cents: 250", 1)
+	if err := os.WriteFile(file, []byte(changed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	vitamintest.Eventually(t, 10*time.Second, func() error {
+		if item := s.create(t, "tea"); item.PriceCents != 250 {
+			return fmt.Errorf("after the change: %d cents, want 250", item.PriceCents)
+		}
+		return nil
+	})
 }
 
 func TestBadConfig(t *testing.T) {
