@@ -232,7 +232,7 @@ func (p *Profiler) State() ProfilingState {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	st := p.st
-	st.Files = slices.Clone(p.files)
+	st.Files = append([]Capture{}, p.files...)
 	slices.Reverse(st.Files)
 	st.MemoryLimit = debug.SetMemoryLimit(-1)
 	return st
