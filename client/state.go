@@ -120,7 +120,7 @@ type InstanceState struct {
 
 // Snapshot returns the state of each client of m, sorted by service and kind.
 func (m *Monitor) Snapshot() []ServiceState {
-	var out []ServiceState
+	out := []ServiceState{}
 	for _, c := range m.live() {
 		out = append(out, c.state())
 	}
@@ -179,7 +179,7 @@ func (c *core) state() ServiceState {
 	if c.needConn {
 		kind = "grpc"
 	}
-	st := ServiceState{Service: c.service, Kind: kind, Algorithm: string(b.Algorithm), Zone: b.Zone}
+	st := ServiceState{Service: c.service, Kind: kind, Algorithm: string(b.Algorithm), Zone: b.Zone, Instances: []InstanceState{}}
 	if w := c.lastWatch.Load(); w != nil {
 		st.Discovery = WatchState{Seen: true, Stale: w.Stale, Preserved: w.Preserved, LastConfirmed: w.LastConfirmed}
 		if w.Err != nil {
