@@ -54,8 +54,9 @@ type storeBatch interface {
 	// recorded, though their work is done.
 	commit(ctx context.Context, done []*Message) (rolledBack bool, err error)
 	// succeeded is called when m's handler succeeded, before the next
-	// message's handler runs.
-	succeeded(m *Message)
+	// message's handler runs. An error says that m's work cannot commit
+	// after all: it is then undone with failed, as if the handler failed.
+	succeeded(ctx context.Context, m *Message) error
 	// pipelined says that commit may run while the worker goes on with its
 	// next batch: nothing of this batch is held open meanwhile.
 	pipelined() bool
@@ -148,9 +149,11 @@ func (c *Consumer) handleBatch(ctx context.Context, jms []jetstream.Msg, bs batc
 		}
 		herr := c.handleOne(ctx, m)
 		if herr == nil {
-			b.succeeded(m)
-			done = append(done, m)
-			continue
+			if herr = b.succeeded(ctx, m); herr == nil {
+				done = append(done, m)
+				continue
+			}
+			m.handled = false
 		}
 		if err := b.failed(ctx, m); err != nil {
 			c.log(ctx, slog.LevelWarn, "messaging: undo a failed message of a batch", m, err)

@@ -119,3 +119,47 @@ func TestBatchCommitsALoneMessage(t *testing.T) {
 	})
 	settled(t, e.js, "events", "lone", 10*time.Second)
 }
+
+// TestBatchHandlerHidingAnSQLError: a handler whose statement fails
+// (aborting a PostgreSQL transaction) and that returns nil anyway does not
+// fail its batch: its message alone is rolled back and retried, and the
+// others commit once.
+func TestBatchHandlerHidingAnSQLError(t *testing.T) {
+	e := newEnv(t)
+	db := newSQLDB(t)
+	ctx := testCtx(t)
+	const n, bad = 10, "hide-4"
+	p := publisher(t, e)
+	for i := range n {
+		if _, err := p.Publish(ctx, "events.hide", order{ID: strconv.Itoa(i)}, WithMsgID("hide-"+strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	calls := newCounter()
+	cfg := fastConfig("hide")
+	cfg.Workers, cfg.MaxDeliver, cfg.CommitWait = 1, 3, 50*time.Millisecond
+	c, err := NewConsumer(ctx, e.js, cfg, func(ctx context.Context, m *Message) error {
+		calls.add(m.Key)
+		if m.Key == bad {
+			_, _ = m.Tx().ExecContext(ctx, "INSERT INTO no_such_table VALUES (1)") // error ignored
+			return nil
+		}
+		return db.effect(ctx, m.Tx(), m.Key)
+	}, WithStore(db.store))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, c)
+	settled(t, e.js, "events", "hide", 20*time.Second)
+	deadLetters(t, e.js, 1)
+	for i := range n {
+		key := "hide-" + strconv.Itoa(i)
+		wantCalls, wantEffects := 1, 1
+		if key == bad {
+			wantCalls, wantEffects = cfg.MaxDeliver, 0
+		}
+		if calls.get(key) != wantCalls || db.count(t, key) != wantEffects {
+			t.Errorf("%s: handler ran %d times with %d effects, want %d and %d", key, calls.get(key), db.count(t, key), wantCalls, wantEffects)
+		}
+	}
+}

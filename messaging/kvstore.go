@@ -352,7 +352,7 @@ const kvBatchTimeout = 5 * time.Second
 
 // succeeded sends m's mark at once, without waiting for it: the window in
 // which its lease could lapse after the handler is one round trip.
-func (b *kvBatch) succeeded(m *Message) {
+func (b *kvBatch) succeeded(_ context.Context, m *Message) error {
 	c := m.claim.(*kvClaim)
 	c.mu.Lock()
 	c.ended = true
@@ -362,6 +362,7 @@ func (b *kvBatch) succeeded(m *Message) {
 	mk.fut, mk.err = b.s.js.PublishMsgAsync(&nats.Msg{Subject: b.subject(c.key), Data: []byte(kvDone)},
 		jetstream.WithExpectLastSequencePerSubject(rev))
 	b.marks = append(b.marks, mk)
+	return nil
 }
 
 func (b *kvBatch) commit(ctx context.Context, _ []*Message) (bool, error) {

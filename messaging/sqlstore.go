@@ -295,7 +295,19 @@ func (b *sqlBatch) failed(ctx context.Context, m *Message) error {
 
 func (b *sqlBatch) pipelined() bool { return false }
 
-func (b *sqlBatch) succeeded(*Message) {}
+// succeeded releases m's savepoint, if it took one. On PostgreSQL that
+// fails if a statement of the handler failed and the handler returned nil
+// anyway: the transaction is aborted. m is then rolled back to its
+// savepoint alone, instead of failing the commit of the whole batch.
+func (b *sqlBatch) succeeded(ctx context.Context, m *Message) error {
+	if !m.savepoint || b.err != nil {
+		return nil
+	}
+	if _, err := b.tx.ExecContext(ctx, "RELEASE SAVEPOINT "+sqlSavepoint); err != nil {
+		return fmt.Errorf("messaging: the handler returned nil, but its transaction cannot commit: %w", err)
+	}
+	return nil
+}
 
 func (b *sqlBatch) commit(context.Context, []*Message) (bool, error) {
 	if b.err != nil {
