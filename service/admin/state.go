@@ -64,9 +64,6 @@ type ConsumerState struct {
 	Retried      uint64 `json:"retried"`
 	DeadLettered uint64 `json:"dead_lettered"`
 	Duplicates   uint64 `json:"duplicates"`
-	// InFlight is the number of handlers running now: the handler
-	// duration histogram's count lags it, so it is not reported (-1).
-	InFlight int64 `json:"in_flight"`
 }
 
 // ConfigState is the configuration's sources, its rejected changes and
@@ -223,7 +220,7 @@ func consumers(m *Metrics) []ConsumerState {
 			k := [2]string{label(mt, labelStream), label(mt, labelDurable)}
 			c := byKey[k]
 			if c == nil {
-				c = &ConsumerState{Stream: k[0], Durable: k[1], InFlight: -1}
+				c = &ConsumerState{Stream: k[0], Durable: k[1]}
 				byKey[k] = c
 			}
 			*field(c) += uint64(mt.GetCounter().GetValue())
