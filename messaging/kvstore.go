@@ -351,16 +351,16 @@ func (b *kvBatch) pipelined() bool { return true }
 const kvBatchTimeout = 5 * time.Second
 
 // succeeded sends m's mark at once, without waiting for it: the window in
-// which its lease could lapse after the handler is one round trip.
+// which its lease could lapse after the handler is one round trip. The
+// mark expects no revision: whoever holds the key now, the work is done
+// (Done ends the same way, by a second write).
 func (b *kvBatch) succeeded(_ context.Context, m *Message) error {
 	c := m.claim.(*kvClaim)
 	c.mu.Lock()
 	c.ended = true
-	rev := c.rev
 	c.mu.Unlock()
 	mk := kvMark{c: c}
-	mk.fut, mk.err = b.s.js.PublishMsgAsync(&nats.Msg{Subject: b.subject(c.key), Data: []byte(kvDone)},
-		jetstream.WithExpectLastSequencePerSubject(rev))
+	mk.fut, mk.err = b.s.js.PublishMsgAsync(&nats.Msg{Subject: b.subject(c.key), Data: []byte(kvDone)})
 	b.marks = append(b.marks, mk)
 	return nil
 }
@@ -374,9 +374,7 @@ func (b *kvBatch) commit(ctx context.Context, _ []*Message) (bool, error) {
 		if err == nil {
 			err = b.wait(ctx, mk.fut, func(*jetstream.PubAck) {})
 		}
-		if isWrongSeq(err) || mk.err != nil {
-			// Taken over after the lease expired, or not sent: record it
-			// done anyway, as Done does.
+		if mk.err != nil { // not sent: try once more, waiting
 			_, err = b.s.kv.Put(ctx, mk.c.key, []byte(kvDone))
 		}
 		first = cmp.Or(first, err)
