@@ -88,6 +88,10 @@ type Balancing struct {
 	FailurePenalty time.Duration `yaml:"failure_penalty,omitempty" json:"failure_penalty,omitempty"`
 	// Outlier configures outlier ejection.
 	Outlier Outlier `yaml:"outlier,omitempty" json:"outlier,omitempty"`
+	// Stage selects instances that receive only calls pinned to them (a
+	// smoke test in production without real traffic); nil switches it
+	// off. It needs Pin.
+	Stage *Stage `yaml:"stage,omitempty" json:"stage,omitempty"`
 	// Canary sends a share of calls to the instances it selects; nil
 	// switches it off.
 	Canary *Canary `yaml:"canary,omitempty" json:"canary,omitempty"`
@@ -139,7 +143,65 @@ type Canary struct {
 	Value string `yaml:"value,omitempty" json:"value,omitempty"`
 	// Weight is the share of calls sent to the canary, in [0, 1].
 	Weight float64 `yaml:"weight" json:"weight"`
+	// Guard compares the canary with the other instances and stops
+	// routing to it when it is worse; nil switches it off.
+	Guard *Guard `yaml:"guard,omitempty" json:"guard,omitempty"`
 }
+
+// Stage selects the instances whose metadata Key equals Value: they get no
+// call but those pinned to them (Balancing.Pin), so a new build can be
+// tried in production with production settings and no real traffic.
+// Promotion is a configuration change: Stage off and a Canary on the same
+// instances. It is plain data.
+type Stage struct {
+	// Key and Value select the stage instances. Defaults
+	// discovery.MetaVersion and "stage".
+	Key   string `yaml:"key,omitempty" json:"key,omitempty"`
+	Value string `yaml:"value,omitempty" json:"value,omitempty"`
+}
+
+// Guard is the confidence guard of a canary: it compares the canary's calls
+// with the other instances' (the baseline) over windows of canary calls —
+// the first MinCalls long, each next one twice as long up to MaxWindow —
+// and pulls the canary (its share drops to 0; pinned calls still reach
+// it) when, in a window, its error rate exceeds the baseline's by more
+// than ErrorMargin, or more of its calls than LatencyQuantile allows are
+// slower than LatencyMargin × the baseline's LatencyQuantile, with a
+// one-sided test whose false alarms over the canary's whole life stay
+// below FalseAlarm (each window's test gets a share of it that halves from
+// one window to the next). A pulled canary comes back only with a change
+// of the Canary configuration. The zero value gives the defaults; it is
+// plain data.
+type Guard struct {
+	// MinCalls is the length of the first window, in canary calls.
+	// Default 100.
+	MinCalls int `yaml:"min_calls,omitempty" json:"min_calls,omitempty"`
+	// MaxWindow caps the window length, in canary calls. Default 6400.
+	MaxWindow int `yaml:"max_window,omitempty" json:"max_window,omitempty"`
+	// ErrorMargin is how much higher than the baseline's the canary's
+	// error rate (failures and timeouts) may be, in [0, 1]. Default 0.05.
+	ErrorMargin float64 `yaml:"error_margin,omitempty" json:"error_margin,omitempty"`
+	// LatencyQuantile is the quantile of successful calls compared, in
+	// (0, 1). Default 0.99.
+	LatencyQuantile float64 `yaml:"latency_quantile,omitempty" json:"latency_quantile,omitempty"`
+	// LatencyMargin is how many times slower than the baseline's quantile
+	// a canary call may be before it counts as slow; at least 1. Default
+	// 1.5.
+	LatencyMargin float64 `yaml:"latency_margin,omitempty" json:"latency_margin,omitempty"`
+	// FalseAlarm bounds the chance of pulling a canary as good as the
+	// baseline, in (0, 1). Default 0.001.
+	FalseAlarm float64 `yaml:"false_alarm,omitempty" json:"false_alarm,omitempty"`
+}
+
+// Defaults of Guard.
+const (
+	DefaultGuardMinCalls        = 100
+	DefaultGuardMaxWindow       = 6400
+	DefaultGuardErrorMargin     = 0.05
+	DefaultGuardLatencyQuantile = 0.99
+	DefaultGuardLatencyMargin   = 1.5
+	DefaultGuardFalseAlarm      = 0.001
+)
 
 // Pin routes a call to the instances whose metadata MetaKey equals the
 // call's pin value, read from the HTTP header or gRPC metadata Header, or
@@ -206,7 +268,39 @@ func (b Balancing) withDefaults() (Balancing, error) {
 		shareOrDefault(&err, f+"Canary.Weight", &cc.Weight, 0)
 		cc.Key = cmp.Or(cc.Key, discovery.MetaVersion)
 		cc.Value = cmp.Or(cc.Value, "canary")
+		if g := cc.Guard; g != nil {
+			gg := *g
+			orDefault(&err, f+"Canary.Guard.MinCalls", &gg.MinCalls, DefaultGuardMinCalls)
+			orDefault(&err, f+"Canary.Guard.MaxWindow", &gg.MaxWindow, max(DefaultGuardMaxWindow, gg.MinCalls))
+			shareOrDefault(&err, f+"Canary.Guard.ErrorMargin", &gg.ErrorMargin, DefaultGuardErrorMargin)
+			shareOrDefault(&err, f+"Canary.Guard.LatencyQuantile", &gg.LatencyQuantile, DefaultGuardLatencyQuantile)
+			shareOrDefault(&err, f+"Canary.Guard.FalseAlarm", &gg.FalseAlarm, DefaultGuardFalseAlarm)
+			if gg.LatencyMargin == 0 {
+				gg.LatencyMargin = DefaultGuardLatencyMargin
+			}
+			switch {
+			case err != nil:
+			case gg.MaxWindow < gg.MinCalls:
+				err = invalid(f+"Canary.Guard.MaxWindow", gg.MaxWindow, "must be at least MinCalls")
+			case gg.LatencyQuantile >= 1:
+				err = invalid(f+"Canary.Guard.LatencyQuantile", gg.LatencyQuantile, "must be below 1")
+			case gg.FalseAlarm >= 1:
+				err = invalid(f+"Canary.Guard.FalseAlarm", gg.FalseAlarm, "must be below 1")
+			case gg.LatencyMargin < 1 || math.IsNaN(gg.LatencyMargin):
+				err = invalid(f+"Canary.Guard.LatencyMargin", gg.LatencyMargin, "must be at least 1")
+			}
+			cc.Guard = &gg
+		}
 		b.Canary = &cc
+	}
+	if s := b.Stage; s != nil {
+		ss := *s
+		ss.Key = cmp.Or(ss.Key, discovery.MetaVersion)
+		ss.Value = cmp.Or(ss.Value, "stage")
+		b.Stage = &ss
+		if err == nil && b.Pin == nil {
+			err = invalid(f+"Stage", "set", "needs Pin: calls reach a stage instance only when pinned to it")
+		}
 	}
 	if p := b.Pin; p != nil {
 		pp := *p

@@ -67,6 +67,7 @@ type endpoint struct {
 	answered atomic.Int64  // core clock of its last answer, or of a call's start while none was in flight
 	timedOut atomic.Int64  // core clock of the last timeout that counted toward ejection
 	observed atomic.Bool
+	canary   atomic.Bool // in the canary subset
 	consec   atomic.Int32
 	calls    atomic.Uint64
 
@@ -334,6 +335,9 @@ type core struct {
 	attrs    metric.MeasurementOption
 
 	redispatchCtr metric.Int64Counter
+
+	guard     atomic.Pointer[guard] // the canary's confidence guard, if any
+	guardOpts guardOptions
 	epoch         time.Time
 
 	set   atomic.Pointer[pickSet]
@@ -369,9 +373,28 @@ func newCore(service string, cfg Balancing, needConn bool, logger *slog.Logger, 
 		c.redispatchCtr, _ = mp.Meter("github.com/vitamin-go/vitamin/client").Int64Counter(MetricRedispatches,
 			metric.WithDescription("Attempts sent to another instance because they never reached one or stalled."))
 	}
+	c.guardOpts = guardOptions{logger: logger, meter: mp}
 	c.bal.Store(newBalancing(cfg))
+	c.guardFor(nil, cfg.Canary)
 	c.rebuildLocked()
 	return c
+}
+
+// guardFor starts a new confidence guard (or none) when the canary
+// changes from old to cn: a pulled canary comes back only so.
+func (c *core) guardFor(old, cn *Canary) {
+	switch {
+	case cn == nil || cn.Guard == nil:
+		c.guard.Store(nil)
+	case old == nil || old.Key != cn.Key || old.Value != cn.Value || old.Weight != cn.Weight || old.Guard == nil || *old.Guard != *cn.Guard:
+		c.guard.Store(newGuard(c.service, cn, &c.guardOpts))
+	}
+}
+
+// pulled reports whether the confidence guard pulled the canary.
+func (c *core) pulled() bool {
+	g := c.guard.Load()
+	return g != nil && g.pulled.Load() != nil
 }
 
 // balancing is a Balancing with its defaults and the rates derived from
@@ -393,6 +416,7 @@ func newBalancing(b Balancing) *balancing {
 func (c *core) setBalancing(b Balancing) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.guardFor(c.bal.Load().Canary, b.Canary)
 	c.bal.Store(newBalancing(b))
 	if b.Outlier.Disabled {
 		for _, e := range c.eps {
@@ -541,8 +565,10 @@ func (c *core) rebuildLocked() {
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].inst.ID < all[j].inst.ID })
 
+	b := c.bal.Load()
 	var ready, eligible []member
 	for _, e := range all {
+		e.canary.Store(b.Canary != nil && e.inst.Meta[b.Canary.Key] == b.Canary.Value)
 		if !e.ready || (c.needConn && e.sc == nil) {
 			continue
 		}
@@ -552,15 +578,22 @@ func (c *core) rebuildLocked() {
 			eligible = append(eligible, m)
 		}
 	}
-	b := c.bal.Load()
 	// Panic: too few instances left after ejection; ignore ejection.
 	if len(eligible) == 0 || float64(len(all)-c.ejected) < b.Outlier.PanicThreshold*float64(len(all)) {
 		eligible = ready
+	}
+	// Stage instances get pinned calls only: out of every other list.
+	pinnable := eligible
+	if st := b.Stage; st != nil {
+		staged := func(e *endpoint) bool { return e.inst.Meta[st.Key] == st.Value }
+		eligible = filter(eligible, func(e *endpoint) bool { return !staged(e) })
 	}
 	s := &pickSet{all: eligible, known: len(all), bal: b}
 	switch {
 	case len(all) == 0:
 		s.err = &NoInstancesError{Service: c.service, Reason: "no instances"}
+	case len(eligible) == 0 && len(pinnable) > 0:
+		s.err = &NoInstancesError{Service: c.service, Reason: "no instances but stage instances, which take only pinned calls"}
 	case len(eligible) == 0:
 		s.err = &NoInstancesError{Service: c.service, Reason: "no reachable instance"}
 	}
@@ -577,7 +610,7 @@ func (c *core) rebuildLocked() {
 	}
 	if p := b.Pin; p != nil {
 		s.pinned = map[string][]member{}
-		for _, m := range eligible {
+		for _, m := range pinnable {
 			if v, ok := m.ep.inst.Meta[p.MetaKey]; ok {
 				s.pinned[v] = append(s.pinned[v], m)
 			}
@@ -639,12 +672,14 @@ func (c *core) pick(cs *callState) (member, error) {
 // chosen instance (every eligible one was tried).
 func (c *core) pickAgain(cs *callState) (member, bool, error) {
 	s := c.set.Load()
-	if len(s.all) == 0 {
+	pinned := cs != nil && cs.pin != "" && s.pinned != nil
+	if len(s.all) == 0 && !pinned {
 		return member{}, false, s.err
 	}
 	list := s.all
 	switch {
-	case cs != nil && cs.pin != "" && s.pinned != nil:
+	case pinned:
+		// Pinned calls reach stage instances too (s.all leaves them out).
 		list = s.pinned[cs.pin]
 		if len(list) == 0 {
 			return member{}, false, &NoInstancesError{Service: c.service, Subset: s.bal.Pin.MetaKey + "=" + cs.pin, Reason: "no instances"}
@@ -659,7 +694,7 @@ func (c *core) pickAgain(cs *callState) (member, bool, error) {
 		}
 		list = s.groups[best].members
 	case s.bal.Canary != nil:
-		if len(s.canary) > 0 && rand.Float64() < s.bal.Canary.Weight {
+		if len(s.canary) > 0 && !c.pulled() && rand.Float64() < s.bal.Canary.Weight {
 			list = s.canary
 		} else if len(s.stableLocal) > 0 {
 			list = s.stableLocal
@@ -758,6 +793,9 @@ func (c *core) finish(e *endpoint, start int64, o outcome) {
 	now := c.now()
 	c.tick(now)
 	rtt := float64(now - start)
+	if g := c.guard.Load(); g != nil && o != outcomeCanceled {
+		g.record(e.canary.Load(), rtt, o != outcomeSuccess)
+	}
 	r := c.rates()
 	b := c.bal.Load()
 	switch o {

@@ -128,6 +128,30 @@
 // key's hash); Balancing.Zone keeps calls in the caller's zone while it has
 // instances.
 //
+// # Progressive delivery: stage, canary, all
+//
+// A new build is rolled out by configuration, not by redeploys: its
+// instances carry their version in metadata (discovery.MetaVersion), and
+// the caller's Balancing says what they get. Stage gives them only calls
+// pinned to them (a smoke test in production with production settings);
+// Canary gives them a share; without either they are instances like the
+// others. Each step is a change of the Routing (see below), so a Consul
+// KV transaction promotes or rolls back every caller at once.
+//
+// A Canary with a Guard is watched: the confidence guard compares the
+// canary's calls with the baseline's (the other instances, on the same
+// calls) over windows of canary calls — error rates, and how many
+// successful calls are slower than a margin over the baseline's p99 —
+// with one-sided tests whose false alarms over the canary's life stay
+// below Guard.FalseAlarm. When the canary is worse beyond the margins, the
+// guard pulls it: its share drops to 0 (pinned calls still reach it, the
+// baseline is never cut), a line is logged, MetricCanaryPulls counts it,
+// WithGuardHandler hears of it with the evidence (a GuardEvent with both
+// subsets' figures), and the Monitor's state shows it. A pulled canary
+// comes back only with a change of the Canary configuration. While a
+// canary is set, MetricSubsetCalls and MetricSubsetDuration record both
+// subsets' calls, for dashboards and outside analysis.
+//
 // # Live routing
 //
 // Config.Balancing is fixed when the client is built. A Routing, given with

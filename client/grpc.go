@@ -82,6 +82,7 @@ func NewGRPC(ctx context.Context, service string, cfg Config, opts ...GRPCOption
 		return nil, err
 	}
 	c := newCore(service, o.balancing, true, o.logger, o.meter)
+	c.guardOpts.handler = o.guardHandler
 	o.monitor.add(c)
 	rb := &resolverBuilder{
 		scheme: fmt.Sprintf("vitamin-%016x", rand.Uint64()),

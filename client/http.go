@@ -71,6 +71,7 @@ func NewTransport(service string, cfg Config, opts ...HTTPOption) (*Transport, e
 		base = http.DefaultTransport.(*http.Transport).Clone()
 	}
 	c := newCore(service, o.balancing, false, o.logger, o.meter)
+	c.guardOpts.handler = o.guardHandler
 	o.monitor.add(c)
 	t := &Transport{
 		service: service, core: c, base: base, caller: o.caller,

@@ -59,6 +59,8 @@ type options struct {
 	balancing Balancing // Config.Balancing with its defaults
 	routing   *Routing  // WithRouting
 	monitor   *Monitor  // WithMonitor
+
+	guardHandler func(GuardEvent) // WithGuardHandler
 	err       error     // the first invalid option
 }
 

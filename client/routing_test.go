@@ -2,12 +2,18 @@ package client_test
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"log/slog"
 	"math"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -15,6 +21,8 @@ import (
 
 	"github.com/vitamin-go/vitamin/client"
 	"github.com/vitamin-go/vitamin/discovery"
+	"github.com/vitamin-go/vitamin/resilience"
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 // canaryPhases are the canary weights TestRoutingFollowsUpdatesUnderLoad
@@ -158,4 +166,110 @@ func routedLoad(t *testing.T, s *routingSetup, canary string, call func(context.
 			t.Errorf("at canary weight %.0f%%, the canary served %d of %d calls, want %.0f ± %.0f", 100*w, got, n, float64(n)*w, 5*sd)
 		}
 	}
+}
+
+// TestGuardPullsAFailingCanary: a canary that fails 20% of its calls (HTTP
+// 500), beside four healthy instances, with 10% of the calls and the
+// README's policy: the confidence guard pulls it within a bounded number of
+// canary calls, says why (handler, log, the client's state), no call
+// fails (the policy retries the canary's failures on the baseline), and no
+// unpinned call reaches the canary afterwards.
+func TestGuardPullsAFailingCanary(t *testing.T) {
+	reg := newRegistry(t)
+	var canaryCalls atomic.Int64
+	var n atomic.Int64
+	for _, id := range []string{"s1", "s2", "s3", "s4", "canary"} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if id == "canary" {
+				canaryCalls.Add(1)
+				if n.Add(1)%5 == 0 {
+					http.Error(w, "boom", http.StatusInternalServerError)
+					return
+				}
+			}
+			fmt.Fprint(w, id)
+		}))
+		t.Cleanup(srv.Close)
+		version := "v1"
+		if id == "canary" {
+			version = "canary"
+		}
+		announceHTTP(t, reg, id, srv, version)
+	}
+	events := make(chan client.GuardEvent, 1)
+	monitor := client.NewMonitor()
+	var logs vitamintest.Buffer
+	hc := newHTTP(t, client.Config{Balancing: client.Balancing{Canary: &client.Canary{Weight: 0.1, Guard: &client.Guard{}}}},
+		client.WithWatcher(reg), client.WithoutTracing(), client.WithMonitor(monitor),
+		client.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))),
+		client.WithGuardHandler(func(ev client.GuardEvent) { events <- ev }),
+		client.WithPolicies(policies(t, resilience.Policy{Timeout: time.Second, Retry: &resilience.Retry{MaxAttempts: 3}, Budget: &resilience.Budget{}})))
+	get := func() (string, error) {
+		resp, err := hc.Get("http://orders/x")
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			return "", fmt.Errorf("status %d: %s", resp.StatusCode, b)
+		}
+		return string(b), err
+	}
+	var pulledAt int64
+	failed, err := runLoad(8, 20000, func(int64) {
+		if pulledAt == 0 {
+			select {
+			case ev := <-events:
+				events <- ev
+				pulledAt = canaryCalls.Load()
+			default:
+			}
+		}
+	}, func() error { _, err := get(); return err })
+	if failed > 0 {
+		t.Fatalf("%d calls failed; first: %v", failed, err)
+	}
+	var ev client.GuardEvent
+	select {
+	case ev = <-events:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("the canary was not pulled after %d canary calls; log:\n%s", canaryCalls.Load(), logs.String())
+	}
+	t.Logf("pulled after about %d canary calls: %s (window %d, p %.2g); canary %+v; baseline %+v",
+		pulledAt, ev.Detail, ev.Window, ev.P, ev.CanaryStats, ev.Baseline)
+	if ev.Reason != "errors" || ev.Canary != "version=canary" || ev.Service != svc {
+		t.Errorf("event %+v, want errors of version=canary of %s", ev, svc)
+	}
+	if pulledAt > 800 {
+		t.Errorf("pulled after %d canary calls, want within the first three windows (700, and the calls in flight)", pulledAt)
+	}
+	if !strings.Contains(logs.String(), "confidence guard pulled the canary") {
+		t.Errorf("no log line for the pull:\n%s", logs.String())
+	}
+	var st *client.GuardState
+	for _, s := range monitor.Snapshot() {
+		if s.Canary != nil {
+			st = s.Canary.Guard
+		}
+	}
+	if st == nil || st.Pulled == nil || st.Pulled.Reason != "errors" {
+		t.Errorf("the client's state does not show the pull: %+v", st)
+	}
+	before := canaryCalls.Load()
+	for range 1000 {
+		if id, err := get(); err != nil || id == "canary" {
+			t.Fatalf("after the pull: %q, %v", id, err)
+		}
+	}
+	if got := canaryCalls.Load() - before; got != 0 {
+		t.Errorf("%d calls reached the pulled canary", got)
+	}
+}
+
+// announceHTTP registers srv as instance id of svc with the given version.
+func announceHTTP(t *testing.T, reg *vitamintest.Registry, id string, srv *httptest.Server, version string) {
+	t.Helper()
+	port := srv.Listener.Addr().(*net.TCPAddr).Port
+	register(t, reg, discovery.Instance{ID: id, Service: svc, Address: "127.0.0.1", Port: port, Meta: map[string]string{discovery.MetaVersion: version}})
 }

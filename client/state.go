@@ -64,6 +64,9 @@ type ServiceState struct {
 	Zone      string `json:"zone,omitempty"`
 	// Canary, Pin and Sticky describe subset routing, when set.
 	Canary *CanaryState `json:"canary,omitempty"`
+	// Stage is the stage subset ("key=value"), which takes pinned calls
+	// only, when set.
+	Stage string `json:"stage,omitempty"`
 	Pin    string       `json:"pin_meta_key,omitempty"`
 	Sticky string       `json:"sticky_meta_key,omitempty"`
 	// Ejected is how many instances are ejected now.
@@ -94,6 +97,20 @@ type CanaryState struct {
 	Weight float64 `json:"weight"`
 	// Instances is how many instances are canaries.
 	Instances int `json:"instances"`
+	// Guard is the state of its confidence guard, if it has one.
+	Guard *GuardState `json:"guard,omitempty"`
+}
+
+// GuardState is the state of a canary's confidence guard.
+type GuardState struct {
+	// Window is the number of the window being filled (from 0), Calls
+	// the canary calls it holds so far, of Size.
+	Window int    `json:"window"`
+	Calls  uint64 `json:"calls"`
+	Size   uint64 `json:"size"`
+	// Pulled says why the guard pulled the canary; nil while it routes
+	// to it.
+	Pulled *GuardEvent `json:"pulled,omitempty"`
 }
 
 // InstanceState is one instance as the balancer sees it.
@@ -189,11 +206,18 @@ func (c *core) state() ServiceState {
 	if p := b.Pin; p != nil {
 		st.Pin = p.MetaKey
 	}
+	if sg := b.Stage; sg != nil {
+		st.Stage = sg.Key + "=" + sg.Value
+	}
 	if s := b.Sticky; s != nil {
 		st.Sticky = s.MetaKey
 	}
 	if cn := b.Canary; cn != nil {
 		st.Canary = &CanaryState{Key: cn.Key, Value: cn.Value, Weight: cn.Weight}
+		if g := c.guard.Load(); g != nil {
+			w := g.win.Load()
+			st.Canary.Guard = &GuardState{Window: w.n, Calls: w.sub[1].calls.Load(), Size: w.size, Pulled: g.pulled.Load()}
+		}
 	}
 	now, r := c.now(), c.rates()
 	c.mu.Lock()
