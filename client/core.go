@@ -338,7 +338,7 @@ type core struct {
 
 	guard     atomic.Pointer[guard] // the canary's confidence guard, if any
 	guardOpts guardOptions
-	epoch         time.Time
+	epoch     time.Time
 
 	set   atomic.Pointer[pickSet]
 	clock atomic.Int64 // core clock of a recent finish, for the pick path

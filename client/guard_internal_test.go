@@ -111,7 +111,9 @@ func TestGuardPullsABadCanary(t *testing.T) {
 // reaches a stage instance, every pinned one does.
 func TestStageTakesOnlyPinnedCalls(t *testing.T) {
 	c, _ := testCore(t, Balancing{Stage: &Stage{Value: "v2"}, Pin: &Pin{}}, 4,
-		func(i int) map[string]string { return map[string]string{discovery.MetaVersion: []string{"v1", "v1", "v1", "v2"}[i]} })
+		func(i int) map[string]string {
+			return map[string]string{discovery.MetaVersion: []string{"v1", "v1", "v1", "v2"}[i]}
+		})
 	for i := range 100000 {
 		cs := &callState{}
 		pin := i%10 == 0

@@ -61,7 +61,7 @@ type options struct {
 	monitor   *Monitor  // WithMonitor
 
 	guardHandler func(GuardEvent) // WithGuardHandler
-	err       error     // the first invalid option
+	err          error            // the first invalid option
 }
 
 type grpcOptions struct {

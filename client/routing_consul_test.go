@@ -16,8 +16,8 @@ import (
 
 	"github.com/vitamin-go/vitamin/client"
 	"github.com/vitamin-go/vitamin/config"
-	"github.com/vitamin-go/vitamin/discovery"
 	configconsul "github.com/vitamin-go/vitamin/config/consul"
+	"github.com/vitamin-go/vitamin/discovery"
 	"github.com/vitamin-go/vitamin/vitamintest"
 )
 

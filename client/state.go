@@ -66,9 +66,9 @@ type ServiceState struct {
 	Canary *CanaryState `json:"canary,omitempty"`
 	// Stage is the stage subset ("key=value"), which takes pinned calls
 	// only, when set.
-	Stage string `json:"stage,omitempty"`
-	Pin    string       `json:"pin_meta_key,omitempty"`
-	Sticky string       `json:"sticky_meta_key,omitempty"`
+	Stage  string `json:"stage,omitempty"`
+	Pin    string `json:"pin_meta_key,omitempty"`
+	Sticky string `json:"sticky_meta_key,omitempty"`
 	// Ejected is how many instances are ejected now.
 	Ejected int `json:"ejected"`
 	// Instances are the instances the client balances over, sorted by ID.
