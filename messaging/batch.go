@@ -78,6 +78,11 @@ func (c *Consumer) batchWorker(ctx context.Context, work <-chan jetstream.Msg, b
 	defer settling.Wait()
 	for {
 		select {
+		case <-c.stop: // before taking more: work holds none of ours
+			return
+		default:
+		}
+		select {
 		case jm := <-work:
 			buf = append(buf, jm)
 		case <-c.stop:
@@ -129,12 +134,11 @@ func (c *Consumer) handleBatch(ctx context.Context, jms []jetstream.Msg, bs batc
 		slot.batch = nil
 		slot.mu.Unlock()
 	}()
-	done, dups := make([]*Message, 0, len(msgs)), 0
+	done := make([]*Message, 0, len(msgs))
 	for i, m := range msgs {
 		switch err := errs[i]; {
 		case err == nil:
 		case errors.Is(err, ErrDuplicate):
-			dups++
 			continue
 		default:
 			c.claimFailed(ctx, m, err)
@@ -153,7 +157,6 @@ func (c *Consumer) handleBatch(ctx context.Context, jms []jetstream.Msg, bs batc
 				done = append(done, m)
 				continue
 			}
-			m.handled = false
 		}
 		if err := b.failed(ctx, m); err != nil {
 			c.log(ctx, slog.LevelWarn, "messaging: undo a failed message of a batch", m, err)
@@ -180,20 +183,20 @@ func (c *Consumer) handleBatch(ctx context.Context, jms []jetstream.Msg, bs batc
 // them if the commit rolled their work back.
 func (c *Consumer) settle(ctx context.Context, b storeBatch, msgs []*Message, errs []error, done []*Message) {
 	rolledBack, err := b.commit(ctx, done)
-	if rolledBack {
-		cause := fmt.Errorf("commit: %w", err)
-		for i, m := range msgs {
-			if errs[i] == nil && m.handled || errors.Is(errs[i], ErrDuplicate) {
-				c.retry(ctx, m, c.backoff.Delay(int(m.NumDelivered)), cause)
-			}
-		}
-		return
-	}
 	for i, m := range msgs {
+		// A key found done was committed by another delivery, whatever
+		// becomes of this batch.
 		if errors.Is(errs[i], ErrDuplicate) {
 			c.metrics.duplicates.Add(ctx, 1, c.metrics.addOpts...)
 			c.ack(ctx, m)
 		}
+	}
+	if rolledBack {
+		cause := fmt.Errorf("commit: %w", err)
+		for _, m := range done {
+			c.retry(ctx, m, c.backoff.Delay(int(m.NumDelivered)), cause)
+		}
+		return
 	}
 	for _, m := range done {
 		if err != nil {
@@ -220,6 +223,5 @@ func (c *Consumer) handleOne(ctx context.Context, m *Message) (herr error) {
 	if c.metrics.latency.Enabled(ctx) {
 		c.metrics.latency.Record(ctx, (time.Since(c.epoch) - start).Seconds(), c.metrics.recordOpts...)
 	}
-	m.handled = herr == nil
 	return herr
 }

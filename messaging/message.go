@@ -47,7 +47,6 @@ type Message struct {
 	codec   Codec
 	claim   Claim         // seen by the heartbeat
 	started time.Duration // when the handler started, from Consumer.epoch
-	handled bool          // in a batch: the handler succeeded
 	// In an SQLStore batch: the batch, and whether this message's
 	// savepoint was taken (when the handler first asked for Tx).
 	batch     *sqlBatch
