@@ -42,15 +42,14 @@ type batchStore interface {
 type storeBatch interface {
 	// claim claims the keys of msgs, setting the claim (and the
 	// transaction) of each message it claimed, and returns for each
-	// message nil, ErrDuplicate, an error matching ErrClaimed or another
-	// error. A duplicate is acknowledged only after commit.
+	// message nil, ErrDuplicate (the key was done and committed), an
+	// error matching ErrClaimed or another error.
 	claim(ctx context.Context, msgs []*Message, lease time.Duration) []error
 	// failed undoes the work of m, whose handler failed, and gives its key
 	// up.
 	failed(ctx context.Context, m *Message) error
 	// commit records done, whose handlers succeeded, as processed. With
-	// rolledBack the work of every message of the batch is undone: they
-	// are to be redelivered. Otherwise an error says that some were not
+	// rolledBack their work is undone: they are to be redelivered. Otherwise an error says that some were not
 	// recorded, though their work is done.
 	commit(ctx context.Context, done []*Message) (rolledBack bool, err error)
 	// succeeded is called when m's handler succeeded, before the next
