@@ -49,8 +49,9 @@ const TokenEnv = "VITAMIN_ADMIN_TOKEN"
 // snake_case in yaml and json tags; the zero value of each field means its
 // documented default. It is plain data.
 type Config struct {
-	// Disabled turns the admin listener off (and the automatic profiling
-	// and memory limit with it).
+	// Disabled turns the admin listener off: package service then starts
+	// neither it nor the automatic profiling and memory limit, and adds no
+	// Prometheus reader to its telemetry.
 	Disabled bool `yaml:"disabled" json:"disabled"`
 	// Addr is the "host:port" the admin listener binds. Default
 	// "127.0.0.1:9091": loopback, reachable from the pod or host only;
@@ -181,8 +182,8 @@ func WithBuild(service, instance, version string) Option {
 // silent (the default).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
-// WithMeterProvider counts profile captures and refused actions with mp
-// (MetricProfiles, MetricActions). Default: none.
+// WithMeterProvider counts profile captures and actions with mp
+// (MetricProfiles, MetricActions). Default: not counted.
 func WithMeterProvider(mp metric.MeterProvider) Option { return func(o *options) { o.meter = mp } }
 
 // Server is the admin surface of one service: the health endpoints,
