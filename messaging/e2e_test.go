@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,8 +32,10 @@ func e2eOrders(t testing.TB) int {
 
 // TestOutboxToConsumersExactlyOnce is the whole path: orders are committed
 // with their events through the outbox, two relay processes publish them,
-// three consumer processes apply them with the batched SQL store. Midway a
-// relay and a consumer are killed (SIGKILL) and started again. Every
+// three consumer processes apply them with the batched SQL store. A third
+// relay kills itself after publishing its first events and before marking
+// them sent. Midway a relay and a consumer are killed (SIGKILL) and
+// started again. Every
 // order must end with exactly one effect row, and no event may be
 // missing.
 func TestOutboxToConsumersExactlyOnce(t *testing.T) {
@@ -54,6 +57,7 @@ func TestOutboxToConsumersExactlyOnce(t *testing.T) {
 	}
 	relays := []*proc{start("relay", 1), start("relay", 2)}
 	consumers := []*proc{start("consumer", 1), start("consumer", 2), start("consumer", 3)}
+	crashing := start("crashing-relay", 0)
 
 	// Four writers commit the orders, each order in its own transaction.
 	var wg sync.WaitGroup
@@ -93,10 +97,25 @@ func TestOutboxToConsumersExactlyOnce(t *testing.T) {
 	})
 	relays[0].kill()
 	consumers[0].kill()
-	t.Logf("killed %s and %s", relays[0].name, consumers[0].name)
+	_, took := effects()
+	pending, err := ob.Pending(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("killed %s and %s with %d orders applied and %d events waiting in the outbox", relays[0].name, consumers[0].name, took, pending)
 	relays[0] = start("relay", 3)
 	consumers[0] = start("consumer", 4)
 
+	// The crashing relay published events it never marked: the others
+	// publish them again, under the same IDs.
+	select {
+	case <-crashing.done:
+	case <-time.After(120 * time.Second):
+		t.Fatal("the crashing relay published nothing")
+	}
+	if ws, ok := crashing.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("the crashing relay ended with %v, not by its SIGKILL after publishing", crashing.cmd.ProcessState)
+	}
 	wg.Wait()
 	close(errs)
 	for err := range errs {

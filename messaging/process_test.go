@@ -20,8 +20,9 @@ import (
 )
 
 // childEnv, set in the environment of this test binary, makes it run as an
-// outbox relay ("relay") or an order consumer ("consumer") instead of
-// running tests; childNATS and childDSN say where the broker and the
+// outbox relay ("relay"), a relay that kills itself after publishing its
+// first events and before marking them ("crashing-relay") or an order
+// consumer ("consumer") instead of running tests; childNATS and childDSN say where the broker and the
 // database are.
 const (
 	childEnv  = "VITAMIN_MESSAGING_CHILD"
@@ -125,14 +126,20 @@ func runChild(kind string) int {
 	db.SetMaxOpenConns(16)
 	var r interface{ Run(context.Context) error }
 	switch kind {
-	case "relay":
+	case "relay", "crashing-relay":
 		ob, err := NewOutbox(ctx, db, OutboxConfig{SkipCreateTable: true})
 		if err != nil {
 			return fail(err)
 		}
-		if r, err = NewRelay(ob, js, RelayConfig{BatchSize: 100}); err != nil {
+		relay, err := NewRelay(ob, js, RelayConfig{BatchSize: 100})
+		if err != nil {
 			return fail(err)
 		}
+		if kind == "crashing-relay" {
+			// Dies as a crash would, between publishing and marking.
+			relay.afterPublish = func() { _ = syscall.Kill(os.Getpid(), syscall.SIGKILL) }
+		}
+		r = relay
 	case "consumer":
 		store, err := NewSQLStore(ctx, db, SQLStoreConfig{SkipCreateTable: true})
 		if err != nil {

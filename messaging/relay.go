@@ -107,6 +107,8 @@ type Relay struct {
 	stopOnce sync.Once
 	stop     chan struct{}
 	stopped  chan struct{}
+
+	afterPublish func() // tests: runs after a round's events are acknowledged, before they are marked
 }
 
 // NewRelay returns a Relay that publishes ob's events through js. It logs
@@ -294,6 +296,9 @@ wait:
 		}
 	}
 	published := time.Since(read)
+	if len(sent) > 0 && r.afterPublish != nil {
+		r.afterPublish()
+	}
 	if len(sent) > 0 {
 		if err := r.mark(ctx, tx, sent); err != nil {
 			return 0, err
