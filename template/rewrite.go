@@ -71,8 +71,10 @@ func newRenamer(modulePath string) (*renamer, error) {
 		return nil, fielderr.New(ErrInvalid, "Name", n, fmt.Sprintf(
 			"derived from the last element of %q is not a Go identifier (it must start with a letter and not be a keyword): choose another module path", modulePath), nil)
 	}
+	lowerCamel := strings.ToLower(camel.String()[:1]) + camel.String()[1:]
 	return &renamer{modulePath: modulePath, name: n, r: strings.NewReplacer(
 		skeletonModule, modulePath,
+		placeholder+"Client", lowerCamel+"Client", // protoc-gen-go-grpc's client type
 		placeholder, n,
 		"Skeleton", camel.String(),
 		"SKELETON", strings.ToUpper(n),
@@ -140,9 +142,12 @@ func (r *renamer) pbGo(src []byte) ([]byte, error) {
 	start, end := fset.Position(lit.Pos()).Offset, fset.Position(lit.End()).Offset
 	var out bytes.Buffer
 	out.Write(r.text(src[:start]))
-	out.WriteString(`"" +`)
+	out.WriteString(`"" +`) // as protoc-gen-go writes it: a line per "\n"
 	for len(desc) > 0 {
-		n := min(len(desc), 64)
+		n := bytes.IndexByte(desc, '\n') + 1
+		if n == 0 {
+			n = len(desc)
+		}
 		out.WriteString("\n\t" + strconv.Quote(string(desc[:n])))
 		if desc = desc[n:]; len(desc) > 0 {
 			out.WriteString(" +")
