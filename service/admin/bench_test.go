@@ -219,3 +219,57 @@ func BenchmarkPolicyAdmin(b *testing.B) {
 		}, policies, func() {}
 	})
 }
+
+// BenchmarkPoll is the cost of one poll of benchAdmin's poller (the page's
+// refresh fragment, the JSON API and /metrics) for a service with one
+// monitored client and one policy: the time the admin surface takes from
+// the service per look.
+func BenchmarkPoll(b *testing.B) {
+	reg, err := vitamintest.NewRegistry(vitamintest.RegistryConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := reg.Register(context.Background(), discovery.Registration{Instance: discovery.Instance{
+		ID: "inventory-1", Service: "inventory", Address: "127.0.0.1", Port: 1}}); err != nil {
+		b.Fatal(err)
+	}
+	metrics, err := admin.NewMetrics()
+	if err != nil {
+		b.Fatal(err)
+	}
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(metrics.Reader()))
+	defer mp.Shutdown(context.Background())
+	policies, err := resilience.NewRegistry(resilience.Config{Default: benchPolicy}, resilience.WithMeterProvider(mp))
+	if err != nil {
+		b.Fatal(err)
+	}
+	_ = policies.For("inventory", "").Run(context.Background(), func(context.Context) error { return nil })
+	mon := client.NewMonitor()
+	hc, err := client.NewHTTP("inventory", client.Config{}, client.WithWatcher(reg), client.WithMonitor(mon), client.WithMeterProvider(mp))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer client.CloseHTTP(hc)
+	srv, err := admin.New(admin.Config{Profiling: admin.Profiling{Disabled: true}}, admin.WithPolicies(policies), admin.WithClients(mon), admin.WithMetrics(metrics))
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := srv.Handler()
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, p := range []string{"/?fragment=1", admin.PathState, "/metrics"} {
+			h.ServeHTTP(discard{}, httptestRequest(p))
+		}
+	}
+}
+
+type discard struct{}
+
+func (discard) Header() http.Header         { return http.Header{} }
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+func (discard) WriteHeader(int)             {}
+
+func httptestRequest(path string) *http.Request {
+	r, _ := http.NewRequest(http.MethodGet, "http://admin"+path, nil)
+	return r
+}
