@@ -58,9 +58,6 @@ func NewMetrics() (*Metrics, error) {
 // meter provider.
 func (m *Metrics) Reader() sdkmetric.Reader { return m.reader }
 
-// Gatherer returns the Prometheus registry.
-func (m *Metrics) Gatherer() prometheus.Gatherer { return m.reg }
-
 // Handler serves the metrics in the Prometheus exposition format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
