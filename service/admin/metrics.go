@@ -34,24 +34,25 @@ const (
 //
 // Metrics is safe for concurrent use.
 type Metrics struct {
-	reg    *prometheus.Registry
+	otel   *prometheus.Registry // what the reader reads, for the state's consumer counts
+	all    prometheus.Gatherers // otel and the runtime's, for /metrics
 	reader sdkmetric.Reader
 }
 
-// NewMetrics returns a Metrics with its own Prometheus registry.
+// NewMetrics returns a Metrics with its own Prometheus registries.
 func NewMetrics() (*Metrics, error) {
-	reg := prometheus.NewRegistry()
-	exp, err := otelprom.New(otelprom.WithRegisterer(reg))
+	otelReg, runtime := prometheus.NewRegistry(), prometheus.NewRegistry()
+	exp, err := otelprom.New(otelprom.WithRegisterer(otelReg))
 	if err != nil {
 		return nil, err
 	}
-	if err := reg.Register(collectors.NewGoCollector()); err != nil {
+	if err := runtime.Register(collectors.NewGoCollector()); err != nil {
 		return nil, err
 	}
-	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+	if err := runtime.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
 		return nil, err
 	}
-	return &Metrics{reg: reg, reader: exp}, nil
+	return &Metrics{otel: otelReg, all: prometheus.Gatherers{otelReg, runtime}, reader: exp}, nil
 }
 
 // Reader returns the OpenTelemetry metric reader to register with the
@@ -60,7 +61,7 @@ func (m *Metrics) Reader() sdkmetric.Reader { return m.reader }
 
 // Handler serves the metrics in the Prometheus exposition format.
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+	return promhttp.HandlerFor(m.all, promhttp.HandlerOpts{})
 }
 
 func (s *Server) metricsHandler() http.Handler {

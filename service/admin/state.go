@@ -197,7 +197,7 @@ const (
 
 // consumers reads the consumers' counts from the metrics.
 func consumers(m *Metrics) []ConsumerState {
-	mfs, err := m.reg.Gather()
+	mfs, err := m.otel.Gather()
 	if err != nil && len(mfs) == 0 {
 		return []ConsumerState{}
 	}
