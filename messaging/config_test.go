@@ -21,7 +21,7 @@ func TestConfigKeysAreSnakeCase(t *testing.T) {
 		}
 		return b.String()
 	}
-	for _, v := range []any{PublisherConfig{}, ConsumerConfig{}, StreamConfig{}, MemoryStoreConfig{}, KVStoreConfig{}, SQLStoreConfig{}} {
+	for _, v := range []any{PublisherConfig{}, ConsumerConfig{}, StreamConfig{}, MemoryStoreConfig{}, KVStoreConfig{}, SQLStoreConfig{}, OutboxConfig{}, RelayConfig{}} {
 		typ := reflect.TypeOf(v)
 		for i := range typ.NumField() {
 			f := typ.Field(i)
