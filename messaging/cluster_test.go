@@ -220,3 +220,36 @@ func TestR3ElectionsKeepEffectsExactlyOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestReplicasTheClusterCannotPlace: a stream or a KV bucket asking for
+// more replicas than the servers can hold fails with an error naming the
+// field, on a server that is not clustered and on a cluster of three.
+func TestReplicasTheClusterCannotPlace(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	single, err := jetstream.New(vitamintest.StartNATS(t).Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster, err := jetstream.New(vitamintest.StartNATSCluster(t).Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		js       jetstream.JetStream
+		replicas int
+	}{{"single server", single, 3}, {"cluster of three", cluster, 5}, {"beyond JetStream's limit", cluster, 7}} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := messaging.EnsureStream(ctx, tc.js, messaging.StreamConfig{Name: "r", Subjects: []string{"r.>"}, Replicas: tc.replicas})
+			var fe *messaging.FieldError
+			if !errors.As(err, &fe) || fe.Field != "StreamConfig.Replicas" || !errors.Is(err, messaging.ErrInvalidConfig) {
+				t.Errorf("stream with %d replicas: %v, want a FieldError for StreamConfig.Replicas", tc.replicas, err)
+			}
+			_, err = messaging.NewKVStore(ctx, tc.js, messaging.KVStoreConfig{Bucket: "r", Replicas: tc.replicas})
+			if !errors.As(err, &fe) || fe.Field != "KVStoreConfig.Replicas" {
+				t.Errorf("bucket with %d replicas: %v, want a FieldError for KVStoreConfig.Replicas", tc.replicas, err)
+			}
+		})
+	}
+}

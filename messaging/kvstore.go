@@ -58,6 +58,9 @@ func NewKVStore(ctx context.Context, js jetstream.JetStream, cfg KVStoreConfig) 
 	if err := cmp.Or(notNegative("KVStoreConfig.Retention", cfg.Retention), notNegative("KVStoreConfig.Replicas", cfg.Replicas)); err != nil {
 		return nil, err
 	}
+	if cfg.Replicas > maxReplicas {
+		return nil, invalid("KVStoreConfig.Replicas", cfg.Replicas, "must be at most 5 (JetStream's limit)")
+	}
 	if cfg.Bucket == "" {
 		cfg.Bucket = "vitamin_processed"
 	}
@@ -78,6 +81,12 @@ func NewKVStore(ctx context.Context, js jetstream.JetStream, cfg KVStoreConfig) 
 		LimitMarkerTTL: time.Minute, // enables per-key TTLs
 	})
 	if err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) {
+			if rerr := replicasError("KVStoreConfig.Replicas", max(cfg.Replicas, 1), apiErr); rerr != nil {
+				return nil, rerr
+			}
+		}
 		return nil, fmt.Errorf("messaging: key-value bucket %s: %w", cfg.Bucket, err)
 	}
 	return &KVStore{js: js, kv: kv, bucket: cfg.Bucket}, nil

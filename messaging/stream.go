@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vitamin-go/vitamin/internal/fielderr"
 )
 
 // StreamConfig describes a stream that EnsureStream creates or updates.
@@ -43,6 +45,9 @@ func (c StreamConfig) jetstream() (jetstream.StreamConfig, error) {
 		notNegative("StreamConfig.Replicas", c.Replicas),
 	); err != nil {
 		return jetstream.StreamConfig{}, err
+	}
+	if c.Replicas > maxReplicas {
+		return jetstream.StreamConfig{}, invalid("StreamConfig.Replicas", c.Replicas, "must be at most 5 (JetStream's limit)")
 	}
 	if c.Duplicates == 0 {
 		c.Duplicates = 2 * time.Minute
@@ -81,6 +86,9 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 	if !errors.As(err, &apiErr) {
 		return nil, err
 	}
+	if err := replicasError("StreamConfig.Replicas", jcfg.Replicas, apiErr); err != nil {
+		return nil, err
+	}
 	conflict := &StreamConflictError{Stream: cfg.Name, Err: err}
 	if existing, ierr := js.Stream(ctx, cfg.Name); ierr == nil {
 		old := existing.CachedInfo().Config
@@ -103,4 +111,29 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 		conflict.Fields = []string{"Subjects"} // creation failed: the subjects overlap another stream
 	}
 	return nil, conflict
+}
+
+// maxReplicas is JetStream's limit on the replicas of a stream.
+const maxReplicas = 5
+
+// JetStream's error codes for replicas it cannot place.
+const (
+	jsReplicasNotSupported = 10074 // replicas > 1 on a server that is not clustered
+	jsInsufficientResource = 10023
+	jsNoSuitablePeers      = 10005
+)
+
+// replicasError returns a *FieldError naming field when JetStream refused
+// replicas it cannot place (more than the cluster has servers, or a server
+// that is not clustered), or nil for any other error.
+func replicasError(field string, replicas int, apiErr *jetstream.APIError) error {
+	if replicas <= 1 {
+		return nil
+	}
+	switch apiErr.ErrorCode {
+	case jsReplicasNotSupported, jsInsufficientResource, jsNoSuitablePeers:
+		return fielderr.New(ErrInvalidConfig, field, replicas,
+			fmt.Sprintf("the NATS cluster cannot place %d replicas (is it clustered, with at least %d JetStream servers?)", replicas, replicas), apiErr)
+	}
+	return nil
 }
