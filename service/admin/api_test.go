@@ -206,8 +206,12 @@ func TestAPIConfigRejectionAndMetrics(t *testing.T) {
 	stop()
 
 	// The bad value.
+	// Written aside and renamed over, so that the watch never reads half a file.
 	bad := strings.Replace(good, "failure_rate: 0.5", "failure_rate: 7", 1)
-	if err := os.WriteFile(file, []byte(bad), 0o644); err != nil {
+	if err := os.WriteFile(file+".new", []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(file+".new", file); err != nil {
 		t.Fatal(err)
 	}
 	var st admin.State
@@ -219,8 +223,8 @@ func TestAPIConfigRejectionAndMetrics(t *testing.T) {
 	if !strings.HasPrefix(r.Key, "resilience") || !strings.Contains(r.Reason, "failure_rate") {
 		t.Errorf("rejection %+v: want the key under resilience and a reason naming failure_rate", r)
 	}
-	if got := policies.Config().Default.CircuitBreaker.FailureRate; got != 0.5 {
-		t.Errorf("failure rate in effect %v, want the last good 0.5", got)
+	if cb := policies.Config().Default.CircuitBreaker; cb == nil || cb.FailureRate != 0.5 {
+		t.Errorf("breaker in effect %+v, want the last good one (failure rate 0.5)", cb)
 	}
 	if v := st.Config.Values["db.password"]; v != "[redacted]" {
 		t.Errorf("db.password shown as %v, want it redacted", v)
