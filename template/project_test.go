@@ -135,7 +135,7 @@ func TestGeneratedProject(t *testing.T) {
 
 // projectEnv is the environment of the go commands and the binary: offline,
 // outside any workspace, without the settings of a Consul or NATS the
-// machine may have.
+// machine may have, with the consul binary of this checkout, if any.
 func projectEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
@@ -146,7 +146,11 @@ func projectEnv() []string {
 		}
 		env = append(env, kv)
 	}
-	return append(env, "GOPROXY=off", "GOWORK=off")
+	env = append(env, "GOPROXY=off", "GOWORK=off")
+	if bin, err := vitamintest.ConsulBinary(); err == nil {
+		env = append(env, vitamintest.ConsulBinEnv+"="+bin) // the project's Consul test runs too
+	}
+	return env
 }
 
 func get(url string, body *bytes.Buffer) error {

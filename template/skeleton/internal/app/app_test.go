@@ -54,33 +54,8 @@ func start(t *testing.T, file ...string) *started {
 	}
 	t.Cleanup(func() { _ = registry.Close() })
 	n := vitamintest.StartNATS(t)
-	t.Setenv("SKELETON_SERVICE_HTTP__ADDR", "127.0.0.1:0")
-	t.Setenv("SKELETON_SERVICE_GRPC__ADDR", "127.0.0.1:0")
-	t.Setenv("SKELETON_SERVICE_ADMIN_ADDR", "127.0.0.1:0")
-	t.Setenv("SKELETON_SERVICE_SHUTDOWN_PROPAGATION", "-1ns")
 	t.Setenv("SKELETON_NATS_URL", n.URL)
-
-	var logs vitamintest.Buffer
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("the service's log:\n%s", logs.String())
-		}
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := app.New(ctx, append(file, projectConfig)[0], app.WithRegistry(registry),
-		app.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))), app.WithoutSignals())
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	run(t, append(file, projectConfig)[0], app.WithRegistry(registry))
 	vitamintest.Eventually(t, 10*time.Second, func() error {
 		if n := len(registry.Instances(app.Name)); n != 2 {
 			return fmt.Errorf("%d instances registered, want 2 (HTTP and gRPC)", n)
@@ -96,21 +71,63 @@ func start(t *testing.T, file ...string) *started {
 	return &started{registry: registry, nats: n, http: hc}
 }
 
+// run runs the service on free loopback ports until the test ends, and
+// attaches its log to the output of a failed test.
+func run(t *testing.T, file string, opts ...app.Option) {
+	t.Helper()
+	t.Setenv("SKELETON_SERVICE_HTTP__ADDR", "127.0.0.1:0")
+	t.Setenv("SKELETON_SERVICE_GRPC__ADDR", "127.0.0.1:0")
+	t.Setenv("SKELETON_SERVICE_ADMIN_ADDR", "127.0.0.1:0")
+	t.Setenv("SKELETON_SERVICE_SHUTDOWN_PROPAGATION", "-1ns")
+	var logs vitamintest.Buffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the service's log:\n%s", logs.String())
+		}
+	})
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ctx, cancel := context.WithCancel(context.Background())
+	svc, err := app.New(ctx, file, append(opts, app.WithLogger(log), app.WithoutSignals())...)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+}
+
 func (s *started) create(t *testing.T, name string) items.Item {
 	t.Helper()
-	resp, err := s.http.Post("http://"+app.Name+"/v1/items", "application/json", strings.NewReader(`{"name":"`+name+`"}`))
+	item, err := s.post(name)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return item
+}
+
+// tryCreate is create for a condition: a failed call gives the zero Item.
+func (s *started) tryCreate(name string) items.Item {
+	item, _ := s.post(name)
+	return item
+}
+
+func (s *started) post(name string) (items.Item, error) {
+	var item items.Item
+	resp, err := s.http.Post("http://"+app.Name+"/v1/items", "application/json", strings.NewReader(`{"name":"`+name+`"}`))
+	if err != nil {
+		return item, err
+	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("POST /v1/items: %s", resp.Status)
+		return item, fmt.Errorf("POST /v1/items: %s", resp.Status)
 	}
-	var item items.Item
-	if err := json.NewDecoder(resp.Body).Decode(&item); err != nil {
-		t.Fatal(err)
-	}
-	return item
+	return item, json.NewDecoder(resp.Body).Decode(&item)
 }
 
 func TestHTTPAndGRPC(t *testing.T) {
