@@ -264,7 +264,7 @@ func (g *guard) judge(w *window, alpha float64) *GuardEvent {
 	if rate := float64(slow) / float64(ok[1]); rate > 1-q {
 		if p := chernoff(ok[1], slow, 1-q); p < alpha/2 {
 			ev.Reason, ev.P = "latency", p
-			ev.Detail = fmt.Sprintf("%d of %d successful canary calls took longer than %v (%.0f × the baseline's p%g, %v), against %.1f%% allowed",
+			ev.Detail = fmt.Sprintf("%d of %d successful canary calls took longer than %v (%g × the baseline's p%g, %v), against %.1f%% allowed",
 				slow, ok[1], time.Duration(threshold).Round(time.Microsecond), g.cfg.LatencyMargin, 100*q, base.Quantile, 100*(1-q))
 			return ev
 		}
