@@ -264,6 +264,14 @@ func (r *Relay) round(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	defer func() { _ = tx.Rollback() }()
+	if r.ob.cfg.Dialect == DialectPostgres {
+		// The commit of the marks does not wait for the disk: a mark lost
+		// in a database crash only publishes its event again, under the
+		// same ID. The next round is not held back by a flush.
+		if _, err := tx.ExecContext(ctx, "SET LOCAL synchronous_commit TO OFF"); err != nil {
+			return 0, err
+		}
+	}
 	rows, err := r.readRows(ctx, tx)
 	if err != nil || len(rows) == 0 {
 		return 0, err
