@@ -168,63 +168,6 @@ func routedLoad(t *testing.T, s *routingSetup, canary string, call func(context.
 	}
 }
 
-// TestGuardPullsASlowCanary: a canary three times slower than four
-// healthy instances (30ms against 10ms), with 20% of the calls: the guard
-// pulls it for its latency, and no call fails.
-func TestGuardPullsASlowCanary(t *testing.T) {
-	reg := newRegistry(t)
-	for _, id := range []string{"s1", "s2", "s3", "s4", "canary"} {
-		d := 10 * time.Millisecond
-		if id == "canary" {
-			d = 30 * time.Millisecond
-		}
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			time.Sleep(d) // the instance's service time
-			fmt.Fprint(w, id)
-		}))
-		t.Cleanup(srv.Close)
-		version := "v1"
-		if id == "canary" {
-			version = "canary"
-		}
-		announceHTTP(t, reg, id, srv, version)
-	}
-	events := make(chan client.GuardEvent, 1)
-	hc := newHTTP(t, client.Config{Balancing: client.Balancing{Canary: &client.Canary{Weight: 0.2, Guard: &client.Guard{}}}},
-		client.WithWatcher(reg), client.WithoutTracing(),
-		client.WithGuardHandler(func(ev client.GuardEvent) { events <- ev }))
-	var pulled atomic.Bool
-	failed, err := runLoad(8, 20000, nil, func() error {
-		if pulled.Load() {
-			return nil
-		}
-		select {
-		case ev := <-events:
-			events <- ev
-			pulled.Store(true)
-			return nil
-		default:
-		}
-		resp, err := hc.Get("http://orders/x")
-		if err != nil {
-			return err
-		}
-		return resp.Body.Close()
-	})
-	if failed > 0 {
-		t.Fatalf("%d calls failed; first: %v", failed, err)
-	}
-	select {
-	case ev := <-events:
-		t.Logf("pulled: %s (window %d, p %.2g)", ev.Detail, ev.Window, ev.P)
-		if ev.Reason != "latency" {
-			t.Errorf("pulled for %q, want latency: %+v", ev.Reason, ev)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the slow canary was not pulled")
-	}
-}
-
 // TestGuardPullsAFailingCanary: a canary that fails 20% of its calls (HTTP
 // 500), beside four healthy instances, with 10% of the calls and the
 // README's policy: the confidence guard pulls it within a bounded number of
