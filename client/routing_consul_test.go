@@ -21,20 +21,10 @@ import (
 	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
-// TestCanaryWeightFollowsConsulKV changes a client's canary weight from 0
-// to 10% and back to 0 in Consul KV while 8 goroutines call: the canary's
-// share follows each change once the routing has it, and no call fails.
-func TestCanaryWeightFollowsConsulKV(t *testing.T) {
-	agent := vitamintest.StartConsul(t)
-	const prefix = "config/checkout/"
-	const key = prefix + "clients/orders/balancing/canary/weight"
-	put := func(v string) {
-		t.Helper()
-		if _, err := agent.Client.KV().Put(&api.KVPair{Key: key, Value: []byte(v)}, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	put("0")
+// kvConfig loads a configuration whose one layer is agent's KV under
+// prefix, watched until the test ends.
+func kvConfig(t *testing.T, agent *vitamintest.Consul, prefix string) *config.Config {
+	t.Helper()
 	src, err := configconsul.New(configconsul.Config{Consul: &api.Config{Address: agent.Addr}, Prefix: prefix})
 	if err != nil {
 		t.Fatal(err)
@@ -52,6 +42,24 @@ func TestCanaryWeightFollowsConsulKV(t *testing.T) {
 			t.Errorf("Watch: %v", err)
 		}
 	})
+	return cfg
+}
+
+// TestCanaryWeightFollowsConsulKV changes a client's canary weight from 0
+// to 10% and back to 0 in Consul KV while 8 goroutines call: the canary's
+// share follows each change once the routing has it, and no call fails.
+func TestCanaryWeightFollowsConsulKV(t *testing.T) {
+	agent := vitamintest.StartConsul(t)
+	const prefix = "config/checkout/"
+	const key = prefix + "clients/orders/balancing/canary/weight"
+	put := func(v string) {
+		t.Helper()
+		if _, err := agent.Client.KV().Put(&api.KVPair{Key: key, Value: []byte(v)}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("0")
+	cfg := kvConfig(t, agent, prefix)
 
 	s, canary := routingFleet(t, startHTTP)
 	if err := config.Follow(cfg, "clients.orders.balancing", s.routing.Update); err != nil {
@@ -193,23 +201,7 @@ func TestProgressiveDeliveryFollowsConsulKV(t *testing.T) {
 		}},
 	}
 	txn(phases[0].keys)
-	src, err := configconsul.New(configconsul.Config{Consul: &api.Config{Address: agent.Addr}, Prefix: "config/checkout/"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(context.Background(), config.Layers{Sources: []config.Source{src}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	watched := make(chan error, 1)
-	go func() { watched <- cfg.Watch(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-watched; err != nil {
-			t.Errorf("Watch: %v", err)
-		}
-	})
+	cfg := kvConfig(t, agent, "config/checkout/")
 
 	reg := newRegistry(t)
 	for _, id := range []string{"v1-a", "v1-b", "v1-c", "v1-d", "v2"} {
