@@ -92,12 +92,9 @@ func ConsulBinary() (string, error) {
 	return p, nil
 }
 
-// StartConsul starts a Consul dev agent on free loopback ports and waits
-// until it has elected itself leader and registered its own node. The agent
-// is stopped when the test ends, and its log is attached to the test output
-// if the test failed. Without a consul binary the test is skipped (or fails
-// under CI).
-func StartConsul(t testing.TB, opts ...ConsulOption) *Consul {
+// consulSetup finds the consul binary, skipping (or under CI failing) the
+// test without one, and applies opts.
+func consulSetup(t testing.TB, opts []ConsulOption) (string, consulOptions) {
 	t.Helper()
 	bin, err := ConsulBinary()
 	if err != nil {
@@ -107,6 +104,17 @@ func StartConsul(t testing.TB, opts ...ConsulOption) *Consul {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	return bin, o
+}
+
+// StartConsul starts a Consul dev agent on free loopback ports and waits
+// until it has elected itself leader and registered its own node. The agent
+// is stopped when the test ends, and its log is attached to the test output
+// if the test failed. Without a consul binary the test is skipped (or fails
+// under CI).
+func StartConsul(t testing.TB, opts ...ConsulOption) *Consul {
+	t.Helper()
+	bin, o := consulSetup(t, opts)
 	c := &Consul{bin: bin, log: &Buffer{}, Node: "vitamin-test"}
 	attachOnFailure(t, "consul agent", c.log)
 	t.Cleanup(c.Stop)

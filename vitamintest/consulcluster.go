@@ -37,14 +37,7 @@ type ConsulCluster struct {
 // every member.
 func StartConsulCluster(t testing.TB, opts ...ConsulOption) *ConsulCluster {
 	t.Helper()
-	bin, err := ConsulBinary()
-	if err != nil {
-		Missing(t, "the consul binary ("+err.Error()+")", consulHow)
-	}
-	var o consulOptions
-	for _, opt := range opts {
-		opt(&o)
-	}
+	bin, o := consulSetup(t, opts)
 	cl := &ConsulCluster{serverPorts: map[string]*Consul{}}
 	type ports struct{ http, serf, wan, server int }
 	var all []ports
@@ -82,9 +75,11 @@ func StartConsulCluster(t testing.TB, opts ...ConsulOption) *ConsulCluster {
 		}
 		cfg := api.DefaultConfig()
 		cfg.Address = c.Addr
-		if c.Client, err = api.NewClient(cfg); err != nil {
+		client, err := api.NewClient(cfg)
+		if err != nil {
 			t.Fatal(err)
 		}
+		c.Client = client
 		attachOnFailure(t, "consul "+node, c.log)
 		t.Cleanup(c.Stop)
 		if err := c.spawn(); err != nil {
