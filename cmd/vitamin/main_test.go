@@ -48,6 +48,7 @@ func Example_help() {
 	//
 	//	vitamin new <module-path> [dir]    generate a service from the template
 	//	vitamin upgrade [-dry-run] [dir]   upgrade a generated service to this template
-	//	vitamin version    print the version of Vitamin the tool was built from
-	//	vitamin help       print this help
+	//	vitamin status [-json] ADDR        show a running service's state from its admin listener
+	//	vitamin version                    print the version of Vitamin the tool was built from
+	//	vitamin help                       print this help
 }
