@@ -253,7 +253,7 @@ func (s *Service) Run(ctx context.Context) error {
 	started := time.Now()
 	err := r.start(stopCtx)
 	if err == nil {
-		s.log.Info("service: started", "http", s.HTTPAddr(), "grpc", s.GRPCAddr(),
+		s.log.Info("service: started", "http", s.HTTPAddr(), "grpc", s.GRPCAddr(), "admin", s.AdminAddr(),
 			"registry", s.registry, "took", time.Since(started).Round(time.Millisecond))
 		<-stopCtx.Done()
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/vitamin-go/vitamin/messaging"
 	"github.com/vitamin-go/vitamin/service"
+	"github.com/vitamin-go/vitamin/service/admin"
 )
 
 // Config is the service settings of the shop's service name listening on
@@ -30,6 +31,10 @@ func Config(name, id string, port int) service.Config {
 		Version:    "1.0.0",
 		HTTPAddr:   net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
 		Check:      service.Check{Interval: time.Second, Timeout: time.Second},
+		// The operator's page of each instance, on a free port (the
+		// instance logs it), so that the instances on one machine do not
+		// compete for the default admin port.
+		Admin: admin.Config{Addr: "127.0.0.1:0"},
 	}
 }
 
