@@ -85,8 +85,8 @@ func NewOutbox(ctx context.Context, db *sql.DB, cfg OutboxConfig, opts ...Publis
 }
 
 // OutboxSchema returns the statements that create an outbox table and its
-// index, for migrations (OutboxConfig.SkipCreateTable). Each is safe to
-// run again.
+// indexes for dialect d (DialectMySQL, or else DialectPostgres), for
+// migrations (OutboxConfig.SkipCreateTable). Each is safe to run again.
 func OutboxSchema(table string, d Dialect) []string {
 	index := strings.ReplaceAll(table, ".", "_") + "_unsent"
 	switch d {
