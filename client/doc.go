@@ -77,10 +77,11 @@
 // process, a full accept queue) would end only with its deadline, and the
 // call with it when the call's deadline is shorter than the policy's
 // Timeout. When a retry can follow the attempt and it has a deadline, the
-// balancer looks at it at 40% and at 70% of its time: if its instance has
-// answered nothing for more than half the attempt's age and for four
-// times the service's typical latency, while the other instances answered
-// within a quarter of that, it ends the attempt as timed out
+// balancer looks at it at half and at three quarters of its time: if its
+// instance has answered nothing for three quarters of the attempt's age
+// and for four times the service's typical latency, while the other
+// instances answered within a quarter of that, it ends the attempt as
+// timed out
 // (resilience.ErrTimeout, a DEADLINE_EXCEEDED for the instance's outlier
 // ejection), and the policy retries it on another instance while the call
 // still has time. It is the retry a timeout would have brought, only

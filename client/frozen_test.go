@@ -29,9 +29,9 @@ const frozenFor = 3500 * time.Millisecond
 // frozenPolicy is the README's policy: a one-second attempt timeout,
 // three attempts and a retry budget. With the call's 250ms deadline, an
 // attempt stuck on a frozen instance would end only with the call; the
-// balancer's stall watch ends it at 40% of its time (100ms) once its
+// balancer's stall watch ends it at half its time (125ms) once its
 // instance has gone quiet while the others answer, and the retry, on
-// another instance, has the remaining 150ms.
+// another instance, has the remaining 125ms.
 var frozenPolicy = resilience.Policy{
 	Timeout: time.Second,
 	Retry:   &resilience.Retry{MaxAttempts: 3},
@@ -40,7 +40,7 @@ var frozenPolicy = resilience.Policy{
 
 // frozenCut is when the stall watch first looks at an attempt of a call
 // with frozenDeadline.
-const frozenCut = frozenDeadline * 2 / 5
+const frozenCut = frozenDeadline / 2
 
 // frozenFleet starts five backend processes of kind, registered in a new
 // registry, and returns the last as the one to freeze.
@@ -149,7 +149,7 @@ func frozenLoad(victim *procBackend, v *victimAttempts, call func(ctx context.Co
 // the figures. No call that went to the frozen instance failed, and at
 // most one waited out its deadline (with frozenPolicy none should). After
 // the first attempt to it timed out, the balancer sent it only probes —
-// each a call whose attempt the stall watch ends after 100ms and retries —
+// each a call whose attempt the stall watch ends after 125ms and retries —
 // until it was ejected (five timeouts in a row), and none in the last
 // second of the load. Calls that never went to the frozen instance can
 // only fail because this machine stalled for longer than their deadline

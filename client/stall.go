@@ -12,7 +12,7 @@ import (
 
 // stallChecks are the shares of an attempt's time (from its start to its
 // deadline) at which the balancer checks whether the attempt is stuck.
-var stallChecks = [...]float64{0.4, 0.7}
+var stallChecks = [...]float64{0.5, 0.75}
 
 // stallPeers is how many times quieter than the rest of the service an
 // instance must be for an attempt on it to count as stuck: it has answered
@@ -38,9 +38,9 @@ type stallWatch struct {
 // watch arms the stall watch of cs for the attempt on e that started at
 // start, if ctx (the attempt's context) has a deadline and a retry can
 // follow it. The attempt is stuck when, at one of stallChecks, its
-// instance has answered nothing for more than half the attempt's age and
-// for slowFactor times the typical latency, while the other instances keep
-// answering (see stallPeers); the watch then ends it as timed out, and the
+// instance has answered nothing for three quarters of the attempt's age
+// and for slowFactor times the typical latency, while the other instances
+// keep answering (see stallPeers); the watch then ends it as timed out, and the
 // policy retries it on another instance while the call still has time —
 // the retry a timeout would have brought, only sooner. It returns the
 // attempt's generation for unwatch.
@@ -127,7 +127,7 @@ func (cs *callState) checkStall() {
 // now (see watch).
 func (c *core) stuck(e *endpoint, start, now int64) bool {
 	quiet := now - max(e.answered.Load(), start)
-	if 2*quiet < now-start || float64(quiet) < slowFactor*c.rates().typical {
+	if 4*quiet < 3*(now-start) || float64(quiet) < slowFactor*c.rates().typical {
 		return false
 	}
 	others := now - c.lastAnswer.Load()

@@ -148,7 +148,9 @@ func TestUnaryClientDeadlineReachesServer(t *testing.T) {
 		<-ctx.Done()
 		return nil, status.FromContextError(ctx.Err()).Err()
 	}}
-	r := registry(t, resilience.Policy{Timeout: 20 * time.Millisecond, Retry: &resilience.Retry{MaxAttempts: 2}})
+	// 200ms per attempt: long enough for the second attempt to reach the
+	// server on a loaded machine, so that the server sees both.
+	r := registry(t, resilience.Policy{Timeout: 200 * time.Millisecond, Retry: &resilience.Retry{MaxAttempts: 2}})
 	c := serve(t, h, nil, clientOpts(r)...)
 	_, err := c.Check(context.Background(), &healthpb.HealthCheckRequest{})
 	if status.Code(err) != codes.DeadlineExceeded || !errors.Is(err, resilience.ErrTimeout) {
