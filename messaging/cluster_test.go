@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -16,10 +17,23 @@ import (
 	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
-// clusterMessages is the number of messages of TestR3ElectionsKeepEffectsExactlyOnce.
-const clusterMessages = 10_000
+// clusterMessages is the number of messages of
+// TestR3ElectionsKeepEffectsExactlyOnce: VITAMIN_CLUSTER_MESSAGES, default
+// 3,000 (the 10,000 take a few minutes under the race detector on
+// two cores; run them with VITAMIN_CLUSTER_MESSAGES=10000).
+func clusterMessages(t testing.TB) int {
+	if s := os.Getenv("VITAMIN_CLUSTER_MESSAGES"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 3 {
+			t.Fatalf("VITAMIN_CLUSTER_MESSAGES=%q is not a number of at least 3", s)
+		}
+		return n
+	}
+	return 3_000
+}
 
-// TestR3ElectionsKeepEffectsExactlyOnce publishes 10,000 messages with
+// TestR3ElectionsKeepEffectsExactlyOnce publishes messages (see
+// clusterMessages) with
 // message IDs to an R3 stream on a three-server NATS cluster while three
 // consumer instances (each its own connection) process them with an
 // idempotency store — an R3 JetStream KV bucket, or PostgreSQL — and kills
@@ -34,12 +48,13 @@ const clusterMessages = 10_000
 func TestR3ElectionsKeepEffectsExactlyOnce(t *testing.T) {
 	for _, kind := range []string{"kv", "sql"} {
 		t.Run(kind, func(t *testing.T) {
+			clusterMessages := clusterMessages(t)
 			cl := vitamintest.StartNATSCluster(t)
 			js, err := jetstream.New(cl.Connect(t))
 			if err != nil {
 				t.Fatal(err)
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			defer cancel()
 			if _, err := messaging.EnsureStream(ctx, js, messaging.StreamConfig{Name: "orders", Subjects: []string{"orders.>"}, Replicas: 3}); err != nil {
 				t.Fatal(err)
@@ -138,7 +153,7 @@ func TestR3ElectionsKeepEffectsExactlyOnce(t *testing.T) {
 				wg.Go(func() {
 					for {
 						i := next.Add(1) - 1
-						if i >= clusterMessages {
+						if i >= int64(clusterMessages) {
 							return
 						}
 						id := "order-" + strconv.FormatInt(i, 10)
@@ -184,9 +199,9 @@ func TestR3ElectionsKeepEffectsExactlyOnce(t *testing.T) {
 				phase.Store(p + 1)
 				t.Logf("%s: leader %s stopped after %d messages and started again after the election", stream, leader.Name(), at)
 			}
-			kill(clusterMessages/3, 1, "orders")
+			kill(int64(clusterMessages/3), 1, "orders")
 			if kind == "kv" {
-				kill(2*clusterMessages/3, 3, "KV_processed")
+				kill(int64(2*clusterMessages/3), 3, "KV_processed")
 			}
 			wg.Wait()
 			if p := pubErr.Load(); p != nil {
@@ -214,7 +229,7 @@ func TestR3ElectionsKeepEffectsExactlyOnce(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if info.State.Msgs != clusterMessages {
+			if info.State.Msgs != uint64(clusterMessages) {
 				t.Errorf("the stream holds %d messages, want %d (each once)", info.State.Msgs, clusterMessages)
 			}
 		})
