@@ -531,7 +531,9 @@ func (c *Consumer) failed(ctx context.Context, m *Message, herr error) {
 
 // call runs the handler, turning a panic into an error.
 func (c *Consumer) call(ctx context.Context, m *Message) (err error) {
+	c.metrics.inFlight.Add(ctx, 1, c.metrics.addOpts...)
 	defer func() {
+		c.metrics.inFlight.Add(ctx, -1, c.metrics.addOpts...)
 		if r := recover(); r != nil {
 			err = fmt.Errorf("messaging: handler panicked: %v\n%s", r, debug.Stack())
 		}

@@ -17,6 +17,7 @@ type consumerMetrics struct {
 	retries     metric.Int64Counter
 	deadLetters metric.Int64Counter
 	latency     metric.Float64Histogram
+	inFlight    metric.Int64UpDownCounter
 }
 
 func newConsumerMetrics(p metric.MeterProvider, stream, durable string) (*consumerMetrics, error) {
@@ -45,6 +46,10 @@ func newConsumerMetrics(p metric.MeterProvider, stream, durable string) (*consum
 	}
 	if cm.latency, err = m.Float64Histogram("vitamin.messaging.handler.duration",
 		metric.WithUnit("s"), metric.WithDescription("Time spent in the handler.")); err != nil {
+		return nil, err
+	}
+	if cm.inFlight, err = m.Int64UpDownCounter("vitamin.messaging.in_flight",
+		metric.WithDescription("Messages whose handler is running.")); err != nil {
 		return nil, err
 	}
 	return cm, nil

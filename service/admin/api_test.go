@@ -175,8 +175,23 @@ func TestAPIConfigRejectionAndMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	handled := make(chan struct{}, 1)
+	release := make(chan struct{}) // a message to orders.slow waits for it
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
 	consumer, err := messaging.NewConsumer(ctx, js, messaging.ConsumerConfig{Stream: "orders", Durable: "billing"},
-		func(context.Context, *messaging.Message) error { handled <- struct{}{}; return nil },
+		func(_ context.Context, m *messaging.Message) error {
+			if m.Subject == "orders.slow" {
+				<-release
+				return nil
+			}
+			handled <- struct{}{}
+			return nil
+		},
 		messaging.WithMeterProvider(mp))
 	if err != nil {
 		t.Fatal(err)
@@ -232,6 +247,16 @@ func TestAPIConfigRejectionAndMetrics(t *testing.T) {
 	if i := slices.IndexFunc(st.Consumers, func(c admin.ConsumerState) bool { return c.Stream == "orders" && c.Durable == "billing" }); i < 0 || st.Consumers[i].Processed != 1 {
 		t.Errorf("consumers %+v: want orders/billing with 1 processed", st.Consumers)
 	}
+	// A message whose handler runs is in flight.
+	if _, err := pub.Publish(ctx, "orders.slow", map[string]string{"id": "o-2"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the consumer shows one message in flight", func() bool {
+		st := getState(t, srv.Addr())
+		i := slices.IndexFunc(st.Consumers, func(c admin.ConsumerState) bool { return c.Durable == "billing" })
+		return i >= 0 && st.Consumers[i].InFlight == 1
+	})
+	close(release)
 
 	// /metrics, through the Prometheus text parser.
 	resp, err := http.Get("http://" + srv.Addr() + "/metrics")

@@ -64,6 +64,8 @@ type ConsumerState struct {
 	Retried      uint64 `json:"retried"`
 	DeadLettered uint64 `json:"dead_lettered"`
 	Duplicates   uint64 `json:"duplicates"`
+	// InFlight is how many messages its handlers are running now.
+	InFlight int64 `json:"in_flight"`
 }
 
 // ConfigState is the configuration's sources, its rejected changes and
@@ -191,6 +193,7 @@ const (
 	promRetries      = "vitamin_messaging_retries_total"
 	promDeadLettered = "vitamin_messaging_dead_lettered_total"
 	promDuplicates   = "vitamin_messaging_duplicates_total"
+	promInFlight     = "vitamin_messaging_in_flight"
 	labelStream      = "messaging_destination_name"
 	labelDurable     = "messaging_consumer_group_name"
 )
@@ -213,6 +216,7 @@ func consumers(m *Metrics) []ConsumerState {
 			field = func(c *ConsumerState) *uint64 { return &c.DeadLettered }
 		case promDuplicates:
 			field = func(c *ConsumerState) *uint64 { return &c.Duplicates }
+		case promInFlight:
 		default:
 			continue
 		}
@@ -222,6 +226,10 @@ func consumers(m *Metrics) []ConsumerState {
 			if c == nil {
 				c = &ConsumerState{Stream: k[0], Durable: k[1]}
 				byKey[k] = c
+			}
+			if field == nil {
+				c.InFlight += int64(mt.GetGauge().GetValue())
+				continue
 			}
 			*field(c) += uint64(mt.GetCounter().GetValue())
 		}
