@@ -23,8 +23,12 @@ import (
 // frozenDeadline is each call's deadline in the frozen-instance tests.
 const frozenDeadline = 250 * time.Millisecond
 
-// frozenFor is how long the load goes on after the freeze.
-const frozenFor = 3500 * time.Millisecond
+// frozenFor is how long the load goes on after the freeze: long enough
+// for the five timed-out probes that eject the frozen instance, each
+// ended by the stall watch after half the call's deadline and each
+// further apart than the last, to end more than a second before the load
+// does.
+const frozenFor = 4500 * time.Millisecond
 
 // frozenPolicy is the README's policy: a one-second attempt timeout,
 // three attempts and a retry budget. With the call's 250ms deadline, an
