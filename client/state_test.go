@@ -2,11 +2,13 @@ package client_test
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"testing"
 	"time"
 
 	"github.com/vitamin-go/vitamin/client"
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 // The monitor shows what the balancer knows: the instances, the one
@@ -73,13 +75,12 @@ func TestMonitor(t *testing.T) {
 	}
 
 	reg.SetUnreachable(errors.New("registry down"))
-	deadline = time.Now().Add(10 * time.Second)
-	for !state().Discovery.Stale {
-		if time.Now().After(deadline) {
-			t.Fatalf("the watch is not shown stale: %+v", state().Discovery)
+	vitamintest.Eventually(t, 10*time.Second, func() error {
+		if d := state().Discovery; !d.Stale {
+			return fmt.Errorf("the watch is not shown stale: %+v", d)
 		}
-		time.Sleep(10 * time.Millisecond) // polling a condition, with a deadline
-	}
+		return nil
+	})
 	if d := state().Discovery; d.Err == "" || len(state().Instances) != 2 {
 		t.Errorf("stale discovery %+v: want the error and the instances kept", d)
 	}

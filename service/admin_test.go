@@ -99,14 +99,14 @@ func TestAdminConfigInvalid(t *testing.T) {
 
 const errAddrInUse = syscall.EADDRINUSE
 
-// eventually polls cond every 10ms until it holds or d has passed.
+// eventually waits until cond holds, for at most d (see
+// vitamintest.Eventually).
 func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", d, what)
+	vitamintest.Eventually(t, d, func() error {
+		if cond() {
+			return nil
 		}
-		time.Sleep(10 * time.Millisecond) // polling a condition, with a deadline
-	}
+		return errors.New(what)
+	})
 }

@@ -2,6 +2,7 @@ package admin_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"os"
 	"os/exec"
@@ -109,19 +110,20 @@ func load(conn invoker) (stop func()) {
 	return func() { cancel(); wg.Wait() }
 }
 
-// eventually polls cond every 20ms until it holds or d has passed.
+// eventually waits until cond holds, for at most d (see
+// vitamintest.Eventually); show, if given, says what was seen last.
 func eventually(t *testing.T, d time.Duration, what string, cond func() bool, show ...func() string) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			for _, f := range show {
-				t.Log(f())
-			}
-			t.Fatalf("not within %v: %s", d, what)
+	vitamintest.Eventually(t, d, func() error {
+		if cond() {
+			return nil
 		}
-		time.Sleep(20 * time.Millisecond) // polling a condition, with a deadline
-	}
+		msg := what
+		for _, f := range show {
+			msg += ": " + f()
+		}
+		return errors.New(msg)
+	})
 }
 
 func artifactDir(t *testing.T) string {
