@@ -22,6 +22,7 @@ type NoLeaderError struct {
 	LastContact time.Duration
 }
 
+// Error says that the answering server knew no leader, and since when.
 func (e *NoLeaderError) Error() string {
 	return fmt.Sprintf("consul: no cluster leader (the answering server last heard from one %v ago)", e.LastContact.Round(time.Millisecond))
 }
