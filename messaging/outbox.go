@@ -46,17 +46,8 @@ type Outbox struct {
 // WithoutTracing, WithLogger, WithMeterProvider (the last two are used by
 // its relays). Invalid settings return a *FieldError.
 func NewOutbox(ctx context.Context, db *sql.DB, cfg OutboxConfig, opts ...PublisherOption) (*Outbox, error) {
-	if db == nil {
-		return nil, invalid("db", nil, "is nil")
-	}
-	if cfg.Table == "" {
-		cfg.Table = "vitamin_outbox"
-	}
-	if !tableName.MatchString(cfg.Table) {
-		return nil, invalid("OutboxConfig.Table", cfg.Table, "is not a plain (optionally schema-qualified) identifier")
-	}
-	if cfg.Dialect == "" {
-		cfg.Dialect = DialectPostgres
+	if err := sqlSettings(db, "OutboxConfig", &cfg.Table, &cfg.Dialect, "vitamin_outbox"); err != nil {
+		return nil, err
 	}
 	ob := &Outbox{db: db, cfg: cfg}
 	var err error

@@ -64,20 +64,30 @@ type SQLStore struct {
 
 var _ Store = (*SQLStore)(nil)
 
+// sqlSettings checks db and fills in and checks the table (default
+// defTable) and dialect (default DialectPostgres) of the SQL Config named
+// config; the dialect's value is checked where its statements are chosen.
+func sqlSettings(db *sql.DB, config string, table *string, dialect *Dialect, defTable string) error {
+	if db == nil {
+		return invalid("db", nil, "is nil")
+	}
+	if *table == "" {
+		*table = defTable
+	}
+	if !tableName.MatchString(*table) {
+		return invalid(config+".Table", *table, "is not a plain (optionally schema-qualified) identifier")
+	}
+	if *dialect == "" {
+		*dialect = DialectPostgres
+	}
+	return nil
+}
+
 // NewSQLStore returns an SQLStore over db, creating its table unless
 // cfg.SkipCreateTable.
 func NewSQLStore(ctx context.Context, db *sql.DB, cfg SQLStoreConfig) (*SQLStore, error) {
-	if db == nil {
-		return nil, invalid("db", nil, "is nil")
-	}
-	if cfg.Table == "" {
-		cfg.Table = "vitamin_processed_messages"
-	}
-	if !tableName.MatchString(cfg.Table) {
-		return nil, invalid("SQLStoreConfig.Table", cfg.Table, "is not a plain (optionally schema-qualified) identifier")
-	}
-	if cfg.Dialect == "" {
-		cfg.Dialect = DialectPostgres
+	if err := sqlSettings(db, "SQLStoreConfig", &cfg.Table, &cfg.Dialect, "vitamin_processed_messages"); err != nil {
+		return nil, err
 	}
 	s := &SQLStore{db: db, cfg: cfg}
 	var create string
