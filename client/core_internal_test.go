@@ -229,7 +229,10 @@ func share(c *core, e *endpoint, n int) int {
 	return got
 }
 
-func TestOneSlowSampleIsForgotten(t *testing.T) {
+// warmPair returns a core over two instances without outlier ejection,
+// each having answered 20 calls in 1ms.
+func warmPair(t *testing.T) (*core, *endpoint, *endpoint) {
+	t.Helper()
 	c, _ := testCore(t, Balancing{Outlier: Outlier{Disabled: true}}, 2, nil)
 	eps := c.set.Load().all
 	a, b := eps[0].ep, eps[1].ep
@@ -237,6 +240,11 @@ func TestOneSlowSampleIsForgotten(t *testing.T) {
 		answer(c, a, time.Millisecond)
 		answer(c, b, time.Millisecond)
 	}
+	return c, a, b
+}
+
+func TestOneSlowSampleIsForgotten(t *testing.T) {
+	c, a, b := warmPair(t)
 	answer(c, b, 200*time.Millisecond) // a pause, a cold connection
 	if n := share(c, b, 100); n != 0 {
 		t.Fatalf("right after its slow sample, b got %d of 100 picks", n)
@@ -254,13 +262,7 @@ func TestOneSlowSampleIsForgotten(t *testing.T) {
 }
 
 func TestStillSlowIsProbedLessOften(t *testing.T) {
-	c, _ := testCore(t, Balancing{Outlier: Outlier{Disabled: true}}, 2, nil)
-	eps := c.set.Load().all
-	a, slow := eps[0].ep, eps[1].ep
-	for range 20 {
-		answer(c, a, time.Millisecond)
-		answer(c, slow, time.Millisecond)
-	}
+	c, a, slow := warmPair(t)
 	// Each time slow is tried again after it was left alone, it is still
 	// 10 times slower: from the second such probe on, each one doubles
 	// the time it is left alone.
@@ -287,13 +289,7 @@ func TestStillSlowIsProbedLessOften(t *testing.T) {
 }
 
 func TestStuckInstanceIsAvoided(t *testing.T) {
-	c, _ := testCore(t, Balancing{Outlier: Outlier{Disabled: true}}, 2, nil)
-	eps := c.set.Load().all
-	a, stuck := eps[0].ep, eps[1].ep
-	for range 20 {
-		answer(c, a, time.Millisecond)
-		answer(c, stuck, time.Millisecond)
-	}
+	c, a, stuck := warmPair(t)
 	c.start(stuck) // never answered
 	c.start(a)     // in flight too, for as long
 	c.clock.Store(c.now())
