@@ -196,8 +196,9 @@ func TestR3ElectionsKeepEffectsExactlyOnce(t *testing.T) {
 					return nil
 				})
 				leader.Restart(t)
+				cl.Healthy(t)
 				phase.Store(p + 1)
-				t.Logf("%s: leader %s stopped after %d messages and started again after the election", stream, leader.Name(), at)
+				t.Logf("%s: leader %s stopped after %d messages and started again after the election, and the cluster is healthy again", stream, leader.Name(), at)
 			}
 			kill(int64(clusterMessages/3), 1, "orders")
 			if kind == "kv" {

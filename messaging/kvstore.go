@@ -13,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vitamin-go/vitamin/internal/backoff"
 )
 
 // KVStoreConfig holds a KVStore's settings. The zero value is valid. It
@@ -272,13 +274,39 @@ func (c *kvClaim) Done(ctx context.Context) error {
 	defer c.mu.Unlock()
 	c.ended = true
 	// No per-key TTL: the bucket's Retention applies.
-	_, err := c.s.put(ctx, c.key, []byte(kvDone), c.rev, 0)
-	if isWrongSeq(err) {
-		// Someone took the key over after our lease expired; record it
-		// done anyway, whatever its state.
-		_, err = c.s.kv.Put(ctx, c.key, []byte(kvDone))
+	actx, cancel := context.WithTimeout(ctx, markAttemptTimeout)
+	_, err := c.s.put(actx, c.key, []byte(kvDone), c.rev, 0)
+	cancel()
+	if err != nil {
+		// Lost (a leader change), or someone took the key over after
+		// our lease expired: record it done anyway, whatever its state.
+		return c.s.markDone(ctx, c.key)
 	}
-	return err
+	return nil
+}
+
+// markTimeout bounds how long markDone retries: longer than a KV bucket's
+// leader election.
+const markTimeout = 30 * time.Second
+
+// markAttemptTimeout bounds one attempt of markDone.
+const markAttemptTimeout = 2 * time.Second
+
+// markDone records k done, whoever holds it, retrying transient failures
+// for up to markTimeout. The handler's work is done: a mark given up
+// would let a redelivery of the message do it again once the lease lapses.
+func (s *KVStore) markDone(ctx context.Context, k string) error {
+	ctx, cancel := context.WithTimeout(ctx, markTimeout)
+	defer cancel()
+	b := backoff.Backoff{Initial: 50 * time.Millisecond, Max: time.Second}
+	for attempt := 1; ; attempt++ {
+		actx, cancelAttempt := context.WithTimeout(ctx, markAttemptTimeout)
+		_, err := s.kv.Put(actx, k, []byte(kvDone))
+		cancelAttempt()
+		if err == nil || !transient(err) || !backoff.Sleep(ctx, b.Delay(attempt)) {
+			return err
+		}
+	}
 }
 
 func (c *kvClaim) Release(ctx context.Context) error {
@@ -375,16 +403,16 @@ func (b *kvBatch) succeeded(_ context.Context, m *Message) error {
 }
 
 func (b *kvBatch) commit(ctx context.Context, _ []*Message) (bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, kvBatchTimeout)
+	wctx, cancel := context.WithTimeout(ctx, kvBatchTimeout)
 	defer cancel()
 	var first error
 	for _, mk := range b.marks {
 		err := mk.err
 		if err == nil {
-			err = b.wait(ctx, mk.fut, func(*jetstream.PubAck) {})
+			err = b.wait(wctx, mk.fut, func(*jetstream.PubAck) {})
 		}
-		if mk.err != nil { // not sent: try once more, waiting
-			_, err = b.s.kv.Put(ctx, mk.c.key, []byte(kvDone))
+		if err != nil { // not sent, or lost: write it again until stored
+			err = b.s.markDone(ctx, mk.c.key)
 		}
 		first = cmp.Or(first, err)
 	}

@@ -23,7 +23,11 @@ import (
 // is safe to copy and to read concurrently.
 type PublisherConfig struct {
 	// Timeout bounds one publish attempt (sending the message and waiting
-	// for the stream's acknowledgement). Default 5s.
+	// for the stream's acknowledgement). While no stream answers at all
+	// (no responders: the stream is electing a leader, or its server is
+	// restarting), the attempt asks again every 250ms until Timeout, so a
+	// publish rides through an election of up to MaxAttempts × Timeout.
+	// Default 5s.
 	Timeout time.Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
 	// MaxAttempts is the number of attempts for a transient failure (no
 	// response, timeout, reconnecting). Default 5.
@@ -68,9 +72,12 @@ type Publisher struct {
 	cfg     PublisherConfig
 	o       publisherOptions
 	backoff backoff.Backoff
-	tracer  *tracingnats.Tracer // nil: WithoutTracing
-	failed  metric.Int64Counter
-	sent    metric.Int64Counter
+	// askAgain makes a synchronous attempt ask again every noStreamWait
+	// while no stream answers, until the attempt's context ends.
+	askAgain []jetstream.PublishOpt
+	tracer   *tracingnats.Tracer // nil: WithoutTracing
+	failed   metric.Int64Counter
+	sent     metric.Int64Counter
 
 	slots chan struct{}
 	wg    sync.WaitGroup
@@ -110,8 +117,11 @@ func NewPublisher(js jetstream.JetStream, cfg PublisherConfig, opts ...Publisher
 	return &Publisher{
 		js: js, cfg: cfg, o: o,
 		backoff: backoff.Backoff{Initial: cfg.Backoff, Max: cfg.MaxBackoff},
-		tracer:  tr,
-		sent:    sent, failed: failed,
+		askAgain: []jetstream.PublishOpt{
+			jetstream.WithRetryAttempts(int(cfg.Timeout / noStreamWait)), jetstream.WithRetryWait(noStreamWait),
+		},
+		tracer: tr,
+		sent:   sent, failed: failed,
 		slots:   make(chan struct{}, cfg.MaxPending),
 		closing: closing, giveUp: giveUp,
 	}, nil
@@ -164,7 +174,7 @@ func (p *Publisher) publish(ctx context.Context, msg *nats.Msg) (*jetstream.PubA
 	var last error
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
-		ack, err := p.js.PublishMsg(actx, msg)
+		ack, err := p.js.PublishMsg(actx, msg, p.askAgain...)
 		cancel()
 		if err == nil {
 			p.sent.Add(ctx, 1)
@@ -183,12 +193,23 @@ func (p *Publisher) publish(ctx context.Context, msg *nats.Msg) (*jetstream.PubA
 	return nil, &PublishError{Subject: msg.Subject, MsgID: headerGet(msg.Header, HeaderMsgID), Err: last}
 }
 
+// noStreamWait is how long an attempt waits before it asks again when no
+// stream answered (no responders).
+const noStreamWait = 250 * time.Millisecond
+
 func (p *Publisher) logRetry(ctx context.Context, msg *nats.Msg, attempt int, err error) {
 	if p.o.logger != nil && p.o.logger.Enabled(ctx, slog.LevelDebug) {
 		p.o.logger.DebugContext(ctx, "messaging: publish failed, retrying", "subject", msg.Subject,
 			"msg_id", headerGet(msg.Header, HeaderMsgID), "attempt", attempt, "error", err)
 	}
 }
+
+// errCodeMsgIDInProcess is JetStream's "duplicate message id is in
+// process" (409): an earlier attempt with the same Nats-Msg-Id is still
+// being replicated, typically across a stream leader change. Asked again,
+// the stream answers with a duplicate PubAck once that attempt is stored,
+// or stores the message if it was not.
+const errCodeMsgIDInProcess jetstream.ErrorCode = 10158
 
 // transient reports whether a publish error may go away by itself.
 func transient(err error) bool {
@@ -199,7 +220,8 @@ func transient(err error) bool {
 	}
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
-		return apiErr.Code >= 500 // 503: JetStream not (yet) available
+		return apiErr.Code >= 500 || // 503: JetStream not (yet) available
+			apiErr.ErrorCode == errCodeMsgIDInProcess
 	}
 	return true // timeouts, no responders while the server restarts, reconnecting
 }
@@ -304,22 +326,33 @@ func (p *Publisher) runAsync(msg *nats.Msg, f *PublishFuture, span trace.Span) {
 	}
 }
 
+// asyncAttempt is one attempt of an asynchronous publish: like a
+// synchronous one, it asks again while no stream answers, until Timeout.
 func (p *Publisher) asyncAttempt(msg *nats.Msg) (*jetstream.PubAck, error) {
-	// Each attempt publishes a copy: jetstream keeps the message it is given.
-	cp := &nats.Msg{Subject: msg.Subject, Data: msg.Data, Header: msg.Header}
-	fut, err := p.js.PublishMsgAsync(cp)
-	if err != nil {
-		return nil, err
-	}
 	t := time.NewTimer(p.cfg.Timeout)
 	defer t.Stop()
-	select {
-	case ack := <-fut.Ok():
-		return ack, nil
-	case err := <-fut.Err():
-		return nil, err
-	case <-t.C:
-		return nil, jetstream.ErrAsyncPublishTimeout
+	for {
+		// Each try publishes a copy: jetstream keeps the message it is given.
+		cp := &nats.Msg{Subject: msg.Subject, Data: msg.Data, Header: msg.Header}
+		fut, err := p.js.PublishMsgAsync(cp, jetstream.WithRetryAttempts(0))
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case ack := <-fut.Ok():
+			return ack, nil
+		case err := <-fut.Err():
+			if !errors.Is(err, jetstream.ErrNoStreamResponse) {
+				return nil, err
+			}
+		case <-t.C:
+			return nil, jetstream.ErrAsyncPublishTimeout
+		}
+		select {
+		case <-time.After(noStreamWait):
+		case <-t.C:
+			return nil, jetstream.ErrNoStreamResponse
+		}
 	}
 }
 

@@ -7,10 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vitamin-go/vitamin/tracing/tracingnats"
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 type order struct {
@@ -126,6 +128,85 @@ func TestPublishToNoStreamFailsAfterRetries(t *testing.T) {
 	var pe *PublishError
 	if !errors.As(err, &pe) || pe.Subject != "nowhere.order" || pe.MsgID == "" {
 		t.Errorf("publish to a subject no stream captures: %v", err)
+	}
+}
+
+// A stream whose leader changed while an attempt was being replicated
+// answers the retry with 409 "duplicate message id is in process". The
+// publisher asks again (the test answers on the wire as the stream does)
+// and gets the duplicate ack once the first attempt is stored.
+func TestPublishRetriesWhileTheSameIDIsInProcess(t *testing.T) {
+	e := newEnv(t)
+	var ids []string
+	sub, err := e.nc.Subscribe("electing.order", func(m *nats.Msg) {
+		ids = append(ids, m.Header.Get(HeaderMsgID))
+		if len(ids) == 1 {
+			_ = m.Respond([]byte(`{"error":{"code":409,"err_code":10158,"description":"duplicate message id is in process"}}`))
+			return
+		}
+		_ = m.Respond([]byte(`{"stream":"orders","seq":7,"duplicate":true}`))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	p, err := NewPublisher(e.js, PublisherConfig{MaxAttempts: 3, Backoff: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err := p.Publish(testCtx(t), "electing.order", order{ID: "o-1"}, WithMsgID("order-o-1"))
+	if err != nil {
+		t.Fatalf("publish while the ID is in process: %v", err)
+	}
+	if !ack.Duplicate || ack.Sequence != 7 {
+		t.Errorf("ack %+v, want the duplicate ack of sequence 7", ack)
+	}
+	if len(ids) != 2 || ids[0] != "order-o-1" || ids[1] != "order-o-1" {
+		t.Errorf("the responder saw msg ids %q, want order-o-1 twice", ids)
+	}
+}
+
+// While no stream answers (a stream electing a leader sends no responders
+// back), one attempt keeps asking until its Timeout: a publish made before
+// its stream exists is stored, in one attempt, once the stream is there.
+func TestPublishAsksAgainWhileNoStreamAnswers(t *testing.T) {
+	e := newEnv(t)
+	ctx := testCtx(t)
+	nc := e.srv.Connect(t)
+	p, err := NewPublisher(newJS(t, nc), PublisherConfig{MaxAttempts: 1, Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := p.PublishAsync(ctx, "late.order", order{ID: "o-2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		ack any
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		ack, err := p.Publish(ctx, "late.order", order{ID: "o-1"})
+		done <- result{ack, err}
+	}()
+	vitamintest.Eventually(t, 10*time.Second, func() error {
+		if n := nc.Stats().OutMsgs; n < 4 {
+			return fmt.Errorf("the publisher sent %d messages, waiting for both publishes to ask twice", n)
+		}
+		return nil
+	})
+	if _, err := EnsureStream(ctx, e.js, StreamConfig{Name: "late", Subjects: []string{"late.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-done; r.err != nil {
+		t.Errorf("publish made before its stream existed: %v", r.err)
+	}
+	if _, err := f.Result(ctx); err != nil {
+		t.Errorf("asynchronous publish made before its stream existed: %v", err)
+	}
+	if n := streamMsgs(t, e.js, "late"); n != 2 {
+		t.Errorf("the stream holds %d messages, want 2", n)
 	}
 }
 

@@ -3,6 +3,7 @@ package messaging
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -184,4 +185,52 @@ func TestKVStoreAbandonedClaimsExpire(t *testing.T) {
 		}
 		return errors.New("the abandoned claim is still there")
 	})
+}
+
+// TestKVStoreMarksDoneAcrossAServerRestart: the server goes down right
+// after a handler's effect, before its key is marked done. The mark is
+// written once the server is back, so the key reads as processed and the
+// message has its one effect — settled alone and in a batch.
+func TestKVStoreMarksDoneAcrossAServerRestart(t *testing.T) {
+	for _, batch := range []int{1, 16} {
+		t.Run(fmt.Sprintf("batch %d", batch), func(t *testing.T) {
+			e := newEnv(t)
+			ctx := testCtx(t)
+			s, err := NewKVStore(ctx, e.js, KVStoreConfig{Bucket: "restart"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			effects := newCounter()
+			stopped := make(chan struct{})
+			cfg := fastConfig("marks")
+			cfg.AckWait, cfg.CommitBatch = 5*time.Second, batch
+			c, err := NewConsumer(ctx, e.js, cfg, func(ctx context.Context, m *Message) error {
+				effects.add(m.Key)
+				if effects.get(m.Key) == 1 {
+					e.srv.Stop()
+					close(stopped)
+				}
+				return nil
+			}, WithStore(s))
+			if err != nil {
+				t.Fatal(err)
+			}
+			run(t, c)
+			if _, err := e.js.Publish(ctx, "events.order", []byte(`{}`), jetstream.WithMsgID("o-1")); err != nil {
+				t.Fatal(err)
+			}
+			<-stopped
+			e.srv.Restart(t)
+			vitamintest.Eventually(t, 30*time.Second, func() error {
+				if done, err := s.Processed(ctx, "o-1"); err != nil || !done {
+					return fmt.Errorf("o-1 processed: %v, %v", done, err)
+				}
+				return nil
+			})
+			settled(t, e.js, "events", "marks", 30*time.Second)
+			if n := effects.get("o-1"); n != 1 {
+				t.Errorf("o-1 had %d effects, want 1", n)
+			}
+		})
+	}
 }

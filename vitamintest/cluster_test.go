@@ -14,7 +14,8 @@ import (
 
 // TestNATSClusterMovesAStreamLeader: an R3 stream keeps its messages and
 // takes publishes when its leader is stopped; the stream gets another
-// leader, and the old one rejoins when it starts again.
+// leader, and the old one rejoins when it starts again, until the cluster
+// reports itself healthy.
 func TestNATSClusterMovesAStreamLeader(t *testing.T) {
 	cl := vitamintest.StartNATSCluster(t)
 	js, err := jetstream.New(cl.Connect(t))
@@ -69,4 +70,5 @@ func TestNATSClusterMovesAStreamLeader(t *testing.T) {
 		}
 		return nil
 	})
+	cl.Healthy(t) // the restarted member has caught up with the meta leader and the stream
 }

@@ -29,7 +29,7 @@ type NATSCluster struct {
 }
 
 // StartNATSCluster starts the cluster and waits until its JetStream has a
-// meta leader. The servers are shut down when the test ends; their logs
+// meta leader and every member is healthy (see Healthy). The servers are shut down when the test ends; their logs
 // are attached to the output of a failed test.
 func StartNATSCluster(t testing.TB) *NATSCluster {
 	t.Helper()
@@ -91,6 +91,8 @@ func StartNATSCluster(t testing.TB) *NATSCluster {
 		_, err := js.AccountInfo(ctx)
 		return err
 	})
+	// The meta leader places replicas only on peers it has heard from.
+	cl.Healthy(t)
 	return cl
 }
 
@@ -149,3 +151,26 @@ func (cl *NATSCluster) StreamLeader(t testing.TB, js jetstream.JetStream, stream
 
 // Name is the server's name.
 func (n *NATS) Name() string { return n.opts.ServerName }
+
+// Healthy waits up to 60s until every member runs and reports itself
+// healthy as its /healthz does: its JetStream is current with the meta
+// leader and with every stream and consumer replica it holds. A rolling
+// restart waits for this before it stops the next server; stopping one
+// while another is still catching up leaves the streams without a quorum.
+func (cl *NATSCluster) Healthy(t testing.TB) {
+	t.Helper()
+	Eventually(t, 60*time.Second, func() error {
+		for _, n := range cl.Members {
+			n.mu.Lock()
+			srv := n.srv
+			n.mu.Unlock()
+			if srv == nil {
+				return errors.New(n.Name() + " is stopped")
+			}
+			if h := srv.Healthz(nil); h.Error != "" {
+				return fmt.Errorf("%s: %s", n.Name(), h.Error)
+			}
+		}
+		return nil
+	})
+}
