@@ -123,6 +123,11 @@ func (c *Consumer) handleBatch(ctx context.Context, jms []jetstream.Msg, bs batc
 		}
 		return
 	}
+	if s, ok := c.store.(*SQLStore); ok && c.o.logger != nil {
+		if err := s.poolChurn(); err != nil {
+			c.o.logger.Warn("messaging: SQL store", "durable", c.cfg.Durable, "error", err)
+		}
+	}
 	errs := b.claim(ctx, msgs, c.cfg.IdempotencyLease)
 	// From here the heartbeat keeps the batch's messages alive.
 	slot.mu.Lock()

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -161,5 +163,55 @@ func TestBatchHandlerHidingAnSQLError(t *testing.T) {
 		if calls.get(key) != wantCalls || db.count(t, key) != wantEffects {
 			t.Errorf("%s: handler ran %d times with %d effects, want %d and %d", key, calls.get(key), db.count(t, key), wantCalls, wantEffects)
 		}
+	}
+}
+
+// TestBatchWarnsOfAPoolWithoutIdleRoom: with database/sql's default of 2
+// idle connections and 8 workers, the pool closes a connection after most
+// batches and the next batch opens another. The consumer says so once, in
+// a warning that names the setting; with idle room for every worker it
+// says nothing.
+func TestBatchWarnsOfAPoolWithoutIdleRoom(t *testing.T) {
+	for _, idle := range []int{2, 8} {
+		t.Run(fmt.Sprintf("idle %d", idle), func(t *testing.T) {
+			e := newEnv(t)
+			db := newSQLDB(t)
+			db.db.SetMaxIdleConns(idle)
+			ctx := testCtx(t)
+			cfg := fastConfig("pool")
+			cfg.Workers, cfg.CommitBatch = 8, 4
+			var logs vitamintest.Buffer
+			c, err := NewConsumer(ctx, e.js, cfg, func(ctx context.Context, m *Message) error {
+				return db.effect(ctx, m.Tx(), m.Key)
+			}, WithStore(db.store), WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+			if err != nil {
+				t.Fatal(err)
+			}
+			const n = 2000 // waiting before the consumer starts: all workers busy
+			p := publisher(t, e)
+			for i := range n {
+				if _, err := p.PublishAsync(ctx, "events.pool", order{ID: strconv.Itoa(i)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := p.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			run(t, c)
+			vitamintest.Eventually(t, 30*time.Second, func() error {
+				if rows, _ := db.total(t); rows != n {
+					return fmt.Errorf("%d of %d effects", rows, n)
+				}
+				return nil
+			})
+			t.Logf("the pool closed %d connections for want of idle room", db.db.Stats().MaxIdleClosed)
+			warnings := strings.Count(logs.String(), "SetMaxIdleConns")
+			switch {
+			case idle < cfg.Workers && warnings != 1:
+				t.Errorf("%d idle connections for %d workers: %d warnings, want 1; log:\n%s", idle, cfg.Workers, warnings, logs.String())
+			case idle >= cfg.Workers && warnings != 0:
+				t.Errorf("%d idle connections for %d workers: %d warnings, want none; log:\n%s", idle, cfg.Workers, warnings, logs.String())
+			}
+		})
 	}
 }

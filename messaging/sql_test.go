@@ -23,6 +23,7 @@ func newSQLDB(t testing.TB) sqlDB {
 		t.Fatal(err)
 	}
 	pg.DB.SetMaxOpenConns(32)
+	pg.DB.SetMaxIdleConns(32)
 	store, err := NewSQLStore(ctx, pg.DB, SQLStoreConfig{})
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"sync/atomic"
 	"time"
 )
 
@@ -53,6 +54,12 @@ var tableName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-
 // savepoint per message taken when its handler first calls Message.Tx; a
 // failing handler is rolled back to its savepoint and its key removed, the
 // batch commits once, and the messages are acknowledged after the commit.
+//
+// Each worker holds a connection for its batch: give the pool at least
+// ConsumerConfig.Workers idle connections (db.SetMaxIdleConns; database/sql
+// keeps 2 by default), or it closes a connection after most batches and the
+// next one opens another, which halves the throughput. The consumer logs a
+// warning once when it sees that happen.
 type SQLStore struct {
 	db          *sql.DB
 	cfg         SQLStoreConfig
@@ -60,6 +67,10 @@ type SQLStore struct {
 	insertBatch string // PostgreSQL: every key of a batch at once
 	deleteKey   string
 	purge       string
+
+	idleClosed int64        // db.Stats().MaxIdleClosed when NewSQLStore ran
+	batches    atomic.Int64 // begun
+	churnTold  atomic.Bool  // poolChurn has reported
 }
 
 var _ Store = (*SQLStore)(nil)
@@ -89,7 +100,7 @@ func NewSQLStore(ctx context.Context, db *sql.DB, cfg SQLStoreConfig) (*SQLStore
 	if err := sqlSettings(db, "SQLStoreConfig", &cfg.Table, &cfg.Dialect, "vitamin_processed_messages"); err != nil {
 		return nil, err
 	}
-	s := &SQLStore{db: db, cfg: cfg}
+	s := &SQLStore{db: db, cfg: cfg, idleClosed: db.Stats().MaxIdleClosed}
 	var create string
 	switch cfg.Dialect {
 	case DialectPostgres:
@@ -191,7 +202,27 @@ func checkSQLKey(key string) error {
 
 var _ batchStore = (*SQLStore)(nil)
 
+// poolChurnAfter is how many connections the pool may close for want of
+// idle room, with at least one for every ten batches, before poolChurn
+// reports it.
+const poolChurnAfter = 32
+
+// poolChurn reports, once, that the pool keeps closing the connections
+// that batches have just used (SetMaxIdleConns below the workers).
+func (s *SQLStore) poolChurn() error {
+	if s.churnTold.Load() {
+		return nil
+	}
+	n := s.db.Stats().MaxIdleClosed - s.idleClosed
+	if n < poolChurnAfter || n < s.batches.Load()/10 || !s.churnTold.CompareAndSwap(false, true) {
+		return nil
+	}
+	return fmt.Errorf("messaging: the SQL store's database/sql pool closed %d connections for want of idle room since NewSQLStore; "+
+		"call db.SetMaxIdleConns with at least ConsumerConfig.Workers so that batches reuse their connections", n)
+}
+
 func (s *SQLStore) begin(ctx context.Context) (storeBatch, error) {
+	s.batches.Add(1)
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("messaging: begin: %w", err)
