@@ -67,7 +67,11 @@ type ConsumerConfig struct {
 	// Default "deadletter.<Stream>.<Durable>".
 	DeadLetterSubject string `yaml:"dead_letter_subject,omitempty" json:"dead_letter_subject,omitempty"`
 	// IdempotencyLease is how long a claim on a message's key holds
-	// without being extended. Default AckWait.
+	// without being extended. Default 2 × AckWait: when a worker is
+	// starved past AckWait (its message redelivered elsewhere although it
+	// is still running), the redelivery finds the key still claimed and
+	// waits for it, instead of taking it over and running the effect a
+	// second time. An instance that dies holds its keys for this long.
 	IdempotencyLease time.Duration `yaml:"idempotency_lease,omitempty" json:"idempotency_lease,omitempty"`
 	// DisableIdempotency runs the handler for every delivery, without a
 	// store. Idempotency is on by default.
@@ -134,7 +138,7 @@ func (c *ConsumerConfig) setDefaults() error {
 		return invalid("ConsumerConfig.InProgressInterval", c.InProgressInterval, fmt.Sprintf("must be below AckWait (%v)", c.AckWait))
 	}
 	c.DeadLetterSubject = cmp.Or(c.DeadLetterSubject, "deadletter."+c.Stream+"."+c.Durable)
-	c.IdempotencyLease = cmp.Or(c.IdempotencyLease, c.AckWait)
+	c.IdempotencyLease = cmp.Or(c.IdempotencyLease, 2*c.AckWait)
 	c.CommitBatch = cmp.Or(c.CommitBatch, 64)
 	c.CommitWait = cmp.Or(c.CommitWait, 2*time.Millisecond)
 	return nil

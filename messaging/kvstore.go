@@ -198,15 +198,33 @@ type kvClaim struct {
 
 	mu    sync.Mutex
 	rev   uint64
-	until time.Time // the lease's end, as last written
-	ended bool
+	until time.Time     // the lease's end, as last written
+	ended bool          // marked done or released: extended no more
+	ext   chan struct{} // closed once the extension in flight is answered; nil if none
+}
+
+// settledLocked waits, with c.mu held, until no extension is in flight,
+// so that c.rev is the key's revision. It returns with c.mu held.
+func (c *kvClaim) settledLocked(ctx context.Context) error {
+	for c.ext != nil {
+		ch := c.ext
+		c.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			c.mu.Lock()
+			return ctx.Err()
+		}
+		c.mu.Lock()
+	}
+	return nil
 }
 
 func (c *kvClaim) Extend(ctx context.Context, lease time.Duration) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.ended {
-		return nil
+	if err := c.settledLocked(ctx); err != nil || c.ended {
+		return err
 	}
 	return c.extendLocked(ctx, lease)
 }
@@ -230,6 +248,9 @@ func (c *kvClaim) extendLocked(ctx context.Context, lease time.Duration) error {
 func (c *kvClaim) keep(ctx context.Context, lease time.Duration) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err := c.settledLocked(ctx); err != nil {
+		return err
+	}
 	if time.Until(c.until) >= lease/2 {
 		return nil
 	}
@@ -243,25 +264,36 @@ type asyncExtender interface {
 	extendAsync(lease time.Duration) func(context.Context) error
 }
 
-// extendAsync sends the extension and holds the claim until its wait
-// function has run, so that Done and Release come after it.
+// extendAsync sends the extension; its wait function records the new
+// revision. Meanwhile the mark of a handler that succeeded goes out at
+// once (it expects no revision), and Release, Extend and keep wait for the
+// answer, since they need the revision.
 func (c *kvClaim) extendAsync(lease time.Duration) func(context.Context) error {
 	c.mu.Lock()
-	if c.ended {
-		c.mu.Unlock()
+	defer c.mu.Unlock()
+	if c.ended || c.ext != nil {
 		return nil
 	}
 	until := time.Now().Add(lease)
 	fut, err := c.s.js.PublishMsgAsync(&nats.Msg{Subject: "$KV." + c.s.bucket + "." + c.key, Data: pendingValue(until)},
 		jetstream.WithExpectLastSequencePerSubject(c.rev), jetstream.WithMsgTTL(keyTTL(lease)))
+	if err != nil {
+		return func(context.Context) error { return err }
+	}
+	ch := make(chan struct{})
+	c.ext = ch
 	return func(ctx context.Context) error {
-		defer c.mu.Unlock()
-		if err != nil {
-			return err
-		}
 		ctx, cancel := context.WithTimeout(ctx, kvBatchTimeout)
 		defer cancel()
-		err := (&kvBatch{s: c.s}).wait(ctx, fut, func(ack *jetstream.PubAck) { c.rev, c.until = ack.Sequence, until })
+		var rev uint64
+		err := (&kvBatch{s: c.s}).wait(ctx, fut, func(ack *jetstream.PubAck) { rev = ack.Sequence })
+		c.mu.Lock()
+		if err == nil {
+			c.rev, c.until = rev, until
+		}
+		c.ext = nil
+		close(ch)
+		c.mu.Unlock()
 		if isWrongSeq(err) {
 			return &ClaimedError{Key: c.orig}
 		}
@@ -269,20 +301,19 @@ func (c *kvClaim) extendAsync(lease time.Duration) func(context.Context) error {
 	}
 }
 
-func (c *kvClaim) Done(ctx context.Context) error {
+// end stops the claim's extensions.
+func (c *kvClaim) end() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.ended = true
-	// No per-key TTL: the bucket's Retention applies.
-	actx, cancel := context.WithTimeout(ctx, markAttemptTimeout)
-	_, err := c.s.put(actx, c.key, []byte(kvDone), c.rev, 0)
-	cancel()
-	if err != nil {
-		// Lost (a leader change), or someone took the key over after
-		// our lease expired: record it done anyway, whatever its state.
-		return c.s.markDone(ctx, c.key)
-	}
-	return nil
+	c.mu.Unlock()
+}
+
+// Done marks the key done whoever holds it now: the work is done (a
+// delivery that took the key over after our lease lapsed finds it done).
+// No per-key TTL: the bucket's Retention applies.
+func (c *kvClaim) Done(ctx context.Context) error {
+	c.end()
+	return c.s.markDone(ctx, c.key)
 }
 
 // markTimeout bounds how long markDone retries: longer than a KV bucket's
@@ -313,6 +344,9 @@ func (c *kvClaim) Release(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.ended = true
+	if err := c.settledLocked(ctx); err != nil {
+		return err
+	}
 	err := c.s.kv.Delete(ctx, c.key, jetstream.LastRevision(c.rev))
 	if isWrongSeq(err) {
 		return nil // no longer ours
@@ -387,15 +421,13 @@ func (b *kvBatch) pipelined() bool { return true }
 // kvBatchTimeout bounds the wait for a batch's acknowledgements.
 const kvBatchTimeout = 5 * time.Second
 
-// succeeded sends m's mark at once, without waiting for it: the window in
-// which its lease could lapse after the handler is one round trip. The
-// mark expects no revision: whoever holds the key now, the work is done
-// (Done ends the same way, by a second write).
+// succeeded sends m's mark at once, without waiting for it or for an
+// extension in flight: the window in which its lease could lapse after the
+// handler is one round trip. The mark expects no revision: whoever holds
+// the key now, the work is done (as in Done).
 func (b *kvBatch) succeeded(_ context.Context, m *Message) error {
 	c := m.claim.(*kvClaim)
-	c.mu.Lock()
-	c.ended = true
-	c.mu.Unlock()
+	c.end()
 	mk := kvMark{c: c}
 	mk.fut, mk.err = b.s.js.PublishMsgAsync(&nats.Msg{Subject: b.subject(c.key), Data: []byte(kvDone)})
 	b.marks = append(b.marks, mk)

@@ -203,9 +203,9 @@ func checkSQLKey(key string) error {
 var _ batchStore = (*SQLStore)(nil)
 
 // poolChurnAfter is how many connections the pool may close for want of
-// idle room, with at least one for every ten batches, before poolChurn
+// idle room, with at least one for every fifty batches, before poolChurn
 // reports it.
-const poolChurnAfter = 32
+const poolChurnAfter = 16
 
 // poolChurn reports, once, that the pool keeps closing the connections
 // that batches have just used (SetMaxIdleConns below the workers).
@@ -214,7 +214,7 @@ func (s *SQLStore) poolChurn() error {
 		return nil
 	}
 	n := s.db.Stats().MaxIdleClosed - s.idleClosed
-	if n < poolChurnAfter || n < s.batches.Load()/10 || !s.churnTold.CompareAndSwap(false, true) {
+	if n < poolChurnAfter || n < s.batches.Load()/50 || !s.churnTold.CompareAndSwap(false, true) {
 		return nil
 	}
 	return fmt.Errorf("messaging: the SQL store's database/sql pool closed %d connections for want of idle room since NewSQLStore; "+

@@ -29,7 +29,8 @@ type NATSCluster struct {
 }
 
 // StartNATSCluster starts the cluster and waits until its JetStream has a
-// meta leader and every member is healthy (see Healthy). The servers are shut down when the test ends; their logs
+// meta leader, every member is healthy (see Healthy) and it can place a
+// stream's three replicas. The servers are shut down when the test ends; their logs
 // are attached to the output of a failed test.
 func StartNATSCluster(t testing.TB) *NATSCluster {
 	t.Helper()
@@ -91,8 +92,18 @@ func StartNATSCluster(t testing.TB) *NATSCluster {
 		_, err := js.AccountInfo(ctx)
 		return err
 	})
-	// The meta leader places replicas only on peers it has heard from.
 	cl.Healthy(t)
+	// The meta leader places replicas only on peers whose statistics it
+	// has received, which may come after they report healthy: wait until
+	// an R3 stream can be placed.
+	Eventually(t, 30*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "vitamintest_placement", Subjects: []string{"vitamintest.placement"}, Replicas: size}); err != nil {
+			return err
+		}
+		return js.DeleteStream(ctx, "vitamintest_placement")
+	})
 	return cl
 }
 
