@@ -139,8 +139,9 @@ func TestR3ElectionsKeepEffectsExactlyOnce(t *testing.T) {
 			// the latency of each publish recorded. A publish in flight on
 			// a server that is killed gets no answer: it is retried after
 			// the attempt's Timeout, here 1s (5s by default, with which the
-			// test passes too, with pauses of 5s).
-			pub, err := messaging.NewPublisher(js, messaging.PublisherConfig{Timeout: time.Second}, messaging.WithoutTracing())
+			// test passes too, with pauses of 5s), for 20 attempts: the
+			// default's window of MaxAttempts × Timeout, 25s.
+			pub, err := messaging.NewPublisher(js, messaging.PublisherConfig{Timeout: time.Second, MaxAttempts: 20}, messaging.WithoutTracing())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -181,6 +182,9 @@ func TestR3ElectionsKeepEffectsExactlyOnce(t *testing.T) {
 			kill := func(at int64, p int32, stream string) {
 				t.Helper()
 				vitamintest.Eventually(t, time.Minute, func() error {
+					if p := pubErr.Load(); p != nil {
+						t.Fatalf("the publisher lost a message: %v", *p)
+					}
 					if n := published.Load(); n < at {
 						return fmt.Errorf("%d published, waiting for %d", n, at)
 					}
