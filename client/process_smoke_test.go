@@ -25,7 +25,7 @@ func TestProcessBackendDiesForReal(t *testing.T) {
 		t.Fatalf("call to the backend process: %v", err)
 	}
 	p.Kill()
-	if p.cmd.ProcessState == nil || p.cmd.ProcessState.Success() {
-		t.Fatalf("after Kill the process state is %v, want killed", p.cmd.ProcessState)
+	if st := p.State(); st == nil || st.Success() {
+		t.Fatalf("after Kill the process state is %v, want killed", st)
 	}
 }

@@ -52,11 +52,11 @@ func TestOutboxToConsumersExactlyOnce(t *testing.T) {
 	if _, err := NewConsumer(ctx, e.js, childConsumerConfig(), Typed(orderEffect)); err != nil {
 		t.Fatal(err)
 	}
-	start := func(kind string, i int) *proc {
+	start := func(kind string, i int) *vitamintest.Process {
 		return startProc(t, kind, kind+"-"+strconv.Itoa(i), e.srv.URL, pg.DSN)
 	}
-	relays := []*proc{start("relay", 1), start("relay", 2)}
-	consumers := []*proc{start("consumer", 1), start("consumer", 2), start("consumer", 3)}
+	relays := []*vitamintest.Process{start("relay", 1), start("relay", 2)}
+	consumers := []*vitamintest.Process{start("consumer", 1), start("consumer", 2), start("consumer", 3)}
 	crashing := start("crashing-relay", 0)
 
 	// Four writers commit the orders, each order in its own transaction.
@@ -95,26 +95,26 @@ func TestOutboxToConsumersExactlyOnce(t *testing.T) {
 		}
 		return nil
 	})
-	relays[0].kill()
-	consumers[0].kill()
+	relays[0].Kill()
+	consumers[0].Kill()
 	_, took := effects()
 	pending, err := ob.Pending(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("killed %s and %s with %d orders applied and %d events waiting in the outbox", relays[0].name, consumers[0].name, took, pending)
+	t.Logf("killed %s and %s with %d orders applied and %d events waiting in the outbox", relays[0].Name(), consumers[0].Name(), took, pending)
 	relays[0] = start("relay", 3)
 	consumers[0] = start("consumer", 4)
 
 	// The crashing relay published events it never marked: the others
 	// publish them again, under the same IDs.
 	select {
-	case <-crashing.done:
+	case <-crashing.Done():
 	case <-time.After(120 * time.Second):
 		t.Fatal("the crashing relay published nothing")
 	}
-	if ws, ok := crashing.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
-		t.Fatalf("the crashing relay ended with %v, not by its SIGKILL after publishing", crashing.cmd.ProcessState)
+	if ws, ok := crashing.State().Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("the crashing relay ended with %v, not by its SIGKILL after publishing", crashing.State())
 	}
 	wg.Wait()
 	close(errs)

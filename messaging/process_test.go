@@ -1,13 +1,10 @@
 package messaging
 
 import (
-	"bufio"
 	"context"
 	"database/sql"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -17,6 +14,8 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver, in the child processes
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 // childEnv, set in the environment of this test binary, makes it run as an
@@ -44,59 +43,13 @@ func orderEffect(ctx context.Context, m *Message, o order) error {
 	return err
 }
 
-// proc is a relay or consumer in its own OS process: this test binary run
-// again with childEnv set. Tests kill it with SIGKILL, as a crash or the
-// OOM killer does. It is killed when the test ends, and dies with the
-// test process.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has exited
-}
-
-// startProc starts a child of kind and waits until it runs.
-func startProc(t testing.TB, kind, name, natsURL, dsn string) *proc {
+// startProc starts a relay or a consumer of kind in its own OS process
+// (see vitamintest.Process) and waits until it runs.
+func startProc(t testing.TB, kind, name, natsURL, dsn string) *vitamintest.Process {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+kind, childNATS+"="+natsURL, childDSN+"="+dsn)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
-	ready := make(chan struct{})
-	go func() {
-		defer close(p.done)
-		lines := bufio.NewScanner(out)
-		for lines.Scan() {
-			if lines.Text() == "READY" {
-				close(ready)
-			}
-		}
-		_, _ = io.Copy(io.Discard, out)
-		_ = cmd.Wait()
-	}()
-	t.Cleanup(p.kill)
-	select {
-	case <-ready:
-	case <-p.done:
-		t.Fatalf("%s exited before it ran", name)
-	case <-time.After(30 * time.Second):
-		t.Fatalf("%s did not run within 30s", name)
-	}
+	p := vitamintest.StartProcess(t, name, childEnv+"="+kind, childNATS+"="+natsURL, childDSN+"="+dsn)
+	p.Await(t, "READY", 30*time.Second)
 	return p
-}
-
-// kill sends SIGKILL and waits until the process is gone. Killing a dead
-// process does nothing.
-func (p *proc) kill() {
-	_ = p.cmd.Process.Kill()
-	<-p.done
 }
 
 // runChild is the child process: a relay or a consumer over the broker

@@ -32,7 +32,7 @@ func TestMessageInFlightAtSIGTERMIsFinishedAndAcked(t *testing.T) {
 	}
 	effects := filepath.Join(t.TempDir(), "effects")
 	c := startChild(t, "consumer", "consume", envNATS+"="+broker.URL, envEffect+"="+effects, envDelay+"=1s")
-	c.await(t, "READY", 30*time.Second)
+	c.Await(t, "READY", 30*time.Second)
 
 	pub, err := messaging.NewPublisher(js, messaging.PublisherConfig{})
 	if err != nil {
@@ -42,15 +42,15 @@ func TestMessageInFlightAtSIGTERMIsFinishedAndAcked(t *testing.T) {
 	if _, err := pub.Publish(ctx, testSubject, map[string]string{"order": "o-1"}, messaging.WithMsgID("o-1")); err != nil {
 		t.Fatal(err)
 	}
-	if id := c.await(t, "HANDLING", 30*time.Second); id != "o-1" {
+	if id := c.Await(t, "HANDLING", 30*time.Second); id != "o-1" {
 		t.Fatalf("handling %q, want o-1", id)
 	}
 	sent := time.Now()
-	c.signal(t, syscall.SIGTERM)
-	if code := c.wait(t, 30*time.Second); code != 0 {
+	c.Signal(t, syscall.SIGTERM)
+	if code := c.Wait(t, 30*time.Second); code != 0 {
 		t.Fatalf("consumer exited with status %d after SIGTERM, want 0", code)
 	}
-	t.Logf("consumer: SIGTERM → exit %v with a message in flight; phases %v", time.Since(sent).Round(time.Millisecond), c.phases())
+	t.Logf("consumer: SIGTERM → exit %v with a message in flight; phases %v", time.Since(sent).Round(time.Millisecond), phases(c))
 
 	b, err := os.ReadFile(effects)
 	if err != nil {

@@ -1,7 +1,6 @@
 package service_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -9,10 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -26,6 +23,7 @@ import (
 
 	"github.com/vitamin-go/vitamin/messaging"
 	"github.com/vitamin-go/vitamin/service"
+	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
 // childEnv, set in the environment of this test binary, makes it run one
@@ -41,132 +39,20 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// child is a service instance in its own process: this test binary run
-// again with childEnv set. Its standard output (its log and the lines
-// childMain prints) is kept, and shown when the test fails. It is killed
-// when the test ends, and dies with the test process.
-type child struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{} // closed once the process has exited
-
-	mu    sync.Mutex
-	lines []string
-	seen  *sync.Cond
-}
-
-// startChild runs childMain(mode) in a new process with env added to the
-// environment (CONSUL_HTTP_ADDR removed: each child says which registry it
-// uses).
-func startChild(t testing.TB, name, mode string, env ...string) *child {
+// startChild runs childMain(mode) as a service instance in its own
+// process (see vitamintest.Process) with env added to the environment.
+// CONSUL_HTTP_ADDR is emptied: each child says which registry it uses.
+// GORACE: no second of sleep at exit under -race, so that the exit times
+// measured are the service's.
+func startChild(t testing.TB, name, mode string, env ...string) *vitamintest.Process {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CONSUL_HTTP_ADDR=") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	// GORACE: no second of sleep at exit under -race, so that the exit
-	// times measured are the service's.
-	cmd.Env = append(cmd.Env, append([]string{childEnv + "=" + mode, "GORACE=atexit_sleep_ms=0"}, env...)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	c := &child{name: name, cmd: cmd, done: make(chan struct{})}
-	c.seen = sync.NewCond(&c.mu)
-	go func() {
-		defer close(c.done)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			c.mu.Lock()
-			c.lines = append(c.lines, sc.Text())
-			c.seen.Broadcast()
-			c.mu.Unlock()
-		}
-		_, _ = io.Copy(io.Discard, out)
-		_ = cmd.Wait()
-		c.mu.Lock()
-		c.seen.Broadcast()
-		c.mu.Unlock()
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-c.done
-		if t.Failed() {
-			t.Logf("--- output of %s:\n%s", name, strings.Join(c.output(), "\n"))
-		}
-	})
-	return c
+	return vitamintest.StartProcess(t, name, append([]string{"CONSUL_HTTP_ADDR=", childEnv + "=" + mode, "GORACE=atexit_sleep_ms=0"}, env...)...)
 }
 
-func (c *child) output() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]string(nil), c.lines...)
-}
-
-// await waits until the child prints a line that starts with prefix, or
-// contains it when prefix starts with a space, and returns the rest of
-// it; it fails the test if the child exits first or the timeout passes.
-func (c *child) await(t testing.TB, prefix string, timeout time.Duration) string {
-	t.Helper()
-	deadline := time.AfterFunc(timeout, func() { c.mu.Lock(); c.seen.Broadcast(); c.mu.Unlock() })
-	defer deadline.Stop()
-	start := time.Now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for i := 0; ; {
-		for ; i < len(c.lines); i++ {
-			if strings.HasPrefix(prefix, " ") {
-				if _, rest, ok := strings.Cut(c.lines[i], prefix); ok {
-					return strings.TrimSpace(rest)
-				}
-			} else if rest, ok := strings.CutPrefix(c.lines[i], prefix); ok {
-				return strings.TrimSpace(rest)
-			}
-		}
-		select {
-		case <-c.done:
-			t.Fatalf("%s exited before printing %q", c.name, prefix)
-		default:
-		}
-		if time.Since(start) > timeout {
-			t.Fatalf("%s did not print %q within %v", c.name, prefix, timeout)
-		}
-		c.seen.Wait()
-	}
-}
-
-// signal sends sig to the child.
-func (c *child) signal(t testing.TB, sig os.Signal) {
-	t.Helper()
-	if err := c.cmd.Process.Signal(sig); err != nil {
-		t.Fatalf("signal %s: %v", c.name, err)
-	}
-}
-
-// wait waits until the child exits and returns its exit code.
-func (c *child) wait(t testing.TB, timeout time.Duration) int {
-	t.Helper()
-	select {
-	case <-c.done:
-		return c.cmd.ProcessState.ExitCode()
-	case <-time.After(timeout):
-		t.Fatalf("%s did not exit within %v", c.name, timeout)
-		return 0
-	}
-}
-
-// phases returns the stop phases the child logged, as "name=took".
-func (c *child) phases() []string {
+// phases returns the stop phases c logged, as "name=took".
+func phases(c *vitamintest.Process) []string {
 	var out []string
-	for _, l := range c.output() {
+	for _, l := range c.Lines() {
 		if !strings.Contains(l, "stop phase done") && !strings.Contains(l, `msg="service: stopped"`) {
 			continue
 		}

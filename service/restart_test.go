@@ -51,14 +51,14 @@ func TestRollingRestartAbruptExitFailsCalls(t *testing.T) {
 func rollingRestart(t *testing.T, mode string, wantExit int) (calls, failed int64, sample []string) {
 	agent := vitamintest.StartConsul(t)
 	gen := 0
-	start := func(slot int) (*child, string) {
+	start := func(slot int) (*vitamintest.Process, string) {
 		gen++
 		id := fmt.Sprintf("roll-%d-%d", slot, gen)
 		c := startChild(t, id, mode, envID+"="+id, envConsul+"="+agent.Addr, envDelay+"=50ms")
-		c.await(t, "READY", 30*time.Second)
+		c.Await(t, "READY", 30*time.Second)
 		return c, id
 	}
-	procs := make([]*child, 3)
+	procs := make([]*vitamintest.Process, 3)
 	ids := make([]string, 3)
 	for i := range procs {
 		procs[i], ids[i] = start(i)
@@ -91,11 +91,11 @@ func rollingRestart(t *testing.T, mode string, wantExit int) (calls, failed int6
 	})
 	for i := range procs {
 		sent := time.Now()
-		procs[i].signal(t, syscall.SIGTERM)
-		if code := procs[i].wait(t, 30*time.Second); code != wantExit {
+		procs[i].Signal(t, syscall.SIGTERM)
+		if code := procs[i].Wait(t, 30*time.Second); code != wantExit {
 			t.Fatalf("%s exited with status %d after SIGTERM, want %d", ids[i], code, wantExit)
 		}
-		t.Logf("%s: SIGTERM → exit %v; phases %v", ids[i], time.Since(sent).Round(time.Millisecond), procs[i].phases())
+		t.Logf("%s: SIGTERM → exit %v; phases %v", ids[i], time.Since(sent).Round(time.Millisecond), phases(procs[i]))
 		procs[i], ids[i] = start(i)
 		waitPassing(t, agent, ids)
 	}

@@ -14,7 +14,7 @@ import (
 // process exits at once, with status 1, without finishing the drain.
 func TestSecondSignalExitsAtOnce(t *testing.T) {
 	c := startChild(t, "slow", "serve", envDelay+"=1m", envDrain+"=1m", envSay+"=1")
-	addr := strings.Fields(c.await(t, "READY", 30*time.Second))[0]
+	addr := strings.Fields(c.Await(t, "READY", 30*time.Second))[0]
 	called := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -28,17 +28,17 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 		}
 		called <- err
 	}()
-	c.await(t, "WORKING", 30*time.Second)
-	c.signal(t, syscall.SIGTERM)
-	c.await(t, " phase=propagation", 30*time.Second) // draining now, for a minute
+	c.Await(t, "WORKING", 30*time.Second)
+	c.Signal(t, syscall.SIGTERM)
+	c.Await(t, " phase=propagation", 30*time.Second) // draining now, for a minute
 	sent := time.Now()
-	c.signal(t, syscall.SIGTERM)
-	if code := c.wait(t, 30*time.Second); code != 1 {
+	c.Signal(t, syscall.SIGTERM)
+	if code := c.Wait(t, 30*time.Second); code != 1 {
 		t.Fatalf("exit status %d after the second SIGTERM, want 1", code)
 	}
 	t.Logf("second SIGTERM → exit %v", time.Since(sent).Round(time.Millisecond))
-	c.await(t, ` msg="service: second signal: exiting at once"`, time.Second)
-	for _, l := range c.output() {
+	c.Await(t, ` msg="service: second signal: exiting at once"`, time.Second)
+	for _, l := range c.Lines() {
 		if strings.Contains(l, `msg="service: stopped"`) {
 			t.Fatalf("the service finished its stop after the second signal: %s", l)
 		}

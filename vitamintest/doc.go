@@ -18,6 +18,9 @@
 //     the test ends.
 //   - [Registry]: an in-memory service registry, a discovery.Registrar and
 //     discovery.Watcher that a test can mark unhealthy or unreachable.
+//   - [StartProcess]: the test binary run again as its own OS process (its
+//     TestMain runs the child's code), for faults that are a process's:
+//     SIGKILL, SIGSTOP, SIGTERM and real restarts.
 //   - [Eventually], [Metrics], [Buffer]: waiting on a condition, reading
 //     back OpenTelemetry metrics and logs.
 //

@@ -3,6 +3,9 @@ package vitamintest_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
 	"testing"
 	"time"
 
@@ -14,7 +17,42 @@ import (
 	"github.com/vitamin-go/vitamin/vitamintest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// processChild, set in the environment, makes this test binary the child
+// of TestProcessSignalsAndKill instead of running the tests.
+const processChild = "VITAMIN_VITAMINTEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(processChild) != "" {
+		// Print a line, then exit with status 3 on SIGTERM.
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGTERM)
+		fmt.Println("HELLO", os.Getenv(processChild))
+		<-sig
+		os.Exit(3)
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// TestProcessSignalsAndKill: a child process's lines are read as it prints
+// them, it sees the signals it is sent, and Kill ends it for real.
+func TestProcessSignalsAndKill(t *testing.T) {
+	p := vitamintest.StartProcess(t, "child", processChild+"=world")
+	if got := p.Await(t, "HELLO", 30*time.Second); got != "world" {
+		t.Errorf("Await(HELLO) = %q, want world", got)
+	}
+	p.Signal(t, syscall.SIGTERM)
+	if code := p.Wait(t, 30*time.Second); code != 3 {
+		t.Errorf("exit code %d after SIGTERM, want 3", code)
+	}
+
+	p = vitamintest.StartProcess(t, "frozen", processChild+"=frozen")
+	p.Await(t, "HELLO", 30*time.Second)
+	p.Freeze()
+	p.Kill()
+	if ws, ok := p.State().Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+		t.Errorf("a frozen process ended with %v after Kill, want SIGKILL", p.State())
+	}
+}
 
 func TestConsulRegistersAndSurvivesRestart(t *testing.T) {
 	c := vitamintest.StartConsul(t)
