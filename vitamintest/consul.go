@@ -205,33 +205,39 @@ func (c *Consul) spawn() error {
 // ready waits until the agent knows a leader and its own node is in the
 // catalog.
 func (c *Consul) ready() error {
+	if err := poll(context.Background(), 60*time.Second, c.readyNow); err != nil {
+		return fmt.Errorf("consul agent on %s not ready: %w", c.Addr, err)
+	}
+	return nil
+}
+
+// errConsulExited says that the agent process is gone.
+var errConsulExited = errors.New("consul agent exited")
+
+// readyNow reports whether the agent runs, knows a leader and has its own
+// node in the catalog.
+func (c *Consul) readyNow() error {
 	c.mu.Lock()
 	done := c.done
 	c.mu.Unlock()
-	err := poll(context.Background(), 60*time.Second, func() error {
-		select {
-		case <-done:
-			return errors.New("consul agent exited")
-		default:
-		}
-		leader, err := c.Client.Status().Leader()
-		if err != nil {
-			return err
-		}
-		if leader == "" {
-			return errors.New("no leader yet")
-		}
-		n, _, err := c.Client.Catalog().Node(c.Node, nil)
-		if err != nil {
-			return err
-		}
-		if n == nil {
-			return errors.New("agent's node not in the catalog yet")
-		}
-		return nil
-	})
+	select {
+	case <-done:
+		return errConsulExited
+	default:
+	}
+	leader, err := c.Client.Status().Leader()
 	if err != nil {
-		return fmt.Errorf("consul agent on %s not ready: %w", c.Addr, err)
+		return err
+	}
+	if leader == "" {
+		return errors.New("no leader yet")
+	}
+	n, _, err := c.Client.Catalog().Node(c.Node, nil)
+	if err != nil {
+		return err
+	}
+	if n == nil {
+		return errors.New("agent's node not in the catalog yet")
 	}
 	return nil
 }

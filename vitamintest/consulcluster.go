@@ -1,6 +1,7 @@
 package vitamintest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -38,6 +39,29 @@ type ConsulCluster struct {
 func StartConsulCluster(t testing.TB, opts ...ConsulOption) *ConsulCluster {
 	t.Helper()
 	bin, o := consulSetup(t, opts)
+	// A free port may be taken by someone else before a member binds it:
+	// start the whole cluster again, with other ports, a few times.
+	var lastErr error
+	for range 3 {
+		cl, err := startConsulCluster(t, bin, o)
+		if err == nil {
+			return cl
+		}
+		lastErr = err
+		for _, c := range append(cl.Servers, cl.Agent) {
+			if c != nil {
+				c.Stop()
+			}
+		}
+	}
+	t.Fatalf("vitamintest: consul cluster: %v", lastErr)
+	return nil
+}
+
+// startConsulCluster starts the members and waits until every one is
+// ready, or until one has exited (a port taken meanwhile, say).
+func startConsulCluster(t testing.TB, bin string, o consulOptions) (*ConsulCluster, error) {
+	t.Helper()
 	cl := &ConsulCluster{serverPorts: map[string]*Consul{}}
 	type ports struct{ http, serf, wan, server int }
 	var all []ports
@@ -82,22 +106,32 @@ func StartConsulCluster(t testing.TB, opts ...ConsulOption) *ConsulCluster {
 		c.Client = client
 		attachOnFailure(t, "consul "+node, c.log)
 		t.Cleanup(c.Stop)
-		if err := c.spawn(); err != nil {
-			t.Fatalf("vitamintest: start consul %s: %v", node, err)
-		}
 		if i < 3 {
 			cl.Servers = append(cl.Servers, c)
 			cl.serverPorts["127.0.0.1:"+strconv.Itoa(p.server)] = c
 		} else {
 			cl.Agent = c
 		}
-	}
-	for _, c := range append(cl.Servers, cl.Agent) {
-		if err := c.ready(); err != nil {
-			t.Fatalf("vitamintest: consul cluster: %v", err)
+		if err := c.spawn(); err != nil {
+			return cl, fmt.Errorf("start consul %s: %w", node, err)
 		}
 	}
-	return cl
+	members := append(cl.Servers, cl.Agent)
+	ctx, exited := context.WithCancel(context.Background())
+	defer exited()
+	err := poll(ctx, 60*time.Second, func() error {
+		for _, c := range members {
+			if err := c.readyNow(); err != nil {
+				if errors.Is(err, errConsulExited) {
+					exited() // no use waiting for the others
+					return fmt.Errorf("consul %s exited (see its log)", c.Node)
+				}
+				return fmt.Errorf("consul %s on %s not ready: %w", c.Node, c.Addr, err)
+			}
+		}
+		return nil
+	})
+	return cl, err
 }
 
 // Leader returns the server that is the leader now, as the client agent

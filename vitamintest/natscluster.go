@@ -34,6 +34,50 @@ type NATSCluster struct {
 // are attached to the output of a failed test.
 func StartNATSCluster(t testing.TB) *NATSCluster {
 	t.Helper()
+	// A free port may be taken by someone else before a member binds it:
+	// start the whole cluster again, with other ports, a few times.
+	var cl *NATSCluster
+	var err error
+	for range 3 {
+		if cl, err = startNATSCluster(t); err == nil {
+			break
+		}
+		for _, n := range cl.Members {
+			n.Stop()
+		}
+	}
+	if err != nil {
+		t.Fatalf("vitamintest: start nats cluster: %v", err)
+	}
+	nc := cl.Connect(t)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	Eventually(t, 30*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := js.AccountInfo(ctx)
+		return err
+	})
+	cl.Healthy(t)
+	// The meta leader places replicas only on peers whose statistics it
+	// has received, which may come after they report healthy: wait until
+	// an R3 stream can be placed.
+	Eventually(t, 30*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "vitamintest_placement", Subjects: []string{"vitamintest.placement"}, Replicas: len(cl.Members)}); err != nil {
+			return err
+		}
+		return js.DeleteStream(ctx, "vitamintest_placement")
+	})
+	return cl
+}
+
+// startNATSCluster starts the three members on free ports.
+func startNATSCluster(t testing.TB) (*NATSCluster, error) {
+	t.Helper()
 	const size = 3
 	cluster := make([]int, size)
 	client := make([]int, size)
@@ -76,35 +120,13 @@ func StartNATSCluster(t testing.TB) *NATSCluster {
 	for _, n := range cl.Members {
 		go func() { errs <- n.start() }()
 	}
+	var first error
 	for range size {
-		if err := <-errs; err != nil {
-			t.Fatalf("vitamintest: start nats cluster: %v", err)
+		if err := <-errs; err != nil && first == nil {
+			first = err
 		}
 	}
-	nc := cl.Connect(t)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	Eventually(t, 30*time.Second, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_, err := js.AccountInfo(ctx)
-		return err
-	})
-	cl.Healthy(t)
-	// The meta leader places replicas only on peers whose statistics it
-	// has received, which may come after they report healthy: wait until
-	// an R3 stream can be placed.
-	Eventually(t, 30*time.Second, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "vitamintest_placement", Subjects: []string{"vitamintest.placement"}, Replicas: size}); err != nil {
-			return err
-		}
-		return js.DeleteStream(ctx, "vitamintest_placement")
-	})
-	return cl
+	return cl, first
 }
 
 // Connect returns a client connection to the cluster that knows every
