@@ -217,7 +217,10 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig
 	} else {
 		jcfg.FilterSubjects = cfg.Subjects
 	}
-	if c.cons, err = js.CreateOrUpdateConsumer(ctx, cfg.Stream, jcfg); err != nil {
+	if err = jsAPI(ctx, func(ctx context.Context) (err error) {
+		c.cons, err = js.CreateOrUpdateConsumer(ctx, cfg.Stream, jcfg)
+		return err
+	}); err != nil {
 		return nil, fmt.Errorf("messaging: create consumer %s on stream %s: %w", cfg.Durable, cfg.Stream, err)
 	}
 	return c, nil

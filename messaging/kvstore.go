@@ -73,7 +73,7 @@ func NewKVStore(ctx context.Context, js jetstream.JetStream, cfg KVStoreConfig) 
 	if cfg.Memory {
 		storage = jetstream.MemoryStorage
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kvConfig := jetstream.KeyValueConfig{
 		Bucket:         cfg.Bucket,
 		Description:    "Vitamin idempotency keys",
 		History:        1,
@@ -81,6 +81,11 @@ func NewKVStore(ctx context.Context, js jetstream.JetStream, cfg KVStoreConfig) 
 		Storage:        storage,
 		Replicas:       max(cfg.Replicas, 1),
 		LimitMarkerTTL: time.Minute, // enables per-key TTLs
+	}
+	var kv jetstream.KeyValue
+	err := jsAPI(ctx, func(ctx context.Context) (err error) {
+		kv, err = js.CreateOrUpdateKeyValue(ctx, kvConfig)
+		return err
 	})
 	if err != nil {
 		var apiErr *jetstream.APIError

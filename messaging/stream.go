@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/vitamin-go/vitamin/internal/backoff"
 	"github.com/vitamin-go/vitamin/internal/fielderr"
 )
 
@@ -78,7 +81,11 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 	if err != nil {
 		return nil, err
 	}
-	s, err := js.CreateOrUpdateStream(ctx, jcfg)
+	var s jetstream.Stream
+	err = jsAPI(ctx, func(ctx context.Context) (err error) {
+		s, err = js.CreateOrUpdateStream(ctx, jcfg)
+		return err
+	})
 	if err == nil {
 		return s, nil
 	}
@@ -111,6 +118,49 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 		conflict.Fields = []string{"Subjects"} // creation failed: the subjects overlap another stream
 	}
 	return nil, conflict
+}
+
+// apiAttemptTimeout bounds one JetStream API request of EnsureStream,
+// NewConsumer and NewKVStore: JetStream drops a request it cannot queue
+// (its API queue full on a busy server), which then gets no answer at all.
+const apiAttemptTimeout = 5 * time.Second
+
+// apiWindow bounds the attempts of jsAPI when ctx has no deadline.
+const apiWindow = 30 * time.Second
+
+// jsAPI runs request, one JetStream API request, again while it fails in a
+// way that goes away by itself (no answer, no responders, JetStream not
+// available yet, a peer offline while a cluster settles) until ctx ends,
+// or for apiWindow when ctx has no deadline. It returns the last error.
+func jsAPI(ctx context.Context, request func(context.Context) error) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, apiWindow)
+		defer cancel()
+	}
+	b := backoff.Backoff{Initial: 50 * time.Millisecond, Max: time.Second}
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, apiAttemptTimeout)
+		err := request(actx)
+		cancel()
+		if err == nil || !apiRetryable(err) || !backoff.Sleep(ctx, b.Delay(attempt)) {
+			return err
+		}
+	}
+}
+
+// apiRetryable reports whether a JetStream API request may succeed if
+// made again: it got no answer, nobody answered, JetStream was not
+// available (503), or a peer was offline (JetStream's "no suitable peers
+// for placement, peer offline", as right after a cluster starts). Refusals
+// of the request itself (a conflict, a bad configuration) are final.
+func apiRetryable(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Code == 503 ||
+			apiErr.ErrorCode == jsNoSuitablePeers && strings.Contains(apiErr.Description, "peer offline")
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders)
 }
 
 // maxReplicas is JetStream's limit on the replicas of a stream.

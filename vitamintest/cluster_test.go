@@ -24,9 +24,12 @@ func TestNATSClusterMovesAStreamLeader(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "ORDERS", Subjects: []string{"orders.>"}, Replicas: 3}); err != nil {
-		t.Fatal(err)
-	}
+	// Right after the start a member may be "offline" for a moment while
+	// the routes settle: JetStream then refuses to place the replicas.
+	vitamintest.Eventually(t, 20*time.Second, func() error {
+		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "ORDERS", Subjects: []string{"orders.>"}, Replicas: 3})
+		return err
+	})
 	publish := func(id string) {
 		t.Helper()
 		vitamintest.Eventually(t, 20*time.Second, func() error {
