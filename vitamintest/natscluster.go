@@ -30,8 +30,8 @@ type NATSCluster struct {
 
 // StartNATSCluster starts the cluster and waits until its JetStream has a
 // meta leader, every member is healthy (see Healthy) and it can place a
-// stream's three replicas. The servers are shut down when the test ends; their logs
-// are attached to the output of a failed test.
+// stream's three replicas. The servers are shut down when the test ends;
+// their logs are attached to the output of a failed test.
 func StartNATSCluster(t testing.TB) *NATSCluster {
 	t.Helper()
 	// A free port may be taken by someone else before a member binds it:
