@@ -13,8 +13,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/vitamin-go/vitamin/internal/backoff"
 )
 
 // KVStoreConfig holds a KVStore's settings. The zero value is valid. It
@@ -334,15 +332,10 @@ const markAttemptTimeout = 2 * time.Second
 func (s *KVStore) markDone(ctx context.Context, k string) error {
 	ctx, cancel := context.WithTimeout(ctx, markTimeout)
 	defer cancel()
-	b := backoff.Backoff{Initial: 50 * time.Millisecond, Max: time.Second}
-	for attempt := 1; ; attempt++ {
-		actx, cancelAttempt := context.WithTimeout(ctx, markAttemptTimeout)
-		_, err := s.kv.Put(actx, k, []byte(kvDone))
-		cancelAttempt()
-		if err == nil || !transient(err) || !backoff.Sleep(ctx, b.Delay(attempt)) {
-			return err
-		}
-	}
+	return retryAttempts(ctx, markAttemptTimeout, transient, func(ctx context.Context) error {
+		_, err := s.kv.Put(ctx, k, []byte(kvDone))
+		return err
+	})
 }
 
 func (c *kvClaim) Release(ctx context.Context) error {

@@ -72,8 +72,8 @@ type Publisher struct {
 	cfg     PublisherConfig
 	o       publisherOptions
 	backoff backoff.Backoff
-	// askAgain makes a synchronous attempt ask again every noStreamWait
-	// while no stream answers, until the attempt's context ends.
+	// askAgain makes an attempt ask again every noStreamWait while no
+	// stream answers, for about the attempt's Timeout.
 	askAgain []jetstream.PublishOpt
 	tracer   *tracingnats.Tracer // nil: WithoutTracing
 	failed   metric.Int64Counter
@@ -327,32 +327,23 @@ func (p *Publisher) runAsync(msg *nats.Msg, f *PublishFuture, span trace.Span) {
 }
 
 // asyncAttempt is one attempt of an asynchronous publish: like a
-// synchronous one, it asks again while no stream answers, until Timeout.
+// synchronous one, it asks again while no stream answers (askAgain).
 func (p *Publisher) asyncAttempt(msg *nats.Msg) (*jetstream.PubAck, error) {
+	// Each attempt publishes a copy: jetstream keeps the message it is given.
+	cp := &nats.Msg{Subject: msg.Subject, Data: msg.Data, Header: msg.Header}
+	fut, err := p.js.PublishMsgAsync(cp, p.askAgain...)
+	if err != nil {
+		return nil, err
+	}
 	t := time.NewTimer(p.cfg.Timeout)
 	defer t.Stop()
-	for {
-		// Each try publishes a copy: jetstream keeps the message it is given.
-		cp := &nats.Msg{Subject: msg.Subject, Data: msg.Data, Header: msg.Header}
-		fut, err := p.js.PublishMsgAsync(cp, jetstream.WithRetryAttempts(0))
-		if err != nil {
-			return nil, err
-		}
-		select {
-		case ack := <-fut.Ok():
-			return ack, nil
-		case err := <-fut.Err():
-			if !errors.Is(err, jetstream.ErrNoStreamResponse) {
-				return nil, err
-			}
-		case <-t.C:
-			return nil, jetstream.ErrAsyncPublishTimeout
-		}
-		select {
-		case <-time.After(noStreamWait):
-		case <-t.C:
-			return nil, jetstream.ErrNoStreamResponse
-		}
+	select {
+	case ack := <-fut.Ok():
+		return ack, nil
+	case err := <-fut.Err():
+		return nil, err
+	case <-t.C:
+		return nil, jetstream.ErrAsyncPublishTimeout
 	}
 }
 

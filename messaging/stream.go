@@ -138,12 +138,19 @@ func jsAPI(ctx context.Context, request func(context.Context) error) error {
 		ctx, cancel = context.WithTimeout(ctx, apiWindow)
 		defer cancel()
 	}
+	return retryAttempts(ctx, apiAttemptTimeout, apiRetryable, request)
+}
+
+// retryAttempts runs attempt, each time bounded by attemptTimeout, until it
+// succeeds, fails in a way retryable does not accept, or ctx ends, waiting
+// between attempts with backoff. It returns the last error.
+func retryAttempts(ctx context.Context, attemptTimeout time.Duration, retryable func(error) bool, attempt func(context.Context) error) error {
 	b := backoff.Backoff{Initial: 50 * time.Millisecond, Max: time.Second}
-	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, apiAttemptTimeout)
-		err := request(actx)
+	for n := 1; ; n++ {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		err := attempt(actx)
 		cancel()
-		if err == nil || !apiRetryable(err) || !backoff.Sleep(ctx, b.Delay(attempt)) {
+		if err == nil || !retryable(err) || !backoff.Sleep(ctx, b.Delay(n)) {
 			return err
 		}
 	}
