@@ -61,6 +61,13 @@ type storeBatch interface {
 	pipelined() bool
 }
 
+// storeWarner is a batchStore that can see, while it runs, that it is set
+// up badly (SQLStore: a pool without idle room for the workers); warning
+// reports it, once.
+type storeWarner interface {
+	warning() error
+}
+
 // leaseKeeper is a Claim whose lease may lapse while its message waits in
 // a batch: keep extends it if less than half of lease is left.
 type leaseKeeper interface {
@@ -123,9 +130,9 @@ func (c *Consumer) handleBatch(ctx context.Context, jms []jetstream.Msg, bs batc
 		}
 		return
 	}
-	if s, ok := c.store.(*SQLStore); ok && c.o.logger != nil {
-		if err := s.poolChurn(); err != nil {
-			c.o.logger.Warn("messaging: SQL store", "durable", c.cfg.Durable, "error", err)
+	if w, ok := bs.(storeWarner); ok && c.o.logger != nil {
+		if err := w.warning(); err != nil {
+			c.o.logger.Warn("messaging: idempotency store", "durable", c.cfg.Durable, "error", err)
 		}
 	}
 	errs := b.claim(ctx, msgs, c.cfg.IdempotencyLease)

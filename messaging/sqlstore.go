@@ -70,7 +70,7 @@ type SQLStore struct {
 
 	idleClosed int64        // db.Stats().MaxIdleClosed when NewSQLStore ran
 	batches    atomic.Int64 // begun
-	churnTold  atomic.Bool  // poolChurn has reported
+	churnTold  atomic.Bool  // warning has reported
 }
 
 var _ Store = (*SQLStore)(nil)
@@ -203,13 +203,13 @@ func checkSQLKey(key string) error {
 var _ batchStore = (*SQLStore)(nil)
 
 // poolChurnAfter is how many connections the pool may close for want of
-// idle room, with at least one for every fifty batches, before poolChurn
+// idle room, with at least one for every fifty batches, before warning
 // reports it.
 const poolChurnAfter = 16
 
-// poolChurn reports, once, that the pool keeps closing the connections
+// warning reports, once, that the pool keeps closing the connections
 // that batches have just used (SetMaxIdleConns below the workers).
-func (s *SQLStore) poolChurn() error {
+func (s *SQLStore) warning() error {
 	if s.churnTold.Load() {
 		return nil
 	}
