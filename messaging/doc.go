@@ -121,6 +121,15 @@
 // KVStore sends a batch's claims together and each mark as soon as its
 // handler succeeded, and waits for their acknowledgements once.
 //
+// What a store costs, against a bare JetStream consumer that acks each
+// message (BenchmarkConsumerThroughput, 8 workers, on one 2-core host
+// running both the server and the consumer): the MemoryStore keeps about
+// 0.8× its rate; the SQLStore about 0.5× (its batch commits once); the
+// KVStore about 0.3×, because each message adds two writes to the bucket,
+// the claim and the mark, each stored and answered by the server, to the
+// bare consumer's delivery and ack. Where throughput matters more than
+// sharing keys across instances without a database, prefer the SQLStore.
+//
 // nats.go v1.55's Consume can skip a pull request when the last message
 // of the outstanding ones arrives while it is still sending the previous
 // request; it then waits for two missed heartbeats before pulling again.
