@@ -124,7 +124,7 @@
 // What a store costs, against a bare JetStream consumer that acks each
 // message (BenchmarkConsumerThroughput, 8 workers, on one 2-core host
 // running both the server and the consumer): the MemoryStore keeps about
-// 0.8× its rate; the SQLStore about 0.5× (its batch commits once); the
+// 0.8× its rate; the SQLStore 0.4–0.5× (its batch commits once); the
 // KVStore about 0.3×, because each message adds two writes to the bucket,
 // the claim and the mark, each stored and answered by the server, to the
 // bare consumer's delivery and ack. Where throughput matters more than
