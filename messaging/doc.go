@@ -127,8 +127,8 @@
 // 0.8× its rate; the SQLStore 0.4–0.5× (its batch commits once); the
 // KVStore about 0.3×, because each message adds two writes to the bucket,
 // the claim and the mark, each stored and answered by the server, to the
-// bare consumer's delivery and ack. Where throughput matters more than
-// sharing keys across instances without a database, prefer the SQLStore.
+// bare consumer's delivery and ack. Where throughput matters and the
+// service has a database, prefer the SQLStore.
 //
 // nats.go v1.55's Consume can skip a pull request when the last message
 // of the outstanding ones arrives while it is still sending the previous
