@@ -217,11 +217,12 @@ func TestR3ElectionsKeepEffectsExactlyOnce(t *testing.T) {
 				t.Logf("phase %d: the slowest publish took %v", k, v.(time.Duration).Round(time.Millisecond))
 				return true
 			})
-			vitamintest.Eventually(t, 2*time.Minute, func() error {
-				if rows, keys := count(); keys < clusterMessages {
-					return fmt.Errorf("%d of %d messages have had their effect (%d effects)", keys, clusterMessages, rows)
+			vitamintest.EventuallyProgressing(t, time.Minute, func() (int, error) {
+				rows, keys := count()
+				if keys < clusterMessages {
+					return keys, fmt.Errorf("%d of %d messages have had their effect (%d effects)", keys, clusterMessages, rows)
 				}
-				return nil
+				return keys, nil
 			})
 			if rows, keys := count(); rows != clusterMessages || keys != clusterMessages {
 				t.Errorf("%d effects for %d keys, want %d of each", rows, keys, clusterMessages)

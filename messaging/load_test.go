@@ -92,15 +92,15 @@ func TestThreeInstancesUnderRedeliveries(t *testing.T) {
 				}
 				run(t, c)
 			}
-			vitamintest.Eventually(t, 90*time.Second, func() error {
+			vitamintest.EventuallyProgressing(t, 30*time.Second, func() (int, error) {
 				got := effects.keys()
 				if kind == "sql" {
 					_, got = db.total(t)
 				}
 				if got < n {
-					return fmt.Errorf("%d of %d messages have had their effect", got, n)
+					return got, fmt.Errorf("%d of %d messages have had their effect", got, n)
 				}
-				return nil
+				return got, nil
 			})
 			settled(t, e.js, "events", "load", 30*time.Second)
 

@@ -3,6 +3,7 @@ package vitamintest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -82,6 +83,36 @@ func poll(ctx context.Context, timeout time.Duration, cond func() error) error {
 			return err
 		case <-time.After(wait):
 		}
+		wait = min(2*wait, 50*time.Millisecond)
+	}
+}
+
+// EventuallyProgressing is Eventually for work whose duration is the
+// machine's, not the behaviour's (thousands of messages, under the race
+// detector, on a loaded machine): it polls cond until it returns nil, and
+// fails the test only when the count cond returns has not grown for
+// stall, with cond's last error.
+func EventuallyProgressing(t testing.TB, stall time.Duration, cond func() (n int, err error)) {
+	t.Helper()
+	if err := progressing(stall, cond); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func progressing(stall time.Duration, cond func() (int, error)) error {
+	best, since := 0, time.Now()
+	wait := time.Millisecond
+	for {
+		n, err := cond()
+		if err == nil {
+			return nil
+		}
+		if n > best {
+			best, since = n, time.Now()
+		} else if time.Since(since) > stall {
+			return fmt.Errorf("no progress for %v, stopped at %d: %w", stall, best, err)
+		}
+		time.Sleep(wait)
 		wait = min(2*wait, 50*time.Millisecond)
 	}
 }
