@@ -205,7 +205,9 @@ func (c *Consul) spawn() error {
 // ready waits until the agent knows a leader and its own node is in the
 // catalog.
 func (c *Consul) ready() error {
-	if err := poll(context.Background(), 60*time.Second, c.readyNow); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := poll(ctx, c.readyNow); err != nil {
 		return fmt.Errorf("consul agent on %s not ready: %w", c.Addr, err)
 	}
 	return nil

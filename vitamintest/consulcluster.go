@@ -117,9 +117,9 @@ func startConsulCluster(t testing.TB, bin string, o consulOptions) (*ConsulClust
 		}
 	}
 	members := append(cl.Servers, cl.Agent)
-	ctx, exited := context.WithCancel(context.Background())
+	ctx, exited := context.WithTimeout(context.Background(), 60*time.Second)
 	defer exited()
-	err := poll(ctx, 60*time.Second, func() error {
+	err := poll(ctx, func() error {
 		for _, c := range members {
 			if err := c.readyNow(); err != nil {
 				if errors.Is(err, errConsulExited) {

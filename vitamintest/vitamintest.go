@@ -64,14 +64,16 @@ func isVitaminModule(gomod []byte) bool {
 // way tests wait: never on a fixed sleep.
 func Eventually(t testing.TB, timeout time.Duration, cond func() error) {
 	t.Helper()
-	if err := poll(context.Background(), timeout, cond); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := poll(ctx, cond); err != nil {
 		t.Fatalf("condition not met within %v: %v", timeout, err)
 	}
 }
 
-func poll(ctx context.Context, timeout time.Duration, cond func() error) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+// poll calls cond every few milliseconds until it returns nil, or until ctx
+// ends (cond may end it), and then returns cond's last error.
+func poll(ctx context.Context, cond func() error) error {
 	wait := time.Millisecond
 	for {
 		err := cond()
@@ -100,21 +102,24 @@ func EventuallyProgressing(t testing.TB, stall time.Duration, cond func() (n int
 }
 
 func progressing(stall time.Duration, cond func() (int, error)) error {
+	ctx, stalled := context.WithCancel(context.Background())
+	defer stalled()
 	best, since := 0, time.Now()
-	wait := time.Millisecond
-	for {
+	err := poll(ctx, func() error {
 		n, err := cond()
-		if err == nil {
-			return nil
+		if err != nil {
+			if n > best {
+				best, since = n, time.Now()
+			} else if time.Since(since) > stall {
+				stalled()
+			}
 		}
-		if n > best {
-			best, since = n, time.Now()
-		} else if time.Since(since) > stall {
-			return fmt.Errorf("no progress for %v, stopped at %d: %w", stall, best, err)
-		}
-		time.Sleep(wait)
-		wait = min(2*wait, 50*time.Millisecond)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("no progress for %v, stopped at %d: %w", stall, best, err)
 	}
+	return nil
 }
 
 // attachOnFailure adds what l holds to the test log if the test failed.
